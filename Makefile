@@ -1,0 +1,93 @@
+# etcdrun: plain GNU make. `make deps` installs Debian's packages, `make` builds
+# ./etcdrun, `make test` runs every spec (lab included where root is available).
+
+PREFIX   ?= /usr/local
+DATADIR   = $(PREFIX)/share/etcdrun
+PKGS      = lua5.4 libssh openssl libarchive libcurl
+CC       ?= cc
+WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED
+ifdef WERROR
+CFLAGS   += -Werror
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS    = $(PKG_LIBS) -lm
+
+# Every runtime/<family>.c but main.c and util.c is a Lua module etcdrun.core.<family>.
+SRCS      = $(wildcard runtime/*.c)
+FAMILIES  = $(sort $(filter-out main util,$(basename $(notdir $(SRCS)))))
+FAMILIES_H = build/families.h
+
+BUSTED    = spec/run.lua
+SPECS    ?= spec
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
+
+all: etcdrun
+
+# Regenerate families.h only when the list of families changes.
+$(FAMILIES_H): FORCE
+	@mkdir -p build
+	@printf '#define ETCDRUN_FAMILIES(X) %s\n' "$(foreach f,$(FAMILIES),X($(f)))" > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+build/%.o: runtime/%.c runtime/etcdrun.h $(FAMILIES_H)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
+
+etcdrun: $(patsubst runtime/%.c,build/%.o,$(SRCS))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the same sources.
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+build/asan/%.o: runtime/%.c runtime/etcdrun.h $(FAMILIES_H)
+	@mkdir -p build/asan
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(PKG_CFLAGS) -Ibuild -c $< -o $@
+
+etcdrun-asan: $(patsubst runtime/%.c,build/asan/%.o,$(SRCS))
+	$(CC) $(ASAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+asan: etcdrun-asan
+
+deps:
+	@sh .ci/deps.sh
+
+test: etcdrun
+	@sh spec/run-all.sh ./etcdrun
+
+test-asan: etcdrun etcdrun-asan
+	@ASAN_OPTIONS=detect_leaks=1 sh spec/run-all.sh ./etcdrun-asan
+
+# libFuzzer targets: fuzz/<name>_fuzz.c, each run for FUZZ_SECONDS.
+FUZZ_CC = clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+build/fuzz/template_fuzz: fuzz/template_fuzz.c runtime/template.c runtime/util.c runtime/etcdrun.h \
+		$(FAMILIES_H)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE $(PKG_CFLAGS) -Iruntime -Ibuild -o $@ \
+		fuzz/template_fuzz.c runtime/template.c runtime/util.c $(LDLIBS)
+
+fuzz: build/fuzz/template_fuzz
+	@sh fuzz/run.sh $(FUZZ_SECONDS) $^
+
+LUA_DIRS = $(wildcard lua spec modules playbooks examples)
+lint:
+	luacheck -q $(LUA_DIRS)
+
+install: etcdrun
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)
+	install -m 0755 etcdrun $(DESTDIR)$(PREFIX)/bin/etcdrun
+	cp -R lua $(DESTDIR)$(DATADIR)/
+	@for d in modules playbooks; do [ -d $$d ] && cp -R $$d $(DESTDIR)$(DATADIR)/ || true; done
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/etcdrun
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build etcdrun etcdrun-asan
+
+FORCE:

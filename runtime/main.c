@@ -1,0 +1,233 @@
+/*
+ * main.c: the etcdrun binary. It builds one Lua state, makes the core
+ * primitives requirable as "etcdrun.core.<family>", points package.path at
+ * the Lua half of the runtime, and hands argv to lua/etcdrun/cli.lua, which
+ * owns all command-line policy. Only this file exits.
+ */
+#include "etcdrun.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include <archive.h>
+#include <curl/curl.h>
+#include <libssh/libssh.h>
+#include <openssl/crypto.h>
+
+/* etcdrun.h declared every family found in runtime/ (build/families.h). */
+
+#ifndef ETCDRUN_DATADIR
+#define ETCDRUN_DATADIR "/usr/local/share/etcdrun"
+#endif
+
+static lua_State *global_L;
+
+/* Ctrl-C: set the flag bindings poll, and stop Lua code at the next hook. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted");
+}
+
+static void on_sigint(int sig)
+{
+    int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+    signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
+    er_set_interrupted(1);
+    lua_sethook(global_L, interrupt_hook, mask, 1);
+}
+
+/* Message handler: turn any error value into "message\ntraceback". */
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/*
+ * Where the Lua half lives: next to the binary in a build tree (so ./etcdrun
+ * works straight after make), else <prefix>/share/etcdrun after make install.
+ * ETCDRUN_HOME overrides both.
+ */
+static void find_root(char *root, size_t size)
+{
+    const char *env = getenv("ETCDRUN_HOME");
+    if (env && *env) {
+        snprintf(root, size, "%s", env);
+        return;
+    }
+    static const char *const candidates[] = {"", "/../share/etcdrun"};
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+            char probe[PATH_MAX];
+            int len = snprintf(probe, sizeof probe, "%s%s/lua/etcdrun/cli.lua", exe,
+                               candidates[i]);
+            if (len > 0 && (size_t)len < sizeof probe && is_file(probe)) {
+                len = snprintf(root, size, "%s%s", exe, candidates[i]);
+                if (len > 0 && (size_t)len < size)
+                    return;
+            }
+        }
+    }
+    snprintf(root, size, "%s", ETCDRUN_DATADIR);
+}
+
+/* runtime.versions() -> {etcdrun=, lua=, libssh=, openssl=, libarchive=, libcurl=} */
+static int runtime_versions(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, ETCDRUN_VERSION);
+    lua_setfield(L, -2, "etcdrun");
+    lua_pushstring(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua");
+    lua_pushstring(L, ssh_version(0));
+    lua_setfield(L, -2, "libssh");
+    lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+    lua_setfield(L, -2, "openssl");
+    lua_pushstring(L, archive_version_details());
+    lua_setfield(L, -2, "libarchive");
+    lua_pushstring(L, curl_version());
+    lua_setfield(L, -2, "libcurl");
+    return 1;
+}
+
+/* runtime.isatty(fd) -> boolean */
+static int runtime_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* runtime.interrupted() -> boolean (Ctrl-C seen) */
+static int runtime_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, er_interrupted());
+    return 1;
+}
+
+/* runtime.exit_code(n): remembered and used as the process's exit status */
+static int exit_code = 0;
+static int runtime_set_exit(lua_State *L)
+{
+    exit_code = (int)luaL_checkinteger(L, 1);
+    return 0;
+}
+
+static int luaopen_etcdrun_core_runtime(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"versions", runtime_versions},
+        {"isatty", runtime_isatty},
+        {"interrupted", runtime_interrupted},
+        {"set_exit", runtime_set_exit},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, funcs);
+    lua_pushstring(L, lua_tostring(L, lua_upvalueindex(1)));
+    lua_setfield(L, -2, "root");
+    return 1;
+}
+
+static void set_package_path(lua_State *L, const char *root)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s", root, root, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+static void preload(lua_State *L, const char *root)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+#define PRELOAD_FAMILY(name)                                                                      \
+    lua_pushcfunction(L, luaopen_etcdrun_core_##name);                                            \
+    lua_setfield(L, -2, "etcdrun.core." #name);
+    ETCDRUN_FAMILIES(PRELOAD_FAMILY)
+#undef PRELOAD_FAMILY
+    lua_pushstring(L, root);
+    lua_pushcclosure(L, luaopen_etcdrun_core_runtime, 1);
+    lua_setfield(L, -2, "etcdrun.core.runtime");
+    lua_pop(L, 1);
+}
+
+/* Runs inside the protected call: everything that can raise happens here. */
+static int pmain(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = (char **)lua_touserdata(L, 2);
+    char root[PATH_MAX];
+
+    luaL_openlibs(L);
+    find_root(root, sizeof root);
+    set_package_path(L, root);
+    preload(L, root);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "etcdrun.cli");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_call(L, 1, 1);
+    if (lua_isinteger(L, -1))
+        exit_code = (int)lua_tointeger(L, -1);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "etcdrun: cannot create Lua state: not enough memory\n");
+        return 1;
+    }
+    global_L = L;
+    signal(SIGINT, on_sigint);
+    signal(SIGPIPE, SIG_IGN); /* a closed socket is an error return, not a death */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    int status = lua_pcall(L, 2, 0, 1);
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "etcdrun: %s\n", msg ? msg : "(no message)");
+        fflush(stderr);
+        exit_code = 1;
+    }
+    fflush(stdout);
+    lua_close(L);
+    curl_global_cleanup();
+    return exit_code;
+}

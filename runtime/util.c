@@ -1,0 +1,165 @@
+/*
+ * util.c: the error and option helpers every primitive family shares
+ * (declared in etcdrun.h). Not a Lua module of its own.
+ */
+#include "etcdrun.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <signal.h>
+
+#include <openssl/crypto.h>
+
+static volatile sig_atomic_t interrupted;
+
+int er_interrupted(void)
+{
+    return interrupted != 0;
+}
+
+void er_set_interrupted(int on)
+{
+    interrupted = on ? 1 : 0;
+}
+
+int er_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+const char *er_errno_code(int err)
+{
+    switch (err) {
+    case ENOENT: return "ENOENT";
+    case EEXIST: return "EEXIST";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case ENOTEMPTY: return "ENOTEMPTY";
+    case ENOSPC: return "ENOSPC";
+    case EDQUOT: return "EDQUOT";
+    case EROFS: return "EROFS";
+    case EIO: return "EIO";
+    case EINVAL: return "EINVAL";
+    case ELOOP: return "ELOOP";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EXDEV: return "EXDEV";
+    case EBUSY: return "EBUSY";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EINTR: return "EINTR";
+    case ENOMEM: return "ENOMEM";
+    default: return "EIO";
+    }
+}
+
+int er_fail_errno(lua_State *L, const char *op, const char *object, int err)
+{
+    return er_fail(L, er_errno_code(err), "%s: %s (%s)", op, strerror(err), object);
+}
+
+void er_check_options(lua_State *L, int idx, const char *fname, const char *const known[])
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            luaL_error(L, "%s: option keys must be strings", fname);
+        }
+        const char *key = lua_tostring(L, -1);
+        int found = 0;
+        for (int i = 0; known[i]; i++) {
+            if (strcmp(known[i], key) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        if (!found) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (int i = 0; known[i]; i++) {
+                if (i)
+                    luaL_addstring(&b, ", ");
+                luaL_addstring(&b, known[i]);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "%s: unknown option '%s' (known: %s)", fname, key,
+                       lua_tostring(L, -1));
+        }
+    }
+}
+
+/* Push t[key] for an options table at idx (nil when idx is not a table). */
+static int push_opt(lua_State *L, int idx, const char *key)
+{
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    return lua_getfield(L, idx, key);
+}
+
+const char *er_opt_string(lua_State *L, int idx, const char *key, const char *def)
+{
+    idx = lua_absindex(L, idx);
+    int t = push_opt(L, idx, key);
+    const char *s = def;
+    if (t == LUA_TSTRING)
+        s = lua_tostring(L, -1); /* anchored in the options table */
+    else if (t != LUA_TNIL)
+        luaL_error(L, "option '%s' must be a string, got %s", key, lua_typename(L, t));
+    lua_pop(L, 1);
+    return s;
+}
+
+lua_Integer er_opt_integer(lua_State *L, int idx, const char *key, lua_Integer def)
+{
+    idx = lua_absindex(L, idx);
+    int t = push_opt(L, idx, key);
+    lua_Integer v = def;
+    if (t != LUA_TNIL) {
+        int isnum = 0;
+        v = lua_tointegerx(L, -1, &isnum);
+        if (!isnum)
+            luaL_error(L, "option '%s' must be an integer, got %s", key,
+                       t == LUA_TNUMBER ? "a fraction" : lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int er_opt_boolean(lua_State *L, int idx, const char *key, int def)
+{
+    idx = lua_absindex(L, idx);
+    int t = push_opt(L, idx, key);
+    int v = def;
+    if (t == LUA_TBOOLEAN)
+        v = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL)
+        luaL_error(L, "option '%s' must be a boolean, got %s", key, lua_typename(L, t));
+    lua_pop(L, 1);
+    return v;
+}
+
+void er_secure_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    OPENSSL_cleanse(p, n);
+    free(p);
+}
