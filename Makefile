@@ -13,7 +13,7 @@ CFLAGS   += -Werror
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS    = $(PKG_LIBS) -lm
+LDLIBS    = $(PKG_LIBS) -lpthread -lm
 
 # Every runtime/<family>.c but main.c and util.c is a Lua module etcdrun.core.<family>.
 SRCS      = $(wildcard runtime/*.c)
@@ -38,8 +38,10 @@ build/%.o: runtime/%.c runtime/etcdrun.h $(FAMILIES_H)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
 
+# Link to a temporary name and rename, so a running ./etcdrun is never
+# overwritten in place ("text file busy") and never seen half-written.
 etcdrun: $(patsubst runtime/%.c,build/%.o,$(SRCS))
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@.tmp $^ $(LDLIBS) && mv -f $@.tmp $@
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the same sources.
 ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -48,7 +50,7 @@ build/asan/%.o: runtime/%.c runtime/etcdrun.h $(FAMILIES_H)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(PKG_CFLAGS) -Ibuild -c $< -o $@
 
 etcdrun-asan: $(patsubst runtime/%.c,build/asan/%.o,$(SRCS))
-	$(CC) $(ASAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ASAN_FLAGS) $(LDFLAGS) -o $@.tmp $^ $(LDLIBS) && mv -f $@.tmp $@
 
 asan: etcdrun-asan
 
