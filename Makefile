@@ -34,7 +34,7 @@ $(FAMILIES_H): FORCE
 	@printf '#define ETCDRUN_FAMILIES(X) %s\n' "$(foreach f,$(FAMILIES),X($(f)))" > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
-build/%.o: runtime/%.c runtime/etcdrun.h $(FAMILIES_H)
+build/%.o: runtime/%.c $(wildcard runtime/*.h) $(FAMILIES_H)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
 
@@ -45,7 +45,7 @@ etcdrun: $(patsubst runtime/%.c,build/%.o,$(SRCS))
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the same sources.
 ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-build/asan/%.o: runtime/%.c runtime/etcdrun.h $(FAMILIES_H)
+build/asan/%.o: runtime/%.c $(wildcard runtime/*.h) $(FAMILIES_H)
 	@mkdir -p build/asan
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(PKG_CFLAGS) -Ibuild -c $< -o $@
 

@@ -1,0 +1,39 @@
+--- Keys, CSRs and certificates: the raising facade over etcdrun.core.x509.
+--
+-- Every function raises "x509.<fn>: <detail> (<object>)" where the core
+-- returns nil, err, code; `x509.try.<fn>` are the non-raising originals
+-- (use `x509.try.verify` to branch on a failed verification).
+--
+-- PEM crosses as strings; private keys come out as PKCS#8 ("BEGIN PRIVATE
+-- KEY"). Names used below: key types "rsa" (bits 2048|3072|4096), "ec"
+-- (curve "P-256"|"P-384"|"P-521"), "ed25519"; key usages digitalSignature,
+-- nonRepudiation, keyEncipherment, dataEncipherment, keyAgreement,
+-- keyCertSign, cRLSign, encipherOnly, decipherOnly; extended key usages
+-- serverAuth, clientAuth, codeSigning, emailProtection, timeStamping,
+-- OCSPSigning; subject keys DC, C, ST, L, street, postalCode, O, OU, title,
+-- CN, serialNumber, emailAddress, UID (a value may be a list: OU={"a","b"});
+-- san = {dns={...}, ip={...}, email={...}, uri={...}}.
+--
+-- key{type=, bits=, curve=}                               -> key_pem
+-- public_key(key_pem [, name])                            -> pub_pem
+-- key_info(key_pem [, name])                              -> {type=, bits=, curve=}
+-- csr{key=, subject=, san=, key_usage=, ext_key_usage=, ca=, pathlen=, name=}
+--                                                         -> csr_pem
+-- csr_info(csr_pem [, name]) -> {subject=, subject_dn=, san=, key_usage=,
+--    ext_key_usage=, is_ca=, pathlen=, key_type=, key_bits=, curve=, signature_valid=}
+-- ca{key=, subject=, days=3650, pathlen=, name=}          -> cert_pem
+-- sign{csr=, ca_cert=, ca_key=, days=365, key_usage=, ext_key_usage=, san=, name=}
+--                                                         -> cert_pem
+--    key_usage defaults to {"digitalSignature","keyEncipherment"}, ext_key_usage
+--    to {"serverAuth"}; san defaults to the CSR's SANs ({} gives none); nothing
+--    else comes from the CSR: basicConstraints is always CA:FALSE.
+--    Codes: EPEM, EKEYMISMATCH, ENOTCA, EBADCSR.
+-- info(cert_pem [, name]) -> {subject=, subject_dn=, issuer=, issuer_dn=, san=,
+--    key_usage=, ext_key_usage=, is_ca=, pathlen=, not_before=, not_after=,
+--    serial= (upper-case hex), fingerprint_sha256= ("AB:CD:..", as openssl
+--    x509 -fingerprint -sha256), ski=, aki=, version=, signature_algorithm=,
+--    self_signed=, key_type=, key_bits=, curve=}
+-- key_matches(key_pem, cert_pem [, name])                 -> boolean
+-- verify{cert=, ca=, purpose="any"|"server"|"client", host=, ip=, at=, name=}
+--                                                         -> true (code EVERIFY)
+return require("etcdrun.raising").wrap(require("etcdrun.core.x509"), "x509")
