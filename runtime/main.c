@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -130,6 +132,48 @@ static int runtime_interrupted(lua_State *L)
     return 1;
 }
 
+/* runtime.monotonic() -> seconds (float) on a clock that never jumps */
+static int runtime_monotonic(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* runtime.getpass(prompt) -> string | nil, err, code
+ * Reads a secret from the controlling terminal with echo off, so that a
+ * passphrase is asked once, up front, never in the middle of a parallel run. */
+static int runtime_getpass(lua_State *L)
+{
+    const char *prompt = luaL_checkstring(L, 1);
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty)
+        return er_fail(L, "ENOTTY", "getpass: no terminal to ask on (%s)", prompt);
+    struct termios old, quiet;
+    int fd = fileno(tty);
+    int have_termios = tcgetattr(fd, &old) == 0;
+    if (have_termios) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    fputs(prompt, tty);
+    fflush(tty);
+    char line[1024];
+    char *got = fgets(line, sizeof line, tty);
+    if (have_termios)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    fputs("\n", tty);
+    fclose(tty);
+    if (!got)
+        return er_fail(L, "EIO", "getpass: nothing read (%s)", prompt);
+    line[strcspn(line, "\r\n")] = '\0';
+    lua_pushstring(L, line);
+    OPENSSL_cleanse(line, sizeof line);
+    return 1;
+}
+
 /* runtime.exit_code(n): remembered and used as the process's exit status */
 static int exit_code = 0;
 static int runtime_set_exit(lua_State *L)
@@ -145,6 +189,8 @@ static int luaopen_etcdrun_core_runtime(lua_State *L)
         {"isatty", runtime_isatty},
         {"interrupted", runtime_interrupted},
         {"set_exit", runtime_set_exit},
+        {"monotonic", runtime_monotonic},
+        {"getpass", runtime_getpass},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

@@ -397,6 +397,9 @@ static void run_connect(struct session *s, struct job *j)
                  s->config ? s->config : "~/.ssh/config", s->name);
         goto fail;
     }
+    /* a config's LogLevel would make libssh print to stderr; errors reach Lua instead */
+    int quiet = SSH_LOG_NOLOG;
+    ssh_options_set(s->ssh, SSH_OPTIONS_LOG_VERBOSITY, &quiet);
     if (s->user)
         ssh_options_set(s->ssh, SSH_OPTIONS_USER, s->user);
     if (s->port > 0)

@@ -1,27 +1,74 @@
 --- The command line: parses argv (handed over by main.c) and runs what it
--- asks for. Exit codes: 0 success, 1 the script failed, 2 usage error.
--- Errors raised by a script propagate to main.c, which prints the message
--- (file:line: message) with a traceback and exits 1.
+-- asks for. Exit codes: 0 success, 1 the script failed (or a host failed),
+-- 2 usage error, 3 a host was unreachable. Errors raised by a script
+-- propagate to main.c, which prints the message (file:line: message) with a
+-- traceback and exits 1.
 local runtime = require("etcdrun.core.runtime")
 
 local M = {}
 
 local USAGE = [==[
-usage: etcdrun [options] FILE.lua [ARGS...]
-       etcdrun -e CODE [-e CODE...] [FILE.lua [ARGS...]]
+usage: etcdrun [options] FILE.lua [ARGS...]     run a Lua script with the runtime
+       etcdrun -e CODE [-e CODE...] [FILE.lua]  run a chunk
+       etcdrun [options] PATTERN -a COMMAND     run COMMAND on the matched hosts
 
-Runs Lua 5.4 with the etcdrun runtime loaded: the global table `etcdrun`
-holds fs, template, x509, archive and http (each also require("etcdrun.NAME")).
+Scripts see the global table `etcdrun` (fs, template, x509, archive, http, ...).
 
 options:
-  -e CODE        run CODE (may be given more than once, runs before FILE)
-  -              read the script from standard input
-  --version      print etcdrun's version and the libraries it runs with
-  -h, --help     print this help
-  --             stop handling options
+  -e CODE                 run CODE (repeatable, runs before FILE)
+  -a, --args COMMAND      ad-hoc: run COMMAND on every host matching PATTERN
+  -i, --inventory PATH    inventory file, Ansible INI or Lua (default ./hosts)
+  -l, --limit PATTERN     further limit the hosts (e.g. 'etcd:!etcd3')
+  -f, --forks N           hosts worked on at once (default 50)
+  -u, --user USER         remote user when the inventory names none
+  -k, --key PATH          private key file (repeatable); asks once for a passphrase
+  --known-hosts PATH      known_hosts file to check host keys against (and to add
+                          to with accept-new); default ~/.ssh/known_hosts
+  --host-key POLICY       strict (default) or accept-new (trust on first use)
+  --ssh-config PATH       ssh_config to read (default ~/.ssh/config)
+  -T, --timeout SECONDS   connect timeout (default 10)
+  --command-timeout SECS  kill a remote command after this long (default 600)
+  -b, --become            run commands with sudo
+  -K, --ask-become-pass   ask for the sudo password (once)
+  --json                  one JSON object per host on stdout
+  -                       read the script from standard input
+  --version               print etcdrun's version and the libraries it runs with
+  -h, --help              print this help
+  --                      stop handling options
 
-exit status: 0 success, 1 the script failed, 2 usage error
+exit status: 0 success, 1 failure, 2 usage error, 3 a host was unreachable
 ]==]
+
+-- name -> {key, takes_value, repeatable}
+local OPTIONS = {
+   ["-e"] = { "codes", true, true },
+   ["-a"] = { "command", true },
+   ["--args"] = { "command", true },
+   ["-i"] = { "inventory", true },
+   ["--inventory"] = { "inventory", true },
+   ["-l"] = { "limit", true },
+   ["--limit"] = { "limit", true },
+   ["-f"] = { "forks", true },
+   ["--forks"] = { "forks", true },
+   ["-u"] = { "user", true },
+   ["--user"] = { "user", true },
+   ["-k"] = { "keys", true, true },
+   ["--key"] = { "keys", true, true },
+   ["--known-hosts"] = { "known_hosts", true },
+   ["--host-key"] = { "host_key", true },
+   ["--ssh-config"] = { "ssh_config", true },
+   ["-T"] = { "timeout", true },
+   ["--timeout"] = { "timeout", true },
+   ["--command-timeout"] = { "command_timeout", true },
+   ["-b"] = { "become", false },
+   ["--become"] = { "become", false },
+   ["-K"] = { "ask_become_pass", false },
+   ["--ask-become-pass"] = { "ask_become_pass", false },
+   ["--json"] = { "json", false },
+   ["--version"] = { "version", false },
+   ["-h"] = { "help", false },
+   ["--help"] = { "help", false },
+}
 
 local function usage_error(msg)
    io.stderr:write("etcdrun: ", msg, "\nTry 'etcdrun --help'.\n")
@@ -36,39 +83,89 @@ local function print_version()
    end
 end
 
---- Parse argv into { codes = {...}, script = path|nil, script_index = i } or nil, usage message.
+local function number_option(opts, key, name, min)
+   if opts[key] == nil then
+      return true
+   end
+   local n = tonumber(opts[key])
+   if not n or n < min then
+      return nil, ("option %s needs a number >= %s, got '%s'"):format(name, min, opts[key])
+   end
+   opts[key] = n
+   return true
+end
+
+--- Parse argv into an options table, or nil and a usage message.
+-- Positional words: opts.script (+ opts.script_index) or, with -a, opts.pattern.
 ---@param argv table argv as main.c passes it (argv[0] is the program)
 function M.parse(argv)
-   local opts = { codes = {} }
+   local opts = { codes = {}, keys = {} }
    local i = 1
    while argv[i] do
       local a = argv[i]
+      local name, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+      name = name or a
+      local spec = OPTIONS[name]
       if a == "--" then
          i = i + 1
          break
-      elseif a == "-e" then
-         if not argv[i + 1] then
-            return nil, "option '-e' needs an argument"
-         end
-         table.insert(opts.codes, argv[i + 1])
-         i = i + 2
-      elseif a == "--version" or a == "-v" then
-         opts.version = true
-         i = i + 1
-      elseif a == "-h" or a == "--help" then
-         opts.help = true
-         i = i + 1
       elseif a == "-" then
          break
+      elseif spec then
+         local key, takes, repeatable = spec[1], spec[2], spec[3]
+         local value = true
+         if takes then
+            value = inline or argv[i + 1]
+            if value == nil then
+               return nil, ("option '%s' needs an argument"):format(name)
+            end
+            if not inline then
+               i = i + 1
+            end
+         elseif inline then
+            return nil, ("option '%s' takes no argument"):format(name)
+         end
+         if repeatable then
+            table.insert(opts[key], value)
+         else
+            opts[key] = value
+         end
+         i = i + 1
       elseif a:sub(1, 1) == "-" then
          return nil, ("unknown option '%s'"):format(a)
+      elseif opts.command == nil and argv[i + 1] and (argv[i + 1] == "-a" or argv[i + 1] == "--args") then
+         -- `etcdrun PATTERN -a CMD`: the pattern comes before -a, as with ansible
+         opts.pattern = a
+         i = i + 1
+      elseif opts.command ~= nil and not opts.pattern then
+         opts.pattern = a
+         i = i + 1
       else
          break
       end
    end
    if argv[i] then
+      if opts.command then
+         return nil, ("unexpected argument '%s' in ad-hoc mode"):format(argv[i])
+      end
       opts.script = argv[i]
       opts.script_index = i
+   end
+   if opts.host_key and opts.host_key ~= "strict" and opts.host_key ~= "accept-new" then
+      return nil, ("--host-key must be 'strict' or 'accept-new', got '%s'"):format(opts.host_key)
+   end
+   local ok, err = number_option(opts, "forks", "--forks", 1)
+   if ok then
+      ok, err = number_option(opts, "timeout", "--timeout", 1)
+   end
+   if ok then
+      ok, err = number_option(opts, "command_timeout", "--command-timeout", 0.1)
+   end
+   if not ok then
+      return nil, err
+   end
+   if opts.command and not opts.pattern then
+      return nil, "ad-hoc mode needs a host pattern: etcdrun [-i hosts] PATTERN -a COMMAND"
    end
    return opts
 end
@@ -82,6 +179,32 @@ local function make_arg(argv, script_index)
       t[i - base] = argv[i]
    end
    return t
+end
+
+local function run_script(argv, opts)
+   _G.arg = make_arg(argv, opts.script_index)
+   _G.etcdrun = require("etcdrun")
+   for n, code in ipairs(opts.codes) do
+      local chunk, lerr = load(code, "=(command line" .. (n > 1 and " " .. n or "") .. ")")
+      if not chunk then
+         io.stderr:write("etcdrun: ", lerr, "\n")
+         return 1
+      end
+      chunk()
+   end
+   if opts.script then
+      local path = opts.script ~= "-" and opts.script or nil
+      local chunk, lerr = loadfile(path)
+      if not chunk then
+         io.stderr:write("etcdrun: ", lerr, "\n")
+         return 1
+      end
+      local rc = chunk(table.unpack(_G.arg, 1, #_G.arg))
+      if math.type(rc) == "integer" then
+         return rc
+      end
+   end
+   return 0
 end
 
 ---@param argv table
@@ -99,38 +222,13 @@ function M.main(argv)
       print_version()
       return 0
    end
+   if opts.command then
+      return require("etcdrun.adhoc").main(opts)
+   end
    if #opts.codes == 0 and not opts.script then
-      return usage_error("nothing to run: give FILE.lua or -e CODE")
+      return usage_error("nothing to run: give FILE.lua, -e CODE or PATTERN -a COMMAND")
    end
-
-   _G.arg = make_arg(argv, opts.script_index)
-   _G.etcdrun = require("etcdrun")
-
-   for n, code in ipairs(opts.codes) do
-      local chunk, lerr = load(code, "=(command line" .. (n > 1 and " " .. n or "") .. ")")
-      if not chunk then
-         io.stderr:write("etcdrun: ", lerr, "\n")
-         return 1
-      end
-      chunk()
-   end
-   if opts.script then
-      local path = opts.script ~= "-" and opts.script or nil
-      local chunk, lerr = loadfile(path)
-      if not chunk then
-         io.stderr:write("etcdrun: ", lerr, "\n")
-         return 1
-      end
-      local args = {}
-      for i = 1, #_G.arg do
-         args[i] = _G.arg[i]
-      end
-      local rc = chunk(table.unpack(args))
-      if math.type(rc) == "integer" then
-         return rc
-      end
-   end
-   return 0
+   return run_script(argv, opts)
 end
 
 return M
