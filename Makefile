@@ -72,7 +72,14 @@ build/fuzz/template_fuzz: fuzz/template_fuzz.c runtime/template.c runtime/util.c
 	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE $(PKG_CFLAGS) -Iruntime -Ibuild -o $@ \
 		fuzz/template_fuzz.c runtime/template.c runtime/util.c $(LDLIBS)
 
-fuzz: build/fuzz/template_fuzz
+# The inventory target runs Lua code (lua/etcdrun/inventory*.lua) from the
+# repository root; a line hook feeds coverage of that code back to libFuzzer.
+build/fuzz/inventory_fuzz: fuzz/inventory_fuzz.c $(wildcard lua/etcdrun/inventory*.lua lua/etcdrun/inventory/*.lua)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE $(PKG_CFLAGS) -Iruntime -Ibuild -o $@ \
+		fuzz/inventory_fuzz.c $(LDLIBS)
+
+fuzz: build/fuzz/template_fuzz build/fuzz/inventory_fuzz
 	@sh fuzz/run.sh $(FUZZ_SECONDS) $^
 
 LUA_DIRS = $(wildcard lua spec modules playbooks examples)

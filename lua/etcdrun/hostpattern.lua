@@ -1,0 +1,287 @@
+--- Host patterns with Ansible's meaning
+-- (https://docs.ansible.com/ansible/latest/inventory_guide/intro_patterns.html),
+-- evaluated against an inventory by lua/etcdrun/inventory.lua.
+--
+-- A pattern is a string, or an array of strings taken as a union:
+--   all, *           every host of the inventory
+--   etcd             the hosts of group etcd (its children's included) and/or
+--                    the host named etcd: a name matches a group and a host alike
+--   etcd*, 198.18.0.?, etcd[ab]
+--                    a glob (fnmatch: * ? [seq] [!seq]) on group and host names
+--   ~^etcd%d$        a Lua pattern (not a Python regex: no `|`), anchored at the
+--                    start like Python's re.match, on group and host names
+--   a:b  a,b         union (`,` wins when both appear; whitespace also separates
+--                    when there is no `,`, as in Ansible)
+--   a:&b             intersection
+--   a:!b             exclusion
+-- Whatever their position, unions are taken first, then intersections, then
+-- exclusions; a pattern made only of & and ! terms starts from `all`.
+-- Host names are matched, never ansible_host addresses: `198.18.0.*` selects
+-- hosts whose inventory name is such an address.
+-- An IPv6 name (fe80::1) is one term and not split on its colons.
+-- Subscripts (`etcd[0]`, `etcd[0:2]`, `etcd[12]`: Ansible reads any [digits]
+-- after a name as one) are not supported and are an error rather than
+-- silently read as a glob.
+local M = {}
+
+local function trim(s)
+   local i = s:find("%S")
+   if not i then
+      return ""
+   end
+   return s:match(".*%S", i)
+end
+
+-- Split one string into terms {op = "|" | "&" | "!", text = "..."}.
+local function split_one(s, out)
+   local parts = {}
+   if s:find(",", 1, true) then
+      for p in (s .. ","):gmatch("([^,]*),") do
+         table.insert(parts, trim(p))
+      end
+   else
+      local bare = s:gsub("^[!&]", "")
+      local colons = select(2, bare:gsub(":", ""))
+      if colons >= 2 and bare:match("^[%x:%.]+$") then
+         -- An IPv6 address names one host; its colons separate nothing.
+         table.insert(parts, trim(s))
+      else
+         -- ':' and whitespace separate terms, except inside [...].
+         local cur, depth = {}, false
+         for i = 1, #s do
+            local c = s:sub(i, i)
+            if depth then
+               table.insert(cur, c)
+               if c == "]" then
+                  depth = false
+               end
+            elseif c == "[" then
+               depth = true
+               table.insert(cur, c)
+            elseif c == ":" or c:match("%s") then
+               table.insert(parts, table.concat(cur))
+               cur = {}
+            else
+               table.insert(cur, c)
+            end
+         end
+         table.insert(parts, table.concat(cur))
+      end
+   end
+   for _, p in ipairs(parts) do
+      if p ~= "" then
+         local op, text = p:match("^([!&]?)(.*)$")
+         if text == "" then
+            return nil, ("host pattern '%s': '%s' needs a name after it"):format(s, op)
+         end
+         if text:sub(1, 1) ~= "~" and (text:match("^.+%[%-?%d+%]$")
+               or text:match("^.+%[%d+[:%-]%d*%]$")) then
+            return nil, ("host pattern '%s': subscripts like '%s' are not supported "
+               .. "(use a glob or list the hosts)"):format(s, text)
+         end
+         table.insert(out, { op = op == "" and "|" or op, text = text })
+      end
+   end
+   return out
+end
+
+--- Split a pattern into its terms.
+---@param pattern string|string[]
+---@return table[]|nil terms { {op = "|"|"&"|"!", text = string}, ... }
+---@return string|nil err
+function M.split(pattern)
+   local list = type(pattern) == "table" and pattern or { pattern }
+   local terms = {}
+   for i, s in ipairs(list) do
+      if type(s) ~= "string" then
+         error(("host pattern: item %d is a %s, expected a string"):format(i, type(s)), 2)
+      end
+      local ok, err = split_one(s, terms)
+      if not ok then
+         return nil, err
+      end
+   end
+   if #terms == 0 then
+      return nil, "host pattern is empty"
+   end
+   return terms
+end
+
+--- Translate an fnmatch glob into an anchored Lua pattern.
+---@param glob string
+---@return string
+function M.glob_to_lua(glob)
+   local out, i, n = { "^" }, 1, #glob
+   while i <= n do
+      local c = glob:sub(i, i)
+      if c == "*" then
+         table.insert(out, ".*")
+      elseif c == "?" then
+         table.insert(out, ".")
+      elseif c == "[" then
+         -- fnmatch: a set runs to the next ']' (a ']' right after '[' or '[!'
+         -- belongs to the set); without one, '[' is literal.
+         local j = i + 1
+         if glob:sub(j, j) == "!" then
+            j = j + 1
+         end
+         if glob:sub(j, j) == "]" then
+            j = j + 1
+         end
+         local close = glob:find("]", j, true)
+         if not close then
+            table.insert(out, "%[")
+         else
+            local body = glob:sub(i + 1, close - 1)
+            local neg = false
+            if body:sub(1, 1) == "!" then
+               neg, body = true, body:sub(2)
+            end
+            body = body:gsub("[%%%]%^]", "%%%0")
+            table.insert(out, "[" .. (neg and "^" or "") .. body .. "]")
+            i = close
+         end
+      else
+         table.insert(out, (c:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")))
+      end
+      i = i + 1
+   end
+   table.insert(out, "$")
+   return table.concat(out)
+end
+
+-- A matcher for one term's text: function(name) -> bool (may raise for a malformed
+-- Lua pattern), or nil for a plain name.
+local function matcher(text)
+   if text:sub(1, 1) == "~" then
+      local pat = text:sub(2)
+      if pat:sub(1, 1) ~= "^" then
+         pat = "^" .. pat
+      end
+      return function(name)
+         return name:find(pat) ~= nil
+      end
+   elseif text:find("[*?[]") then
+      local pat = M.glob_to_lua(text)
+      return function(name)
+         return name:find(pat) ~= nil
+      end
+   end
+   return nil
+end
+
+-- The set of host indexes one term selects; `matched` tells whether any
+-- group or host name matched (an existing empty group counts).
+local function eval_term(view, text)
+   local set, matched = {}, false
+   local m = matcher(text)
+   if m then
+      -- A malformed Lua pattern only shows when it is matched.
+      local ok, err = pcall(function()
+         for _, g in ipairs(view.group_names) do
+            if m(g) then
+               matched = true
+               for _, i in ipairs(view.groups[g]) do
+                  set[i] = true
+               end
+            end
+         end
+         for i, name in ipairs(view.names) do
+            if m(name) then
+               matched = true
+               set[i] = true
+            end
+         end
+      end)
+      if not ok then
+         return nil, ("host pattern '%s': %s"):format(text, tostring(err):gsub("^.-:%d+: ", ""))
+      end
+   else
+      local g = view.groups[text]
+      if g then
+         matched = true
+         for _, i in ipairs(g) do
+            set[i] = true
+         end
+      end
+      local i = view.index[text]
+      if i then
+         matched = true
+         set[i] = true
+      elseif not matched and view.implicit then
+         i = view.implicit(text)
+         if i then
+            matched = true
+            set[i] = true
+         end
+      end
+   end
+   return set, matched
+end
+
+--- Evaluate a pattern against an inventory view.
+-- view = { names = {host names in order}, index = {name -> i},
+--          group_names = {ordered}, groups = {name -> {host indexes}},
+--          implicit = function(name) -> i|nil (optional) }
+---@param view table
+---@param pattern string|string[]
+---@return table|nil set host index -> true
+---@return string[]|string warnings (terms that matched no group or host) or err
+function M.select(view, pattern)
+   local terms, err = M.split(pattern)
+   if not terms then
+      return nil, err
+   end
+   local union, inter, excl = {}, {}, {}
+   for _, t in ipairs(terms) do
+      table.insert(t.op == "|" and union or t.op == "&" and inter or excl, t)
+   end
+   if #union == 0 then
+      union = { { op = "|", text = "all" } }
+   end
+   local warnings = {}
+   local result = {}
+   local function term(t)
+      local set, matched = eval_term(view, t.text)
+      if not set then
+         return nil, matched
+      end
+      if not matched and t.text ~= "all" then
+         table.insert(warnings, ("host pattern '%s' matches no group or host")
+            :format(t.op == "|" and t.text or t.op .. t.text))
+      end
+      return set
+   end
+   for _, t in ipairs(union) do
+      local set, terr = term(t)
+      if not set then
+         return nil, terr
+      end
+      for i in pairs(set) do
+         result[i] = true
+      end
+   end
+   for _, t in ipairs(inter) do
+      local set, terr = term(t)
+      if not set then
+         return nil, terr
+      end
+      for i in pairs(result) do
+         if not set[i] then
+            result[i] = nil
+         end
+      end
+   end
+   for _, t in ipairs(excl) do
+      local set, terr = term(t)
+      if not set then
+         return nil, terr
+      end
+      for i in pairs(set) do
+         result[i] = nil
+      end
+   end
+   return result, warnings
+end
+
+return M
