@@ -83,6 +83,19 @@ fuzz: build/fuzz/template_fuzz build/fuzz/inventory_fuzz
 	@sh fuzz/run.sh $(FUZZ_SECONDS) $^
 
 LUA_DIRS = $(wildcard lua spec modules playbooks examples)
+# The lab: real nodes (systemd-nspawn) for the integration specs and the demo.
+N   ?= 3
+LAB  = bash spec/lab/lab.sh
+.PHONY: lab-status lab-base bench
+lab-up:
+	@$(LAB) up $(N)
+lab-down:
+	@$(LAB) down
+lab-status:
+	@$(LAB) status
+lab-base:
+	@bash spec/lab/rootfs.sh >/dev/null && bash spec/lab/release.sh >/dev/null
+
 lint:
 	luacheck -q $(LUA_DIRS)
 

@@ -21,5 +21,5 @@ if [ -n "$missing" ]; then
 fi
 # The lab (real nodes for the integration specs) has its own package list.
 if [ -f spec/lab/deps.sh ]; then
-    sh spec/lab/deps.sh
+    bash spec/lab/deps.sh
 fi

@@ -11,8 +11,8 @@ status=0
 ETCDRUN="$bin" ETCDRUN_SPEC_COUNTS="$counts" "$bin" spec/run.lua "$@" || status=1
 
 # The lab (if a spec brought one up) is taken down even when specs failed.
-if [ -f spec/lab/lab.sh ] && [ -f .lab/started-by-tests ]; then
-    sh spec/lab/lab.sh down >/dev/null 2>&1 || bash spec/lab/lab.sh down || true
+if [ -f "${LAB_DIR:-.lab}/started-by-tests" ]; then
+    bash spec/lab/lab.sh down >/dev/null 2>&1 || bash spec/lab/lab.sh down || true
 fi
 
 if [ ! -s "$counts" ]; then
