@@ -232,6 +232,42 @@ static char *key_fingerprint(ssh_key key)
     return copy;
 }
 
+/*
+ * The fingerprint known_hosts holds for this host and key type, for the
+ * "host key changed" message: libssh reports the mismatch but not the key
+ * it expected, and an operator needs both to decide.
+ */
+static char *known_fingerprint(struct session *s, enum ssh_keytypes_e type)
+{
+    char *host = NULL, *file = NULL, *found = NULL;
+    unsigned int port = 22;
+    ssh_options_get(s->ssh, SSH_OPTIONS_HOST, &host);
+    ssh_options_get(s->ssh, SSH_OPTIONS_KNOWNHOSTS, &file);
+    ssh_options_get_port(s->ssh, &port);
+    FILE *f = host && file ? fopen(file, "r") : NULL;
+    if (f) {
+        char name[300];
+        if (port == 22)
+            snprintf(name, sizeof name, "%s", host);
+        else
+            snprintf(name, sizeof name, "[%s]:%u", host, port);
+        char line[8192];
+        while (!found && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            struct ssh_knownhosts_entry *e = NULL;
+            if (line[0] && line[0] != '#' &&
+                ssh_known_hosts_parse_line(name, line, &e) == SSH_OK && e && e->publickey &&
+                ssh_key_type(e->publickey) == type)
+                found = key_fingerprint(e->publickey);
+            ssh_knownhosts_entry_free(e);
+        }
+        fclose(f);
+    }
+    ssh_string_free_char(host);
+    ssh_string_free_char(file);
+    return found;
+}
+
 static int check_host_key(struct session *s, struct job *j)
 {
     ssh_key srv = NULL;
@@ -239,26 +275,24 @@ static int check_host_key(struct session *s, struct job *j)
         job_fail(j, "EHOSTKEY", "ssh.connect: server sent no host key (%s)", s->name);
         return 0;
     }
-    j->hostkey_type = strdup(ssh_key_type_to_char(ssh_key_type(srv)));
+    enum ssh_keytypes_e srv_type = ssh_key_type(srv);
+    j->hostkey_type = strdup(ssh_key_type_to_char(srv_type));
     j->fingerprint = key_fingerprint(srv);
     ssh_key_free(srv);
 
     enum ssh_known_hosts_e state = ssh_session_is_known_server(s->ssh);
-    struct ssh_knownhosts_entry *entry = NULL;
     char *known_fp = NULL;
     switch (state) {
     case SSH_KNOWN_HOSTS_OK:
         return 1;
     case SSH_KNOWN_HOSTS_CHANGED:
-        ssh_session_get_known_hosts_entry(s->ssh, &entry);
-        known_fp = entry && entry->publickey ? key_fingerprint(entry->publickey) : NULL;
+        known_fp = known_fingerprint(s, srv_type);
         job_fail(j, "EHOSTKEY",
                  "ssh.connect: host key CHANGED for %s: server sent %s %s, known_hosts has %s "
                  "(%s); if the node was rebuilt, remove the old line",
                  s->host, j->hostkey_type, j->fingerprint, known_fp ? known_fp : "another key",
                  s->name);
         free(known_fp);
-        ssh_knownhosts_entry_free(entry);
         return 0;
     case SSH_KNOWN_HOSTS_OTHER:
         job_fail(j, "EHOSTKEY",
