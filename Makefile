@@ -96,6 +96,9 @@ lab-status:
 lab-base:
 	@bash spec/lab/rootfs.sh >/dev/null && bash spec/lab/release.sh >/dev/null
 
+bench: etcdrun
+	@bash spec/bench/run.sh
+
 lint:
 	luacheck -q $(LUA_DIRS)
 
