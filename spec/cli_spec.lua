@@ -84,3 +84,52 @@ describe("the etcdrun command", function()
       assert.matches(prefix:gsub("%p", "%%%0") .. "/bin/%.%./share/etcdrun/lua/%?%.lua", out)
    end)
 end)
+
+describe("etcdrun -e with the primitives together", function()
+   it("downloads a tarball by checksum from a local server and extracts two named members", function()
+      local dir = helper.tmpdir()
+      local files = dir .. "/files"
+      local root = "etcd-v3.4.23-linux-amd64"
+      local _, err, made = helper.run(([[
+         set -e
+         mkdir -p %s/%s && cd %s
+         printf 'etcd bin' > %s/etcd; printf 'ctl bin' > %s/etcdctl; printf 'docs' > %s/README.md
+         chmod 755 %s/etcd %s/etcdctl
+         tar czf etcd.tar.gz %s && sha256sum etcd.tar.gz > SHA256SUMS]])
+         :format(q(files), root, q(files), root, root, root, root, root, root))
+      assert.are.equal(0, made, err)
+      local portfile = dir .. "/ports.json"
+      local pid = helper.run(("/usr/bin/python3 spec/support/httpd.py --dir %s --port-file %s --log %s"
+         .. " --lifetime 60 >/dev/null 2>&1 & echo $!"):format(q(files), q(portfile), q(dir .. "/log")))
+         :match("%d+")
+      finally(function()
+         helper.run("kill " .. pid)
+      end)
+      local port
+      for _ = 1, 100 do
+         local s = helper.read(portfile)
+         port = s and s:match('"http"%s*:%s*(%d+)')
+         if port then
+            break
+         end
+         helper.run("sleep 0.05")
+      end
+      assert.is_truthy(port, "test server did not start")
+      local base = ("http://127.0.0.1:%s/files"):format(port)
+      local code = ([[
+         local r = etcdrun.http.download{ url = %q, sums_url = %q, dest = %q, cache = false }
+         local got = etcdrun.archive.extract(r.path, %q, { strip_components = 1, include = { "etcd", "etcdctl" } })
+         table.sort(got)
+         print(r.sha256, table.concat(got, ","))
+      ]]):format(base .. "/etcd.tar.gz", base .. "/SHA256SUMS", dir .. "/etcd.tar.gz", dir .. "/bin")
+      local out, err, rc = helper.etcdrun_e(code)
+      assert.are.equal(0, rc, err)
+      local sum = helper.read(files .. "/SHA256SUMS"):match("^(%x+)")
+      assert.are.equal(sum .. "\tetcd,etcdctl\n", out)
+      assert.are.equal("etcd bin", helper.read(dir .. "/bin/etcd"))
+      assert.are.equal("ctl bin", helper.read(dir .. "/bin/etcdctl"))
+      assert.is_nil(helper.read(dir .. "/bin/README.md"))
+      local mode = helper.run("stat -c %a " .. q(dir .. "/bin/etcd"))
+      assert.are.equal("755\n", mode)
+   end)
+end)
