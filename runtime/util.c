@@ -28,11 +28,15 @@ void er_set_interrupted(int on)
 
 int er_fail(lua_State *L, const char *code, const char *fmt, ...)
 {
+    /* vsnprintf, not lua_pushvfstring: the full printf language (%zu, %.1f,
+       %ld) that the format attribute lets the compiler check */
+    char msg[2048];
     va_list ap;
-    lua_pushnil(L);
     va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
     lua_pushstring(L, code);
     return 3;
 }
