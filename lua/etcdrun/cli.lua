@@ -8,14 +8,23 @@ local runtime = require("etcdrun.core.runtime")
 local M = {}
 
 local USAGE = [==[
-usage: etcdrun [options] FILE.lua [ARGS...]     run a Lua script with the runtime
-       etcdrun -e CODE [-e CODE...] [FILE.lua]  run a chunk
+usage: etcdrun [options] PLAYBOOK.lua           run a playbook against the inventory
+       etcdrun [options] FILE.lua [ARGS...]     run a Lua script with the runtime
+       etcdrun -e CODE [-e CODE...]             run a chunk
        etcdrun [options] PATTERN -a COMMAND     run COMMAND on the matched hosts
 
-Scripts see the global table `etcdrun` (fs, template, x509, archive, http, ...).
+Scripts see the global table `etcdrun` (fs, template, x509, archive, http, ...);
+a file that returns plays (play "name" { ... }) is run as a playbook.
 
 options:
-  -e CODE                 run CODE (repeatable, runs before FILE)
+  -e CODE | key=value | @vars.lua
+                          with a FILE, key=value and @file set extra variables
+                          (highest precedence); otherwise CODE is run (repeatable)
+  -C, --check             report what would change, change nothing
+  -D, --diff              show the changes made (or, with --check, that would be)
+  -t, --tags TAGS         run only tasks with one of these tags (comma-separated)
+  --skip-tags TAGS        skip tasks with one of these tags
+  -v, -vv                 more output: messages, then command output
   -a, --args COMMAND      ad-hoc: run COMMAND on every host matching PATTERN
   -i, --inventory PATH    inventory file, Ansible INI or Lua (default ./hosts)
   -l, --limit PATTERN     further limit the hosts (e.g. 'etcd:!etcd3')
@@ -65,6 +74,16 @@ local OPTIONS = {
    ["-K"] = { "ask_become_pass", false },
    ["--ask-become-pass"] = { "ask_become_pass", false },
    ["--json"] = { "json", false },
+   ["-C"] = { "check", false },
+   ["--check"] = { "check", false },
+   ["-D"] = { "diff", false },
+   ["--diff"] = { "diff", false },
+   ["-t"] = { "tags", true, true },
+   ["--tags"] = { "tags", true, true },
+   ["--skip-tags"] = { "skip_tags", true, true },
+   ["-v"] = { "verbose", false, "count" },
+   ["-vv"] = { "verbose", false, "count2" },
+   ["--verbose"] = { "verbose", false, "count" },
    ["--version"] = { "version", false },
    ["-h"] = { "help", false },
    ["--help"] = { "help", false },
@@ -99,7 +118,7 @@ end
 -- Positional words: opts.script (+ opts.script_index) or, with -a, opts.pattern.
 ---@param argv table argv as main.c passes it (argv[0] is the program)
 function M.parse(argv)
-   local opts = { codes = {}, keys = {} }
+   local opts = { codes = {}, keys = {}, tags = {}, skip_tags = {}, verbose = 0 }
    local i = 1
    while argv[i] do
       local a = argv[i]
@@ -125,7 +144,11 @@ function M.parse(argv)
          elseif inline then
             return nil, ("option '%s' takes no argument"):format(name)
          end
-         if repeatable then
+         if repeatable == "count" then
+            opts.verbose = opts.verbose + 1
+         elseif repeatable == "count2" then
+            opts.verbose = opts.verbose + 2
+         elseif repeatable then
             table.insert(opts[key], value)
          else
             opts[key] = value
@@ -167,7 +190,59 @@ function M.parse(argv)
    if opts.command and not opts.pattern then
       return nil, "ad-hoc mode needs a host pattern: etcdrun [-i hosts] PATTERN -a COMMAND"
    end
+   -- with a FILE, `-e key=value` and `-e @file` are extra variables (as with
+   -- ansible-playbook); any other -e, and every -e without a FILE, is code
+   opts.extra = {}
+   if opts.script then
+      local codes = {}
+      for _, e in ipairs(opts.codes) do
+         if e:match("^[%a_][%w_]*=") or e:sub(1, 1) == "@" then
+            opts.extra[#opts.extra + 1] = e
+         else
+            codes[#codes + 1] = e
+         end
+      end
+      opts.codes = codes
+   end
+   local function split(list)
+      local out = {}
+      for _, v in ipairs(list) do
+         for t in v:gmatch("[^,%s]+") do
+            out[#out + 1] = t
+         end
+      end
+      return out
+   end
+   opts.tags, opts.skip_tags = split(opts.tags), split(opts.skip_tags)
    return opts
+end
+
+--- Extra variables from `-e key=value` and `-e @vars.lua` (later wins).
+function M.extra_vars(list)
+   local vars = {}
+   for _, e in ipairs(list) do
+      if e:sub(1, 1) == "@" then
+         local path = e:sub(2)
+         local chunk, err = loadfile(path, "t", require("etcdrun.playbook").env())
+         if not chunk then
+            return nil, err
+         end
+         local ok, t = pcall(chunk)
+         if not ok then
+            return nil, tostring(t)
+         end
+         if type(t) ~= "table" then
+            return nil, ("%s: a vars file must return a table"):format(path)
+         end
+         for k, v in pairs(t) do
+            vars[k] = v
+         end
+      else
+         local k, v = e:match("^([%a_][%w_]*)=(.*)$")
+         vars[k] = v
+      end
+   end
+   return vars
 end
 
 -- The global `arg` as lua.c makes it: arg[0] the script, arg[1..] its
@@ -179,6 +254,46 @@ local function make_arg(argv, script_index)
       t[i - base] = argv[i]
    end
    return t
+end
+
+local function run_playbook(value, opts)
+   local playbook = require("etcdrun.playbook")
+   local pb, err = playbook.from_value(value, opts.script)
+   if not pb then
+      io.stderr:write("etcdrun: ", err, "\n")
+      return 1
+   end
+   local inventory = require("etcdrun.inventory")
+   local inv
+   inv, err = inventory.load(opts.inventory or "hosts")
+   if not inv then
+      io.stderr:write("etcdrun: ", err, "\n")
+      return 1
+   end
+   local extra
+   extra, err = M.extra_vars(opts.extra)
+   if not extra then
+      io.stderr:write("etcdrun: ", err, "\n")
+      return 1
+   end
+   local conn
+   conn, err = require("etcdrun.adhoc").connection_options(opts, inv:hosts("all") or {})
+   if not conn then
+      io.stderr:write("etcdrun: ", err, "\n")
+      return 1
+   end
+   return require("etcdrun.runner").run(pb, inv, {
+      check = opts.check,
+      diff = opts.diff,
+      forks = opts.forks,
+      limit = opts.limit,
+      tags = opts.tags,
+      skip_tags = opts.skip_tags,
+      extra = extra,
+      conn = conn,
+      json = opts.json,
+      verbose = opts.verbose,
+   })
 end
 
 local function run_script(argv, opts)
@@ -194,12 +309,46 @@ local function run_script(argv, opts)
    end
    if opts.script then
       local path = opts.script ~= "-" and opts.script or nil
-      local chunk, lerr = loadfile(path)
+      local playbook = require("etcdrun.playbook")
+      -- scripts and playbooks alike run strict: a typo'd global is an error
+      local chunk, lerr = loadfile(path, "t", playbook.env({ arg = _G.arg, etcdrun = _G.etcdrun }))
       if not chunk then
          io.stderr:write("etcdrun: ", lerr, "\n")
          return 1
       end
       local rc = chunk(table.unpack(_G.arg, 1, #_G.arg))
+      if playbook.is_playbook(rc) then
+         -- options may follow a playbook's name (`etcdrun site.lua -C -D`)
+         local rest = { [0] = argv[0] }
+         for i = 1, #_G.arg do
+            rest[i] = _G.arg[i]
+         end
+         if #rest > 0 then
+            local more, perr = M.parse(rest)
+            if not more then
+               return usage_error(perr)
+            end
+            if more.script then
+               return usage_error(("unexpected argument '%s' after the playbook"):format(more.script))
+            end
+            for k, v in pairs(more) do
+               if type(v) == "table" then
+                  for _, x in ipairs(v) do
+                     table.insert(opts[k], x)
+                  end
+               elseif k == "verbose" then
+                  opts.verbose = opts.verbose + v
+               else
+                  opts[k] = v
+               end
+            end
+            -- a bare -e after the playbook is an extra var too
+            for _, e in ipairs(more.codes) do
+               table.insert(opts.extra, e)
+            end
+         end
+         return run_playbook(rc, opts)
+      end
       if math.type(rc) == "integer" then
          return rc
       end

@@ -197,11 +197,11 @@ function Host:exec(cmd, opts)
          xopts.stdin = self._opts.become_pass .. "\n" .. (opts.stdin or "")
       end
       xopts.kill_prefix = "sudo -n"
-      local r, err, code = self:_raw_exec(cmd, xopts)
+      local r, xerr, xcode = self:_raw_exec(cmd, xopts)
       if r and r.status ~= 0 and r.stderr:find("incorrect password", 1, true) then
          return nil, ("become: sudo on %s rejected the password"):format(self.name), "EBECOME"
       end
-      return r, err, code
+      return r, xerr, xcode
    end
    return self:_raw_exec(cmd, xopts)
 end

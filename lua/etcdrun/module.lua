@@ -141,7 +141,7 @@ function M.list(search)
 end
 
 local function parse_mode(v)
-   if type(v) == "string" and v:match("^0?[0-7][0-7][0-7]$") or type(v) == "string" and v:match("^0?[0-7][0-7][0-7][0-7]$") then
+   if type(v) == "string" and (v:match("^0?[0-7][0-7][0-7]$") or v:match("^0?[0-7][0-7][0-7][0-7]$")) then
       return tonumber(v, 8)
    end
    return nil
@@ -198,7 +198,8 @@ local function check_value(where, name, arg, spec, v)
       end
       for i, e in ipairs(v) do
          if spec.elements == "string" and type(e) ~= "string" then
-            return nil, ("%smodule '%s': argument '%s'[%d] must be a string, got %s"):format(where, name, arg, i, type(e))
+            return nil, ("%smodule '%s': argument '%s'[%d] must be a string, got %s"):format(where, name, arg,
+               i, type(e))
          end
       end
    elseif t == "table" then

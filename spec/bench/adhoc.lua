@@ -76,7 +76,8 @@ fs.remove(tmp, { recursive = true })
 
 print(("Ad-hoc `hostname`, fresh connections, median of %d runs (seconds):"):format(runs))
 print()
-print("| nodes | etcdrun | OpenSSH (parallel `ssh true`) | Ansible (`-m command`, -f 50) | Ansible / etcdrun | OpenSSH / etcdrun |")
+print("| nodes | etcdrun | OpenSSH (parallel `ssh true`) | Ansible (`-m command`, -f 50)"
+   .. " | Ansible / etcdrun | OpenSSH / etcdrun |")
 print("|---:|---:|---:|---:|---:|---:|")
 for _, r in ipairs(results) do
    print(("| %d | %.3f | %.3f | %.3f | %.1fx | %.1fx |"):format(r.n, r.etcdrun, r.openssh, r.ansible,

@@ -1,0 +1,617 @@
+--- The playbook runner: plays over inventory hosts, each host's tasks in
+-- order in its own coroutine (hosts in parallel), barriers and controller
+-- steps between segments, serial batches, handlers, check and diff mode,
+-- results, stats and the recap. Modules run through etcdrun.module; this
+-- file owns check mode, `changed`, conditions, retries and loops.
+local runtime = require("etcdrun.core.runtime")
+local host = require("etcdrun.host")
+local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
+local output = require("etcdrun.output")
+local playbook = require("etcdrun.playbook")
+local sched = require("etcdrun.sched")
+local template = require("etcdrun.template")
+local vars = require("etcdrun.vars")
+
+local M = {}
+
+local function new_stats()
+   return { ok = 0, changed = 0, unreachable = 0, failed = 0, skipped = 0, ignored = 0 }
+end
+
+local function count(stats, r)
+   local st = output.status(r)
+   if st == "unreachable" then
+      stats.unreachable = stats.unreachable + 1
+   elseif st == "failed" then
+      stats.failed = stats.failed + 1
+   elseif st == "skipped" then
+      stats.skipped = stats.skipped + 1
+   else
+      stats.ok = stats.ok + 1
+      if r.changed then
+         stats.changed = stats.changed + 1
+      end
+      if r.failed and r.ignored then
+         stats.ignored = stats.ignored + 1
+      end
+   end
+end
+
+-- Resolve a task argument for a host: functions are called with the vars
+-- view, strings with {{ }} or {% %} are rendered, secrets are revealed (and
+-- remembered for redaction), tables are resolved element by element.
+local function resolve(rs, hs, play, task, v, x, item, spec)
+   if spec and spec.type == "function" then
+      return x
+   end
+   if type(x) == "function" then
+      return resolve(rs, hs, play, task, v, x(v), item)
+   elseif playbook.is_secret(x) then
+      rs.out:secret(x.value)
+      return x.value
+   elseif type(x) == "string" and (x:find("{{", 1, true) or x:find("{%", 1, true)) then
+      local plain = vars.plain(rs, hs, play.vars, item, x)
+      return template.render(x, plain, { name = ("%s:%s"):format(task.file, task.line or "?") })
+   elseif type(x) == "table" then
+      local t = {}
+      for k, e in pairs(x) do
+         t[k] = resolve(rs, hs, play, task, v, e, item)
+      end
+      return t
+   end
+   return x
+end
+
+local function eval(cond, v, r)
+   if type(cond) == "function" then
+      return cond(v, r) and true or false
+   end
+   return cond and true or false
+end
+
+-- The host a task acts on: the node, or the controller when delegated.
+local function target(rs, hs, task, play)
+   if task.delegate == "controller" or hs.is_controller then
+      return rs.controller
+   end
+   local h = hs.host()
+   local become = task.become
+   if become == nil then
+      become = play.become
+   end
+   if become ~= nil and become ~= h.become then
+      -- a view of the same connection with another become setting
+      return setmetatable({ become = become }, { __index = h })
+   end
+   return h
+end
+
+-- Run a task's module (or run function) once on a host; returns a result.
+local function run_once(rs, hs, play, task, item)
+   local v = vars.view(rs, hs, play.vars, item)
+   local tgt = target(rs, hs, task, play)
+   if tgt ~= rs.controller then
+      local ok, err, code = tgt:connect()
+      if not ok then
+         return { unreachable = true, failed = true, msg = err, code = code }
+      end
+   end
+   local ctx = {
+      host = tgt,
+      controller = rs.controller,
+      check = rs.check,
+      diff = rs.diff,
+      vars = v,
+      secret = function(s)
+         return rs.out:secret(s)
+      end,
+      path = function(p)
+         return p:sub(1, 1) == "/" and p or (rs.dir .. "/" .. p)
+      end,
+      sleep = sched.sleep,
+      log = function(msg)
+         if rs.out.verbose > 1 then
+            rs.out:message(("      [%s] %s"):format(hs.name, msg))
+         end
+      end,
+   }
+   local r
+   local ok, err = pcall(function()
+      if task.run then
+         local res, rerr = task.run(ctx, v)
+         if res == nil and rerr then
+            r = { failed = true, msg = rerr }
+         else
+            r = type(res) == "table" and res or { changed = false, msg = res ~= nil and tostring(res) or nil }
+         end
+         return
+      end
+      local mod = task.mod
+      local args = {}
+      for k, x in pairs(task.args) do
+         args[k] = resolve(rs, hs, play, task, v, x, item, mod.args and mod.args[k])
+      end
+      local vargs, secrets = module.validate(mod, args, ("%s:%s"):format(task.file, task.line or "?"))
+      if not vargs then
+         r = { failed = true, msg = secrets, code = "EARGS" }
+         return
+      end
+      for _, s in ipairs(secrets) do
+         rs.out:secret(s)
+      end
+      if task.timeout then
+         ctx.timeout = task.timeout
+      end
+      r = module.run(mod, ctx, vargs)
+   end)
+   if not ok then
+      return { failed = true, changed = false, msg = tostring(err) }
+   end
+   if task.changed_when ~= nil and not r.failed then
+      r.changed = eval(task.changed_when, v, r)
+   end
+   if task.failed_when ~= nil then
+      r.failed = eval(task.failed_when, v, r)
+   end
+   return r
+end
+
+-- retries / until: run again (after delay) until the condition holds.
+local function run_with_retries(rs, hs, play, task, item)
+   local attempts = (task.retries or 0) + 1
+   local r
+   for attempt = 1, attempts do
+      r = run_once(rs, hs, play, task, item)
+      if r.unreachable then
+         return r
+      end
+      local done
+      if task.until_ok ~= nil then
+         local ok, res = pcall(eval, task.until_ok, vars.view(rs, hs, play.vars, item), r)
+         done = ok and res
+         if done and r.failed and task.failed_when == nil then
+            done = false
+         end
+      else
+         done = not r.failed
+      end
+      if done then
+         r.attempts = attempt
+         return r
+      end
+      if attempt < attempts then
+         sched.sleep(task.delay or 1)
+      end
+   end
+   if task.until_ok ~= nil then
+      r.failed = true
+      r.msg = ("condition not met after %d attempt%s%s"):format(attempts, attempts == 1 and "" or "s",
+         r.msg and (": " .. tostring(r.msg)) or "")
+   end
+   r.attempts = attempts
+   return r
+end
+
+local function tags_selected(rs, task, play)
+   local tags = {}
+   for _, t in ipairs(play.tags) do
+      tags[t] = true
+   end
+   for _, t in ipairs(task.tags or {}) do
+      tags[t] = true
+   end
+   for _, t in ipairs(rs.skip_tags) do
+      if tags[t] then
+         return false
+      end
+   end
+   if #rs.tags == 0 or tags.always then
+      return true
+   end
+   for _, t in ipairs(rs.tags) do
+      if tags[t] then
+         return true
+      end
+   end
+   return false
+end
+
+local function record(rs, hs, play, task, r, dt, kind)
+   count(rs.stats[hs.name], r)
+   rs.out:result(kind or "task", play.name, task, hs.name, r, dt)
+end
+
+-- One task on one host, with when, loop, register, notify and failure.
+local function run_task(rs, hs, play, task, kind)
+   if hs.failed or hs.unreachable or rs.abort then
+      return
+   end
+   if kind ~= "handler" and not tags_selected(rs, task, play) then
+      return
+   end
+   local t0 = runtime.monotonic()
+   if task.when ~= nil then
+      local ok, res = pcall(eval, task.when, vars.view(rs, hs, play.vars), nil)
+      if not ok then
+         local r = { failed = true, msg = ("when: %s"):format(tostring(res)) }
+         hs.failed = true
+         return record(rs, hs, play, task, r, runtime.monotonic() - t0, kind)
+      end
+      if not res then
+         return record(rs, hs, play, task, { skipped = true, changed = false, msg = "condition false" },
+            runtime.monotonic() - t0, kind)
+      end
+   end
+   local r
+   if task.loop ~= nil then
+      local items = task.loop
+      if type(items) == "function" then
+         local ok, res = pcall(items, vars.view(rs, hs, play.vars))
+         if not ok then
+            items = nil
+            r = { failed = true, msg = ("loop: %s"):format(tostring(res)) }
+         else
+            items = res
+         end
+      end
+      if items then
+         r = { changed = false, failed = false, results = {} }
+         for i, item in ipairs(items) do
+            local ti = runtime.monotonic()
+            local ir = run_with_retries(rs, hs, play, task, item)
+            local label = task.loop_label and task.loop_label(item) or item
+            ir.item_label = type(label) == "table" and (label.name or ("#" .. i)) or tostring(label)
+            r.results[i] = ir
+            r.changed = r.changed or ir.changed
+            if ir.unreachable then
+               r.unreachable = true
+            end
+            if ir.failed then
+               r.failed = true
+               r.msg = ir.msg
+            end
+            if #items > 1 then
+               rs.out:result(kind or "task", play.name, task, hs.name, ir, runtime.monotonic() - ti)
+            end
+            if ir.failed and not task.ignore_errors then
+               break
+            end
+         end
+         if #items == 1 then
+            r = r.results[1]
+         end
+      end
+   else
+      r = run_with_retries(rs, hs, play, task, nil)
+   end
+   if r.failed and task.ignore_errors and not r.unreachable then
+      r.ignored = true
+   end
+   if task.register then
+      hs.registered[task.register] = r
+   end
+   if r.changed and not r.failed then
+      for _, name in ipairs(task.notify or {}) do
+         hs.notified[name] = true
+      end
+   end
+   if r.unreachable then
+      hs.unreachable = true
+   elseif r.failed and not r.ignored then
+      hs.failed = true
+      if rs.any_errors_fatal then
+         rs.abort = true
+      end
+   end
+   if not (task.loop ~= nil and r.results and #r.results > 1) then
+      record(rs, hs, play, task, r, runtime.monotonic() - t0, kind)
+   else
+      count(rs.stats[hs.name], r)
+   end
+end
+
+-- Handlers notified on these hosts, in the order the play defines them.
+-- Hosts that failed after notifying still run them: a changed config is
+-- never left without its restart.
+local function run_handlers(rs, play, batch)
+   for _, handler in ipairs(play.handlers) do
+      local targets = {}
+      for _, hs in ipairs(batch) do
+         local hit = hs.notified[handler.name]
+         for _, l in ipairs(handler.listen) do
+            hit = hit or hs.notified[l]
+         end
+         if hit and not hs.unreachable then
+            targets[#targets + 1] = hs
+         end
+      end
+      if #targets > 0 then
+         local tasks = {}
+         for i, hs in ipairs(targets) do
+            tasks[i] = function()
+               local was_failed = hs.failed
+               hs.failed = false
+               local abort = rs.abort
+               rs.abort = false
+               run_task(rs, hs, play, handler, "handler")
+               rs.abort = abort or rs.abort
+               hs.failed = hs.failed or was_failed
+            end
+         end
+         sched.run(tasks, { forks = rs.forks })
+      end
+   end
+   for _, hs in ipairs(batch) do
+      hs.notified = {}
+   end
+end
+
+-- A task that runs once, on the controller, between segments.
+local function run_controller_step(rs, play, task, batch)
+   if not tags_selected(rs, task, play) or rs.abort then
+      return
+   end
+   local cs = rs.controller_state
+   cs.registered = {}
+   -- the controller sees the play's first live host's registered values
+   for _, hs in ipairs(batch) do
+      if not hs.failed and not hs.unreachable then
+         for k, x in pairs(hs.registered) do
+            cs.registered[k] = x
+         end
+         break
+      end
+   end
+   local result
+   sched.run({
+      function()
+         local t0 = runtime.monotonic()
+         run_task(rs, cs, play, task)
+         result = cs.registered[task.register or ""]
+         if cs.failed then
+            rs.abort = true
+         end
+         return runtime.monotonic() - t0
+      end,
+   })
+   if task.register and result then
+      for _, hs in ipairs(batch) do
+         hs.registered[task.register] = result
+      end
+   end
+   cs.failed = false
+end
+
+local function batches(hosts, serial)
+   if not serial then
+      return { hosts }
+   end
+   local size = serial
+   if type(serial) == "string" then
+      size = math.max(1, math.floor(#hosts * tonumber(serial:match("^(%d+)")) / 100))
+   end
+   local out = {}
+   for i = 1, #hosts, size do
+      local b = {}
+      for j = i, math.min(#hosts, i + size - 1) do
+         b[#b + 1] = hosts[j]
+      end
+      out[#out + 1] = b
+   end
+   return out
+end
+
+local function run_batch(rs, play, batch)
+   rs.once_done, rs.once_result = {}, {}
+   local segment = {}
+   local function flush_segment()
+      if #segment == 0 then
+         return
+      end
+      local steps = segment
+      segment = {}
+      local tasks = {}
+      for i, hs in ipairs(batch) do
+         tasks[i] = function()
+            for _, task in ipairs(steps) do
+               if not task.run_once then
+                  run_task(rs, hs, play, task)
+               elseif hs == batch[1] then
+                  -- the batch's first host runs it; the others take its result
+                  run_task(rs, hs, play, task)
+                  rs.once_result[task] = hs.registered[task.register or ""] or false
+                  rs.once_done[task] = true
+               else
+                  while not rs.once_done[task] do
+                     sched.sleep(0.01)
+                  end
+                  if task.register and rs.once_result[task] then
+                     hs.registered[task.register] = rs.once_result[task]
+                  end
+               end
+            end
+         end
+      end
+      for i, res in ipairs(sched.run(tasks, { forks = rs.forks })) do
+         if not res.ok then
+            local hs = batch[i]
+            hs.failed = true
+            rs.out:message(("internal error on %s: %s"):format(hs.name, res.err), "error")
+         end
+      end
+   end
+   for _, step in ipairs(play.steps) do
+      if step.kind == "barrier" then
+         flush_segment()
+      elseif step.kind == "flush" then
+         flush_segment()
+         run_handlers(rs, play, batch)
+      elseif step.barrier then
+         flush_segment()
+         run_controller_step(rs, play, step, batch)
+      else
+         segment[#segment + 1] = step
+      end
+      if rs.abort then
+         break
+      end
+   end
+   flush_segment()
+   run_handlers(rs, play, batch)
+end
+
+local function host_state(rs, spec)
+   local hs = rs.hosts[spec.name]
+   if hs then
+      return hs
+   end
+   local obj
+   hs = {
+      name = spec.name,
+      spec = spec,
+      vars = spec.vars or {},
+      registered = {},
+      notified = {},
+   }
+   hs.host = function()
+      obj = obj or host.new(spec, rs.conn)
+      return obj
+   end
+   hs.close = function()
+      if obj then
+         obj:close()
+      end
+   end
+   rs.hosts[spec.name] = hs
+   rs.order[#rs.order + 1] = spec.name
+   rs.stats[spec.name] = new_stats()
+   return hs
+end
+
+--- Run a loaded playbook.
+---@param pb table from etcdrun.playbook.load
+---@param inv table an etcdrun.inventory
+---@param opts table {check, diff, forks, limit, tags, skip_tags, extra, conn, json, verbose}
+---@return integer exit code: 0 ok, 1 a host failed, 3 a host was unreachable
+function M.run(pb, inv, opts)
+   local out = opts.out or output.new({ json = opts.json, verbose = opts.verbose, diff = opts.diff })
+   if opts.conn and opts.conn.become_pass then
+      out:secret(opts.conn.become_pass)
+   end
+   local rs = {
+      out = out,
+      check = opts.check or false,
+      diff = opts.diff or false,
+      forks = opts.forks or 50,
+      tags = opts.tags or {},
+      skip_tags = opts.skip_tags or {},
+      extra = opts.extra or {},
+      conn = opts.conn or {},
+      dir = pb.dir,
+      hosts = {},
+      order = {},
+      stats = {},
+      groups = {},
+      controller = localhost.new("controller", opts.conn),
+      once_done = {},
+      once_result = {},
+   }
+   for _, g in ipairs(inv:groups()) do
+      local names = {}
+      for i, h in ipairs(g.hosts or {}) do
+         names[i] = type(h) == "table" and h.name or h
+      end
+      rs.groups[g.name] = names
+   end
+   for k, v in pairs(rs.extra) do
+      if playbook.is_secret(v) then
+         out:secret(v.value)
+      end
+      rs.extra[k] = v
+   end
+   rs.controller_state = {
+      name = "controller", vars = {}, registered = {}, notified = {}, is_controller = true,
+      host = function()
+         return rs.controller
+      end,
+   }
+   rs.stats.controller = new_stats()
+   out:run_start({ playbook = pb.file, check = rs.check, diff = rs.diff })
+   local used_controller = false
+   for _, play in ipairs(pb.plays) do
+      local specs, err = inv:hosts(play.hosts, opts.limit)
+      if not specs then
+         out:message(("play '%s': %s"):format(play.name, err), "error")
+         return 1
+      end
+      local hosts = {}
+      for i, spec in ipairs(specs) do
+         hosts[i] = host_state(rs, spec)
+      end
+      rs.play_hosts = {}
+      for i, hs in ipairs(hosts) do
+         rs.play_hosts[i] = hs.name
+      end
+      rs.any_errors_fatal = play.any_errors_fatal
+      out:play_start(play.name, hosts)
+      if #hosts == 0 then
+         out:message("  no hosts matched", "warning")
+      end
+      for _, step in ipairs(play.steps) do
+         used_controller = used_controller or step.barrier == true
+      end
+      local failed_total = 0
+      for _, batch in ipairs(batches(hosts, play.serial)) do
+         local live = {}
+         for _, hs in ipairs(batch) do
+            if not hs.failed and not hs.unreachable then
+               live[#live + 1] = hs
+            end
+         end
+         if #live > 0 then
+            run_batch(rs, play, live)
+         end
+         for _, hs in ipairs(batch) do
+            if hs.failed or hs.unreachable then
+               failed_total = failed_total + 1
+            end
+         end
+         if rs.abort then
+            break
+         end
+         if play.max_fail_percentage ~= nil and failed_total * 100 / #hosts > play.max_fail_percentage then
+            out:message(("  stopping play '%s': %d of %d hosts failed (max_fail_percentage %s)"):format(play.name,
+               failed_total, #hosts, tostring(play.max_fail_percentage)), "error")
+            rs.abort = true
+            break
+         end
+      end
+      if rs.abort then
+         break
+      end
+   end
+   local order = {}
+   for _, name in ipairs(rs.order) do
+      order[#order + 1] = name
+   end
+   if used_controller then
+      table.insert(order, 1, "controller")
+   end
+   out:recap(order, rs.stats)
+   for _, name in ipairs(rs.order) do
+      rs.hosts[name].close()
+   end
+   local code = 0
+   for _, name in ipairs(order) do
+      local s = rs.stats[name]
+      if s.unreachable > 0 then
+         code = 3
+      elseif s.failed > 0 and code == 0 then
+         code = 1
+      end
+   end
+   return code
+end
+
+return M
