@@ -12,6 +12,15 @@ local NODES = 10
 
 local dir, why_not = nil, nil
 
+-- Inside an `it`: report the test as skipped (with why) when no lab can run here.
+local function no_lab()
+   if not dir then
+      pending(why_not)
+      return true
+   end
+   return false
+end
+
 local function node_host(i, conn)
    return host.new({ name = "etcd" .. i, address = ("198.18.0.%d"):format(10 + i), user = "root" },
       conn or { ssh_config = dir .. "/ssh_config" })
@@ -26,12 +35,6 @@ describe("ssh on the lab", function()
       dir, why_not = lab.ensure(NODES)
    end)
 
-   before_each(function()
-      if not dir then
-         pending(why_not)
-      end
-   end)
-
    describe("exec", function()
       local h
       before_each(function()
@@ -41,7 +44,7 @@ describe("ssh on the lab", function()
       end)
 
       it("returns stdout, stderr and the exit status separately", function()
-         if not dir then return end
+         if no_lab() then return end
          local r = assert(h:exec("echo out; echo err >&2; exit 7"))
          assert.are.equal("out\n", r.stdout)
          assert.are.equal("err\n", r.stderr)
@@ -52,14 +55,14 @@ describe("ssh on the lab", function()
       end)
 
       it("feeds stdin", function()
-         if not dir then return end
+         if no_lab() then return end
          local data = string.rep("0123456789abcdef", 65536) -- 1 MiB
          local r = assert(h:exec("sha256sum", { stdin = data }))
          assert.are.equal(fs.sha256(data), r.stdout:match("^(%x+)"))
       end)
 
       it("kills a command that runs past its timeout and keeps the session", function()
-         if not dir then return end
+         if no_lab() then return end
          local r, err, code = h:exec("sleep 77; echo never", { timeout = 1 })
          assert.is_nil(r)
          assert.are.equal("ETIMEDOUT", code)
@@ -69,7 +72,7 @@ describe("ssh on the lab", function()
       end)
 
       it("bounds output and says it did", function()
-         if not dir then return end
+         if no_lab() then return end
          local r = assert(h:exec("head -c 3000000 /dev/zero", { max_output = 1000000 }))
          assert.is_true(r.truncated)
          assert.are.equal(1000000, #r.stdout)
@@ -77,7 +80,7 @@ describe("ssh on the lab", function()
       end)
 
       it("runs many commands over one session", function()
-         if not dir then return end
+         if no_lab() then return end
          local first = assert(h:exec("echo $PPID")).stdout
          for _ = 1, 20 do
             assert.are.equal(0, assert(h:exec("true")).status)
@@ -100,7 +103,7 @@ describe("ssh on the lab", function()
       end)
 
       it("moves 50 MB up and down with matching checksums", function()
-         if not dir then return end
+         if no_lab() then return end
          local big = tmp .. "/big.bin"
          local _, err, code = helper.run(("head -c 50000000 /dev/urandom > %s"):format(q(big)))
          assert.are.equal(0, code, err)
@@ -116,7 +119,7 @@ describe("ssh on the lab", function()
       end)
 
       it("writes atomically with mode and owner, keeping them on rewrite", function()
-         if not dir then return end
+         if no_lab() then return end
          assert(h:mkdir("/root/w/sub", { mode = 448 }))
          assert.are.equal(448, h:stat("/root/w/sub").mode)
          assert(h:write("/root/w/a.conf", "one\n", { mode = 416, owner = "nobody", group = "nogroup" }))
@@ -133,7 +136,7 @@ describe("ssh on the lab", function()
       end)
 
       it("names the host and path when a write cannot happen", function()
-         if not dir then return end
+         if no_lab() then return end
          local ok, err, code = h:write("/root/no/such/dir/f", "x")
          assert.is_nil(ok)
          assert.are.equal("ENOENT", code)
@@ -170,20 +173,20 @@ describe("ssh on the lab", function()
       end
 
       it("leaves the destination whole and no temp file when interrupted (Ctrl-C)", function()
-         if not dir then return end
+         if no_lab() then return end
          interrupted_upload("INT")
          local left = assert(h:exec("ls -A /root | grep etcdrun || true")).stdout
          assert.are.equal("", left)
       end)
 
       it("leaves the destination whole when the controller is killed", function()
-         if not dir then return end
+         if no_lab() then return end
          interrupted_upload("KILL")
          assert(h:exec("rm -f /root/.atomic.txt.etcdrun-*; rm -f /root/atomic.txt"))
       end)
 
       it("reports SFTP being unavailable", function()
-         if not dir then return end
+         if no_lab() then return end
          local admin = node_host(4)
          assert(admin:exec("sed -i 's/^Subsystem/#Subsystem/' /etc/ssh/sshd_config && systemctl reload ssh && sleep 1"))
          finally(function()
@@ -213,7 +216,7 @@ describe("ssh on the lab", function()
       end
 
       it("fails an unknown host key strictly, naming host, key type and fingerprint", function()
-         if not dir then return end
+         if no_lab() then return end
          local kh = tmp .. "/known_hosts"
          helper.write(kh, "")
          local ok, err, code = bare({ known_hosts = kh }):connect()
@@ -225,7 +228,7 @@ describe("ssh on the lab", function()
       end)
 
       it("trusts on first use with accept-new, then checks strictly", function()
-         if not dir then return end
+         if no_lab() then return end
          local kh = tmp .. "/known_hosts"
          local h = bare({ known_hosts = kh, host_key = "accept-new" })
          assert(h:connect())
@@ -241,7 +244,7 @@ describe("ssh on the lab", function()
       end)
 
       it("fails a changed host key, showing both fingerprints", function()
-         if not dir then return end
+         if no_lab() then return end
          local kh = tmp .. "/known_hosts"
          -- etcd4's key recorded under etcd3's address: what a rebuilt node looks like
          local line = helper.read(dir .. "/known_hosts"):match("etcd4,198%.18%.0%.14 (ssh%-ed25519 %S+)")
@@ -256,7 +259,7 @@ describe("ssh on the lab", function()
       end)
 
       it("fails a wrong key naming what was tried", function()
-         if not dir then return end
+         if no_lab() then return end
          local key = tmp .. "/wrong_key"
          local _, err, code = helper.run(("ssh-keygen -q -t ed25519 -N '' -f %s"):format(q(key)))
          assert.are.equal(0, code, err)
@@ -269,7 +272,7 @@ describe("ssh on the lab", function()
       end)
 
       it("asks for nothing and fails clearly on an encrypted key without a passphrase", function()
-         if not dir then return end
+         if no_lab() then return end
          local key = tmp .. "/enc_key"
          helper.run(("ssh-keygen -q -t ed25519 -N 'secret words' -f %s"):format(q(key)))
          local ssh = require("etcdrun.core.ssh")
@@ -287,7 +290,7 @@ describe("ssh on the lab", function()
       end)
 
       it("names the reason for refused, unresolvable and unreachable hosts", function()
-         if not dir then return end
+         if no_lab() then return end
          local cases = {
             { { name = "refused", address = "198.18.0.11", port = 2 }, "ECONNREFUSED" },
             { { name = "nowhere", address = "no-such-host.invalid" }, "ERESOLVE" },
@@ -329,7 +332,7 @@ describe("ssh on the lab", function()
       end
 
       it("runs commands as root with the password fed over the channel", function()
-         if not dir then return end
+         if no_lab() then return end
          local h = as("deploy", { become = true, become_pass = "s3cret pass" })
          local r = assert(h:exec("id -un; cat"), { stdin = "payload" })
          assert.are.equal("root\n", r.stdout)
@@ -349,14 +352,14 @@ describe("ssh on the lab", function()
       end)
 
       it("uses passwordless sudo without asking", function()
-         if not dir then return end
+         if no_lab() then return end
          local h = as("deploy2", { become = true })
          assert.are.equal("root\n", assert(h:exec("id -un")).stdout)
          assert.are.equal("deploy2\n", assert(h:exec("id -un", { become = false })).stdout)
       end)
 
       it("says when sudo needs a password or rejects it", function()
-         if not dir then return end
+         if no_lab() then return end
          local _, err, code = as("deploy", { become = true }):exec("id -un")
          assert.are.equal("EBECOME", code)
          assert.matches("sudo on etcd5 needs a password: run with %-%-ask%-become%-pass", err)
@@ -368,7 +371,7 @@ describe("ssh on the lab", function()
 
    describe("parallel hosts and ad-hoc mode", function()
       it("answers systemctl is-system-running for every node", function()
-         if not dir then return end
+         if no_lab() then return end
          local out, err, code = etcdrun(("-i %s etcd -a 'systemctl is-system-running'"):format(q(dir .. "/hosts")))
          assert.are.equal(0, code, err)
          local seen = 0
@@ -381,7 +384,7 @@ describe("ssh on the lab", function()
       end)
 
       it("prints hosts in inventory order, one JSON object per host", function()
-         if not dir then return end
+         if no_lab() then return end
          local out, err, code = etcdrun(("-i %s all -a hostname --json -f 3"):format(q(dir .. "/hosts")))
          assert.are.equal(0, code, err)
          local cjson = require("cjson")
@@ -398,7 +401,7 @@ describe("ssh on the lab", function()
       end)
 
       it("reports an unreachable and a failing host without stopping the others", function()
-         if not dir then return end
+         if no_lab() then return end
          local tmp = helper.tmpdir()
          local inv = tmp .. "/hosts"
          helper.write(inv, ([[
@@ -428,7 +431,7 @@ ansible_ssh_common_args=-F %s
       end)
 
       it("times out a node cut off the bridge while the rest answer", function()
-         if not dir then return end
+         if no_lab() then return end
          local _, code = lab.run("cut", "etcd" .. NODES)
          assert.are.equal(0, code)
          finally(function()
@@ -449,7 +452,7 @@ ansible_ssh_common_args=-F %s
       end)
 
       it("runs host code concurrently through the scheduler", function()
-         if not dir then return end
+         if no_lab() then return end
          local inv = assert(inventory.load(dir .. "/hosts"))
          local hosts = inv:hosts("etcd")
          local tasks = {}

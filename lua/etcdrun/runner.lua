@@ -52,7 +52,11 @@ local function resolve(rs, hs, play, task, v, x, item, spec)
       return x.value
    elseif type(x) == "string" and (x:find("{{", 1, true) or x:find("{%", 1, true)) then
       local plain = vars.plain(rs, hs, play.vars, item, x)
-      return template.render(x, plain, { name = ("%s:%s"):format(task.file, task.line or "?") })
+      local text, err = template.try.render(x, plain, { name = ("%s:%s"):format(task.file, task.line or "?") })
+      if not text then
+         error(err, 0)
+      end
+      return text
    elseif type(x) == "table" then
       local t = {}
       for k, e in pairs(x) do
@@ -475,7 +479,11 @@ local function host_state(rs, spec)
       notified = {},
    }
    hs.host = function()
-      obj = obj or host.new(spec, rs.conn)
+      if not obj then
+         -- ansible_connection=local: the controller stands in for the node
+         obj = spec.connection == "local" and localhost.new(spec.name, rs.conn) or host.new(spec, rs.conn)
+         obj.vars = spec.vars
+      end
       return obj
    end
    hs.close = function()
