@@ -381,7 +381,8 @@ describe("loading playbooks", function()
    it("rejects unknown play and task keys, unknown modules and unknown handlers", function()
       local cases = {
          { play "p" { hosts = "web", taks = {} }, "unknown key 'taks'" },
-         { play "p" { hosts = "web", tasks = { task "t" { no_such_module = {} } } }, "no module named 'no_such_module'" },
+         { play "p" { hosts = "web", tasks = { task "t" { no_such_module = {} } } },
+            "no module named 'no_such_module'" },
          { play "p" { hosts = "web", tasks = { task "t" { run = function() end, notify = "ghost" } } },
             "notifies 'ghost', but the play has no handler of that name" },
          { play "p" { hosts = "web", tasks = { task "t" { run = function() end, wehn = true } } },

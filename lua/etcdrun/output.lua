@@ -185,6 +185,7 @@ function Out:result(kind, play, task, host, r, dt)
          stdout = self.verbose > 0 and r.stdout or nil,
          stderr = (self.verbose > 0 or status == "failed") and r.stderr or nil,
          item = r.item_label,
+         report = r.report,
       })
    end
    local label = (kind == "handler" and "handler: " or "") .. task.name
@@ -208,6 +209,10 @@ function Out:result(kind, play, task, host, r, dt)
    end
    if diff_text and diff_text ~= "" then
       self:write(diff_text:gsub("[^\n]+", "      %0"))
+   end
+   -- a report is what a task exists to show (a verification table): always printed
+   if type(r.report) == "string" and r.report ~= "" then
+      self:write(("\n" .. r.report):gsub("\n", "\n    ") .. "\n")
    end
 end
 

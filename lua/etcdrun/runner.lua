@@ -114,6 +114,16 @@ local function run_once(rs, hs, play, task, item)
          return p:sub(1, 1) == "/" and p or (rs.dir .. "/" .. p)
       end,
       sleep = sched.sleep,
+      -- the plain variables a template sees (facts gathered if it mentions them)
+      template_vars = function(source)
+         return vars.plain(rs, hs, play.vars, item, source)
+      end,
+      -- other hosts of the run, for controller steps that coordinate them
+      -- (a rolling restart, journal tails on failure)
+      hosts = function(name)
+         local other = rs.hosts[name]
+         return other and other.host()
+      end,
       log = function(msg)
          if rs.out.verbose > 1 then
             rs.out:message(("      [%s] %s"):format(hs.name, msg))

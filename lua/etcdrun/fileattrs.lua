@@ -1,0 +1,184 @@
+--- Shared by the file-managing modules (file, copy, lineinfile, template):
+-- reading a path's state in the same round trip as the rest of a module's
+-- gathering, comparing mode/owner/group with what a task asks for, fixing
+-- them in one command, and building diffs that are safe to show.
+--
+-- Everything here either builds shell text for host:exec or is pure, so it
+-- works the same on a node and on the controller.
+local shell = require("etcdrun.shell")
+
+local M = {}
+
+local q = shell.quote
+
+--- Largest file whose content is shown in a diff; larger ones get a note.
+M.DIFF_MAX = 64 * 1024
+
+-- One line per stat: type|mode|uid|gid|user|group|size.
+local FMT = "'%F|%a|%u|%g|%U|%G|%s'"
+
+local TYPES = {
+   ["regular file"] = "file",
+   ["regular empty file"] = "file",
+   ["directory"] = "dir",
+   ["symbolic link"] = "link",
+}
+
+--- Shell text printing one stat line for path (following links unless
+--- follow == false).
+---@param path string
+---@param follow? boolean
+function M.stat_cmd(path, follow)
+   return ("stat %s-c %s -- %s"):format(follow == false and "" or "-L ", FMT, q(path))
+end
+
+--- Parse one line printed by stat_cmd: {type, mode, uid, gid, user, group, size} or nil.
+---@param line string
+function M.parse_stat(line)
+   local t, mode, uid, gid, user, group, size =
+      (line or ""):match("^([^|]*)|(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|(%d+)$")
+   if not t then
+      return nil
+   end
+   return {
+      type = TYPES[t] or "other",
+      mode = tonumber(mode, 8),
+      uid = tonumber(uid),
+      gid = tonumber(gid),
+      user = user ~= "UNKNOWN" and user or uid,
+      group = group ~= "UNKNOWN" and group or gid,
+      size = tonumber(size),
+   }
+end
+
+--- A mode as Ansible writes it: 0644, 01777.
+function M.mode_str(mode)
+   return ("%04o"):format(mode)
+end
+
+-- An owner given as a number compares with the uid, a name with the user name.
+local function same_id(want, name, id)
+   if tostring(want):match("^%d+$") then
+      return tonumber(want) == id
+   end
+   return want == name
+end
+
+--- What differs between a stat and the mode/owner/group asked for: a list of
+--- {attr, before, after} (empty when nothing does, or when st is nil).
+---@param st table|nil parse_stat result
+---@param args {mode?: integer, owner?: string, group?: string}
+function M.changes(st, args)
+   local out = {}
+   if not st then
+      return out
+   end
+   if args.mode and st.type ~= "link" and st.mode ~= args.mode then
+      out[#out + 1] = { attr = "mode", before = M.mode_str(st.mode), after = M.mode_str(args.mode) }
+   end
+   if args.owner and not same_id(args.owner, st.user, st.uid) then
+      out[#out + 1] = { attr = "owner", before = st.user, after = args.owner }
+   end
+   if args.group and not same_id(args.group, st.group, st.gid) then
+      out[#out + 1] = { attr = "group", before = st.group, after = args.group }
+   end
+   return out
+end
+
+--- "mode 0644 -> 0600, owner root -> etcd"
+function M.describe(changes)
+   local parts = {}
+   for i, c in ipairs(changes) do
+      parts[i] = ("%s %s -> %s"):format(c.attr, c.before, c.after)
+   end
+   return table.concat(parts, ", ")
+end
+
+--- The attribute part of a diff: {before = "mode 0644\n", after = "mode 0600\n"}.
+function M.attr_diff(path, changes)
+   local b, a = {}, {}
+   for _, c in ipairs(changes) do
+      b[#b + 1] = ("%s %s\n"):format(c.attr, c.before)
+      a[#a + 1] = ("%s %s\n"):format(c.attr, c.after)
+   end
+   return { path = path, before = table.concat(b), after = table.concat(a) }
+end
+
+--- Shell text that sets mode/owner/group on path (those given in args), or
+--- nil when none is. link = true changes a symlink itself (chown -h) and
+--- never its mode.
+function M.fix_cmd(path, args, link)
+   local parts = {}
+   if args.owner or args.group then
+      parts[#parts + 1] = ("chown %s%s%s -- %s"):format(link and "-h " or "",
+         args.owner and q(args.owner) or "", args.group and (":" .. q(args.group)) or "", q(path))
+   end
+   if args.mode and not link then
+      parts[#parts + 1] = ("chmod %o -- %s"):format(args.mode, q(path))
+   end
+   return #parts > 0 and table.concat(parts, " && ") or nil
+end
+
+--- Run a shell command on the host for module `op`; a non-zero exit becomes
+--- nil, "op: <last line of stderr> (host:path)", code.
+function M.run(host, op, path, cmd)
+   local r, err, code = host:exec(cmd)
+   if not r then
+      return nil, err, code
+   end
+   if r.status ~= 0 then
+      local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", ""):match("[^\n]*$")
+      code = why:find("No such file", 1, true) and "ENOENT"
+         or (why:find("Permission denied", 1, true) or why:find("not permitted", 1, true)) and "EACCES"
+         or "EREMOTE"
+      return nil, ("%s: %s (%s:%s)"):format(op, why, host.name, path), code
+   end
+   return r
+end
+
+--- Whether s can be shown as text in a diff (valid UTF-8, no NUL).
+function M.is_text(s)
+   return not s:find("\0", 1, true) and utf8.len(s) ~= nil
+end
+
+--- Whether s holds a private key: such content is never shown in a diff.
+function M.looks_secret(s)
+   return type(s) == "string" and s:find("-----BEGIN [%w ]*PRIVATE KEY-----") ~= nil
+end
+
+--- Whether s is, or contains, a value the task marked secret.
+function M.is_marked_secret(ctx, s)
+   for _, v in ipairs(ctx.secrets or {}) do
+      if type(v) == "string" and v ~= "" and s:find(v, 1, true) then
+         return true
+      end
+   end
+   return false
+end
+
+--- What a diff shows for content it does not load (too large, or a
+--- controller file it did not read).
+function M.note(size, digest)
+   return ("(%d bytes, sha256 %s: not shown)\n"):format(size or 0, digest or "?")
+end
+
+--- A content diff of two strings ("" for a file that does not exist): text
+--- up to DIFF_MAX as is, otherwise a one-line note; secret = true when
+--- either side looks like a private key or holds a value marked secret.
+---@param ctx table module context
+---@param path string
+---@param before string
+---@param after string
+function M.content_diff(ctx, path, before, after)
+   local function show(s)
+      if #s > M.DIFF_MAX or not M.is_text(s) then
+         return ("(%s, %d bytes: not shown)\n"):format(M.is_text(s) and "large file" or "binary", #s)
+      end
+      return s
+   end
+   local secret = M.looks_secret(before) or M.looks_secret(after)
+      or M.is_marked_secret(ctx, before) or M.is_marked_secret(ctx, after)
+   return { path = path, before = show(before), after = show(after), secret = secret or nil }
+end
+
+return M

@@ -1,0 +1,209 @@
+-- file: a path's kind (file, directory, symlink, absent) and its mode,
+-- owner and group; never its content (that is copy's and template's).
+--
+-- Ansible's states: `file` only sets attributes on a file that must already
+-- exist, `directory` creates (with parents), `link` makes a symlink,
+-- `touch` creates an empty file when missing, `absent` removes (a directory
+-- recursively). Unlike Ansible, `touch` never updates timestamps, so a
+-- second run reports no change. Without `state`, the path keeps the kind it
+-- has (attributes are set) and a missing path fails, as with `file`.
+--
+-- One command reads the current state (lstat, the target's stat when it is
+-- a link, readlink, and for links whether src exists); one command applies.
+local fa = require("etcdrun.fileattrs")
+local shell = require("etcdrun.shell")
+
+local M = {
+   doc = "Make a path a directory, a file, a symlink or absent, with mode, owner and group.",
+   args = {
+      path = { type = "path", required = true, absolute = true, doc = "path on the host" },
+      state = { type = "string", choices = { "file", "directory", "link", "touch", "absent" },
+         doc = "file (must exist), directory (created with parents), link (symlink to src), "
+            .. "touch (created empty when missing), absent (removed, recursively); "
+            .. "unset: keep the path's kind" },
+      mode = { type = "mode", doc = "octal string, e.g. '0750' (not for links)" },
+      owner = { type = "string", doc = "user name or uid" },
+      group = { type = "string", doc = "group name or gid" },
+      src = { type = "string", doc = "the link's target (state=link), absolute or relative to the link's directory" },
+      force = { type = "boolean", default = false,
+         doc = "state=link: replace a regular file at path, or link to a src that does not exist" },
+   },
+   required_if = { { "state", "link", { "src" } } },
+}
+
+local q = shell.quote
+
+-- lstat; for a link also the target's stat (or "dangling") and readlink;
+-- with src, whether it exists seen from the link's directory.
+local function gather(host, path, src)
+   local parent = path:match("^(.*)/[^/]*$")
+   local cmd = ("p=%s; if [ -L \"$p\" ] || [ -e \"$p\" ]; then %s || exit 1; if [ -L \"$p\" ]; then "
+      .. "%s 2>/dev/null || echo dangling; readlink -- \"$p\"; fi; else echo absent; fi")
+      :format(q(path), fa.stat_cmd(path, false), fa.stat_cmd(path))
+   if src then
+      cmd = cmd .. ("; if cd %s 2>/dev/null && [ -e %s ]; then echo src=yes; else echo src=no; fi")
+         :format(q(parent == "" and "/" or parent), q(src))
+   end
+   local r, err, code = fa.run(host, "file", path, cmd)
+   if not r then
+      return nil, err, code
+   end
+   local lines = {}
+   for l in r.stdout:gmatch("([^\n]*)\n") do
+      lines[#lines + 1] = l
+   end
+   local cur = { src_exists = lines[#lines] == "src=yes" }
+   if lines[1] == "absent" then
+      cur.kind = "absent"
+      return cur
+   end
+   cur.lstat = fa.parse_stat(lines[1])
+   if not cur.lstat then
+      return nil, ("file: unexpected stat output %q (%s:%s)"):format(r.stdout, host.name, path), "EREMOTE"
+   end
+   cur.kind = cur.lstat.type
+   if cur.kind == "link" then
+      cur.target_stat = fa.parse_stat(lines[2]) -- nil when dangling
+      cur.target = lines[3]
+   end
+   return cur
+end
+
+local KIND = { file = "file", dir = "directory", link = "link", absent = "absent", other = "special file" }
+
+-- The attributes a diff shows: the kind and what the task sets.
+local function describe(kind, st, args, target)
+   local out = { ("state %s\n"):format(KIND[kind] or kind) }
+   if kind == "link" then
+      out[#out + 1] = ("src %s\n"):format(target or "?")
+   end
+   if st then
+      if args.mode and kind ~= "link" then
+         out[#out + 1] = ("mode %s\n"):format(fa.mode_str(st.mode))
+      end
+      if args.owner then
+         out[#out + 1] = ("owner %s\n"):format(st.user)
+      end
+      if args.group then
+         out[#out + 1] = ("group %s\n"):format(st.group)
+      end
+   end
+   return table.concat(out)
+end
+
+local function fail(ctx, path, why)
+   return { failed = true, msg = ("file: %s:%s %s"):format(ctx.host.name, path, why) }
+end
+
+function M.check(ctx, args)
+   local path = args.path:gsub("/+$", "")
+   if path == "" or path:gsub("/+", "/"):gsub("/%.$", "") == "" then
+      return fail(ctx, args.path, "is the root directory: refusing to manage it")
+   end
+   local state = args.state
+   if state ~= "link" and args.src then
+      return fail(ctx, path, "src is only for state=link")
+   end
+   if state == "link" and args.mode then
+      return fail(ctx, path, "mode cannot be set on a symlink")
+   end
+   local cur, err, code = gather(ctx.host, path, state == "link" and args.src or nil)
+   if not cur then
+      return nil, err, code
+   end
+   -- a link to a file or directory counts as one (chmod and chown follow
+   -- it), except for state=link and state=absent, which are about the link
+   local kind, st = cur.kind, cur.lstat
+   if kind == "link" and state ~= "link" and state ~= "absent" and cur.target_stat then
+      kind, st = cur.target_stat.type, cur.target_stat
+   end
+   if state == nil then
+      if kind == "absent" then
+         return fail(ctx, path, "does not exist (give state=touch, directory or link to create it)")
+      end
+      state = ({ dir = "directory", link = "link" })[kind] or "file"
+   end
+   -- a dangling link found without state=link keeps its target
+   local src = args.src or cur.target
+   local before = describe(kind, st, args, cur.target)
+
+   if state == "absent" then
+      if kind == "absent" then
+         return { changed = false, msg = "absent" }
+      end
+      return {
+         changed = true, msg = ("would remove the %s"):format(KIND[kind]), done = ("removed the %s"):format(KIND[kind]),
+         diff = { path = path, before = before, after = "state absent\n" },
+         cmd = ("rm -rf -- %s"):format(q(path)),
+      }
+   end
+
+   local cmd, what, new_kind -- cmd: what creates or replaces the path itself
+   if state == "directory" then
+      if kind == "absent" then
+         cmd, what, new_kind = ("mkdir -p -- %s"):format(q(path)), "create the directory", "dir"
+      elseif kind ~= "dir" then
+         return fail(ctx, path, ("exists and is a %s, not a directory"):format(KIND[kind]))
+      end
+   elseif state == "file" then
+      if kind == "absent" then
+         return fail(ctx, path, "does not exist (state=file never creates: use state=touch or copy)")
+      elseif kind ~= "file" then
+         return fail(ctx, path, ("is a %s, not a file"):format(KIND[kind]))
+      end
+   elseif state == "touch" then
+      if kind == "absent" then
+         cmd, what, new_kind = (": >> %s"):format(q(path)), "create the file", "file"
+      elseif kind ~= "file" and kind ~= "dir" then
+         return fail(ctx, path, ("is a %s"):format(KIND[kind]))
+      end
+   elseif state == "link" then
+      if args.src and not cur.src_exists and not args.force then
+         return fail(ctx, path, ("link source %s does not exist (force=true links anyway)"):format(args.src))
+      end
+      if kind == "dir" then
+         return fail(ctx, path, "is a directory: remove it first (state=absent) to put a link there")
+      elseif kind == "file" and not args.force then
+         return fail(ctx, path, "is a regular file: force=true replaces it with a link")
+      elseif kind ~= "link" or cur.target ~= src then
+         -- a new link beside the path, renamed over it: never a moment without one
+         local dir, base = path:match("^(.*)/([^/]*)$")
+         local tmp = ("%s/.%s.etcdrun-link"):format(dir, base)
+         cmd = ("ln -sfn -- %s %s && mv -f -T -- %s %s"):format(q(src), q(tmp), q(tmp), q(path))
+         what = kind == "absent" and "create the link"
+            or kind == "link" and ("change the link target %s -> %s"):format(cur.target, src)
+            or ("replace the %s with a link"):format(KIND[kind])
+         new_kind = "link"
+      end
+   end
+
+   local link = state == "link"
+   local changes = cmd and {} or fa.changes(st, args)
+   if not cmd and #changes == 0 then
+      return { changed = false, msg = ("%s, attributes match"):format(KIND[kind]) }
+   end
+   local fix = fa.fix_cmd(path, args, link)
+   if not cmd then
+      what = "set " .. fa.describe(changes)
+   end
+   local after_st = {
+      mode = args.mode or (st and st.mode), user = args.owner or (st and st.user),
+      group = args.group or (st and st.group),
+   }
+   return {
+      -- "would create the directory" under --check, "created the directory" once done
+      changed = true, msg = "would " .. what, done = (what:gsub("^(%a+)e ", "%1ed ")),
+      diff = { path = path, before = before, after = describe(new_kind or kind, after_st, args, src) },
+      cmd = cmd and fix and (cmd .. " && " .. fix) or cmd or fix,
+   }
+end
+
+function M.apply(ctx, args, plan)
+   local ok, err, code = fa.run(ctx.host, "file", args.path, plan.cmd)
+   if not ok then
+      return nil, err, code
+   end
+   return { msg = plan.done }
+end
+
+return M

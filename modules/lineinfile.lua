@@ -1,0 +1,192 @@
+-- lineinfile: one line present in (or absent from) a text file, as
+-- Ansible's lineinfile does, with Lua patterns where Ansible takes Python
+-- regular expressions (`regexp`, `insertafter`, `insertbefore`): `^export
+-- PATH=` reads the same in both, but magic characters are escaped with %
+-- (%. %$ %( %-), not a backslash. `search_string` matches literally.
+--
+-- present: the LAST line matching regexp/search_string is replaced by
+-- `line`; without a match (or without regexp/search_string) the line is
+-- added unless it is already there, after the last line matching
+-- `insertafter` (default: at the end), or before the last line matching
+-- `insertbefore`; BOF/EOF are the file's start and end; `firstmatch` uses
+-- the first match instead. absent: every matching line (or every line equal
+-- to `line`) is removed.
+--
+-- One command reads the file and its stat; the new content is written
+-- atomically (host:write), keeping the file's mode and owner unless given.
+local fa = require("etcdrun.fileattrs")
+local shell = require("etcdrun.shell")
+
+local M = {
+   doc = "Make sure a line is in a text file (replacing the line a pattern matches) or is not.",
+   args = {
+      path = { type = "path", required = true, absolute = true, doc = "the file on the host" },
+      line = { type = "string", doc = "the line (without newline); required for state=present" },
+      regexp = { type = "string", doc = "Lua pattern: the line to replace (present) or lines to remove (absent)" },
+      search_string = { type = "string", doc = "like regexp, but a literal string" },
+      state = { type = "string", choices = { "present", "absent" }, default = "present", doc = "present or absent" },
+      insertafter = { type = "string", doc = "EOF (default) or a Lua pattern: add after its last match" },
+      insertbefore = { type = "string", doc = "BOF or a Lua pattern: add before its last match" },
+      firstmatch = { type = "boolean", default = false, doc = "insertafter/insertbefore use the first match" },
+      create = { type = "boolean", default = false, doc = "create the file when missing (state=present)" },
+      mode = { type = "mode", doc = "octal string, e.g. '0644'" },
+      owner = { type = "string", doc = "user name or uid" },
+      group = { type = "string", doc = "group name or gid" },
+   },
+   exclusive = { { "regexp", "search_string" }, { "insertafter", "insertbefore" } },
+   required_if = { { "state", "present", { "line" } } },
+}
+
+-- A matcher for a Lua pattern or a literal. Lua reports a malformed
+-- pattern only while matching, so the error is raised with the argument's
+-- name and caught in check, before anything is written.
+local function matcher(pattern, literal, what)
+   if literal then
+      return function(l)
+         return l:find(literal, 1, true) ~= nil
+      end
+   end
+   if not pattern then
+      return nil
+   end
+   return function(l)
+      local ok, r = pcall(string.find, l, pattern)
+      if not ok then
+         error(("lineinfile: %s is not a valid Lua pattern: %s"):format(what, tostring(r):gsub("^.-:%d+: ", "")), 0)
+      end
+      return r ~= nil
+   end
+end
+
+local function find(lines, match, first)
+   local found
+   for i, l in ipairs(lines) do
+      if match(l) then
+         if first then
+            return i
+         end
+         found = i
+      end
+   end
+   return found
+end
+
+local function split(content)
+   local lines = {}
+   for l in content:gmatch("([^\n]*)\n") do
+      lines[#lines + 1] = l
+   end
+   local rest = content:match("([^\n]+)$")
+   if rest then
+      lines[#lines + 1] = rest -- a last line without newline gets one
+   end
+   return lines
+end
+
+-- The new lines, and a word about what changed (nil: nothing did).
+local function edit(lines, args)
+   local match = matcher(args.regexp, args.search_string, "regexp")
+   if args.state == "absent" then
+      match = match or function(l)
+         return l == args.line
+      end
+      local out = {}
+      for _, l in ipairs(lines) do
+         if not match(l) then
+            out[#out + 1] = l
+         end
+      end
+      local n = #lines - #out
+      return out, n > 0 and ("%d line%s removed"):format(n, n == 1 and "" or "s") or nil
+   end
+   local i = match and find(lines, match)
+   if i then
+      if lines[i] == args.line then
+         return lines
+      end
+      lines[i] = args.line
+      return lines, "line replaced"
+   end
+   for _, l in ipairs(lines) do
+      if l == args.line then
+         return lines
+      end
+   end
+   local at = #lines + 1
+   local where, before = args.insertafter, false
+   if args.insertbefore then
+      where, before = args.insertbefore, true
+   end
+   if where == "BOF" and before then
+      at = 1
+   elseif where and where ~= "EOF" then
+      local m = matcher(where, nil, before and "insertbefore" or "insertafter")
+      local j = find(lines, m, args.firstmatch)
+      if j then
+         at = before and j or j + 1
+      end
+   end
+   table.insert(lines, at, args.line)
+   return lines, "line added"
+end
+
+function M.check(ctx, args)
+   local host, path = ctx.host, args.path
+   if args.state == "absent" and not (args.regexp or args.search_string or args.line) then
+      return { failed = true, msg = "lineinfile: state=absent needs regexp, search_string or line" }
+   end
+   local q = shell.quote(path)
+   local cmd = ("if [ -e %s ]; then %s && if [ -f %s ]; then cat -- %s; fi; else echo absent; fi")
+      :format(q, fa.stat_cmd(path), q, q)
+   local r, err, code = fa.run(host, "lineinfile", path, cmd)
+   if not r then
+      return nil, err, code
+   end
+   local first, content = r.stdout:match("^([^\n]*)\n?(.*)$")
+   local st
+   if first ~= "absent" then
+      st = fa.parse_stat(first)
+      if not st or st.type ~= "file" then
+         return { failed = true, msg = ("lineinfile: %s:%s is not a regular file"):format(host.name, path) }
+      end
+   elseif args.state == "absent" then
+      return { changed = false, msg = "file does not exist" }
+   elseif not args.create then
+      return { failed = true,
+         msg = ("lineinfile: %s:%s does not exist (create=true creates it)"):format(host.name, path) }
+   end
+   local ok, lines, what = pcall(edit, split(st and content or ""), args)
+   if not ok then
+      return { failed = true, msg = tostring(lines) }
+   end
+   local new = #lines > 0 and (table.concat(lines, "\n") .. "\n") or ""
+   -- a file is rewritten only for an edit: a missing final newline alone is no reason
+   local write = not st or what ~= nil
+   local attrs = fa.changes(st, args)
+   if not write and #attrs == 0 then
+      return { changed = false, msg = "unchanged" }
+   end
+   local msgs = { write and ((st and "" or "file created, ") .. what) or nil }
+   if #attrs > 0 then
+      msgs[#msgs + 1] = fa.describe(attrs)
+   end
+   local msg = table.concat(msgs, ", ")
+   local diff = write and fa.content_diff(ctx, path, st and content or "", new) or fa.attr_diff(path, attrs)
+   return { changed = true, msg = msg, diff = diff, content = write and new, created = not st }
+end
+
+function M.apply(ctx, args, plan)
+   local ok, err, code
+   if plan.content then
+      ok, err, code = ctx.host:write(args.path, plan.content,
+         { mode = args.mode or (plan.created and 420 or nil), owner = args.owner, group = args.group })
+   else
+      ok, err, code = fa.run(ctx.host, "lineinfile", args.path, fa.fix_cmd(args.path, args))
+   end
+   if not ok then
+      return nil, err, code
+   end
+   return { msg = plan.msg }
+end
+
+return M

@@ -1,0 +1,290 @@
+--- systemd: a unit's file, whether it is enabled, and whether it runs.
+--
+-- One exec reads everything check needs: `systemctl show` of the unit and
+-- the managed unit file's content, parsed with the systemd primitive. The
+-- file is compared byte for byte with what the task would write (the unit
+-- argument is rendered canonically first, so the same table always gives
+-- the same text), `daemon-reload` runs only when this task wrote a unit
+-- file or systemd says the loaded unit is stale (NeedDaemonReload=yes).
+-- As in Ansible, state=started does not restart a running unit whose file
+-- changed: notify a handler with state=restarted for that; restarted and
+-- reloaded always act (that is their meaning) and report changed.
+local systemd = require("etcdrun.systemd")
+local shell = require("etcdrun.shell")
+local clock = require("etcdrun.core.runtime").monotonic -- a clock, no remote work
+
+local q = shell.quote
+
+local M = {
+   doc = "Manage a systemd unit: its unit file, enabled at boot, started/stopped/restarted/reloaded.",
+   args = {
+      name = { type = "string", required = true,
+         doc = "unit name; '.service' is added when it has no unit type suffix" },
+      unit_file = { type = "string", doc = "the unit file's exact content" },
+      unit = { type = "table", doc = "the unit file as a table, rendered by the systemd primitive: "
+         .. "{Unit={Description=...}, Service={ExecStart=...}, Install={WantedBy=...}} "
+         .. "([Unit] first, [Install] last, keys sorted, a list gives repeated lines) "
+         .. "or the ordered form {{'Unit', {{'Description', '...'}}}, ...}" },
+      unit_path = { type = "path", absolute = true,
+         doc = "where the unit file goes (default /etc/systemd/system/<name>); a drop-in such as "
+            .. "/etc/systemd/system/<name>.d/10-site.conf works too" },
+      enabled = { type = "boolean", doc = "enabled at boot (systemctl enable/disable); unset: left alone" },
+      state = { type = "string", choices = { "started", "stopped", "restarted", "reloaded" },
+         doc = "started/stopped act only when needed; restarted and reloaded always act "
+            .. "(reloaded starts a unit that is not running)" },
+      no_block = { type = "boolean", default = false,
+         doc = "start/restart/reload with --no-block: do not wait for the job (a first etcd "
+            .. "member with Type=notify waits for its peers)" },
+      wait = { type = "any", default = false,
+         doc = "after start/restart/reload, wait until ActiveState=active: true (60 s) or seconds; "
+            .. "on failure the message holds the unit's journal tail" },
+   },
+   exclusive = { { "unit_file", "unit" } },
+}
+
+local TYPES = {
+   service = true, socket = true, target = true, timer = true, mount = true, automount = true,
+   path = true, slice = true, scope = true, swap = true, device = true,
+}
+local PROPS = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,NeedDaemonReload,Result,Job"
+local RUNNING = { active = true, activating = true, reloading = true }
+local ENABLED = { enabled = true, alias = true, indirect = true }
+local MARK = "@@etcdrun_systemd_file@@" -- no pattern magic characters: used in match()
+
+local function unit_name(name)
+   local t = name:match("%.(%a+)$")
+   return (t and TYPES[t]) and name or name .. ".service"
+end
+
+local function fail(msg)
+   return { failed = true, changed = false, msg = "systemd: " .. msg }
+end
+
+-- The content the task wants on disk, or nil; or nil, message.
+local function desired(args, unit)
+   if args.unit_file then
+      local ok, err = systemd.try.parse_unit(args.unit_file, unit)
+      if not ok then
+         return nil, "argument 'unit_file': " .. err
+      end
+      return args.unit_file
+   elseif args.unit then
+      local ok, text = pcall(systemd.render, args.unit)
+      if not ok then
+         return nil, "argument 'unit': " .. tostring(text):gsub("^[^\n]-:%d+: ", "") -- no Lua position
+      end
+      return text
+   end
+end
+
+local function show(host, unit, props)
+   local r, err, code = host:exec(("systemctl show --property=%s -- %s"):format(props, q(unit)))
+   if not r then
+      return nil, err, code
+   end
+   local units, perr = systemd.try.parse_show(r.stdout)
+   if r.status ~= 0 or not units or not units[1] then
+      local why = (r.stderr ~= "" and r.stderr or perr or r.stdout):gsub("%s+$", "")
+      return nil, ("systemd: systemctl show %s failed on %s: %s"):format(unit, host.name, why), "EREMOTE"
+   end
+   return units[1]
+end
+
+-- The unit's status and, when path is given, its file's content (nil: none).
+local function gather(host, unit, path)
+   local cmd = ("systemctl show --property=%s -- %s; echo %s $?"):format(PROPS, q(unit), MARK)
+   if path then
+      cmd = cmd .. ("; [ -f %s ] && echo %s && cat -- %s"):format(q(path), MARK, q(path))
+   end
+   local r, err, code = host:exec(cmd)
+   if not r then
+      return nil, err, code
+   end
+   local out, status, rest = r.stdout:match("^(.-)" .. MARK .. " (%d+)\n(.*)$")
+   local units = out and status == "0" and systemd.try.parse_show(out)
+   if not units or not units[1] then
+      local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
+      return nil, ("systemd: systemctl show %s failed on %s: %s"):format(unit, host.name, why), "EREMOTE"
+   end
+   local content = rest:match("^" .. MARK .. "\n(.*)$")
+   return units[1], content
+end
+
+local function journal(host, unit)
+   local r = host:exec(("journalctl -u %s -n 20 --no-pager --no-hostname"):format(q(unit)))
+   return r and (r.stdout .. r.stderr):gsub("%s+$", "") or "(journal not readable)"
+end
+
+local function summary(enabled, active)
+   return ("UnitFileState=%s\nActiveState=%s\n"):format(enabled, active)
+end
+
+function M.check(ctx, args)
+   local unit = unit_name(args.name)
+   if not unit:match("^[%w:_.@\\-]+$") then
+      return fail(("argument 'name': not a unit name: '%s'"):format(args.name))
+   end
+   if args.wait ~= false and args.wait ~= true and not (type(args.wait) == "number" and args.wait >= 0) then
+      return fail("argument 'wait' must be true, false or a number of seconds")
+   end
+   local content, derr = desired(args, unit)
+   if derr then
+      return fail(derr)
+   end
+   local path = content and (args.unit_path or "/etc/systemd/system/" .. unit)
+   local st, current = gather(ctx.host, unit, path)
+   if not st then
+      return nil, current, "EREMOTE"
+   end
+   local plan = { unit = unit, path = path, content = content, actions = {} }
+   local acts = plan.actions
+   local write = content ~= nil and current ~= content
+   if write then
+      acts[#acts + 1] = "write"
+   end
+   if write or st.NeedDaemonReload == "yes" then
+      acts[#acts + 1] = "daemon-reload"
+   end
+   if st.LoadState == "not-found" and not content then
+      return fail(("unit %s not found on %s (give unit_file or unit to create it)"):format(unit, ctx.host.name))
+   end
+   local ufs = st.UnitFileState
+   if args.enabled == true and (write or not ENABLED[ufs]) then
+      -- judged from the content that will be there: a unit without [Install] cannot be enabled
+      local main = content and path:sub(-#unit - 1) == "/" .. unit
+      local u = main and systemd.parse_unit(content, unit)
+      local install = u and (#systemd.values(u, "Install", "WantedBy") + #systemd.values(u, "Install", "RequiredBy")
+         + #systemd.values(u, "Install", "Alias") + #systemd.values(u, "Install", "Also")) or 0
+      if (u and install == 0) or (not u and (ufs == "static" or ufs == "generated" or ufs == "transient")) then
+         return fail(("%s cannot be enabled on %s: it has no [Install] section with WantedBy=, "
+            .. "RequiredBy= or Alias=%s"):format(unit, ctx.host.name, u and "" or (" (UnitFileState=" .. ufs .. ")")))
+      end
+      if not ENABLED[ufs] then
+         acts[#acts + 1] = "enable"
+      end
+   elseif args.enabled == false and (ufs == "enabled" or ufs == "enabled-runtime" or ufs == "alias") then
+      acts[#acts + 1] = "disable"
+   end
+   local active = st.ActiveState
+   local s = args.state
+   if s == "started" and not RUNNING[active] then
+      acts[#acts + 1] = "start"
+   elseif s == "stopped" and active ~= "inactive" and active ~= "failed" then
+      acts[#acts + 1] = "stop"
+   elseif s == "restarted" then
+      acts[#acts + 1] = "restart"
+   elseif s == "reloaded" then
+      acts[#acts + 1] = RUNNING[active] and "reload" or "start"
+   end
+   plan.changed = #acts > 0
+   plan.result = { name = unit, path = path, status = st }
+   if not plan.changed then
+      plan.msg = ("%s: ok (%s, %s)"):format(unit, ufs ~= "" and ufs or st.LoadState, active)
+      return plan
+   end
+   plan.msg = "would " .. table.concat(acts, ", ")
+   if write then
+      plan.diff = { path = path, before = current or "", after = content }
+   else
+      local e = ({ enable = "enabled", disable = "disabled" })
+      local want_ufs = ufs
+      for _, a in ipairs(acts) do
+         want_ufs = e[a] or want_ufs
+      end
+      local want_active = (s == "stopped" and "inactive") or (s and "active") or active
+      plan.diff = { path = unit, before = summary(ufs, active), after = summary(want_ufs, want_active) }
+   end
+   return plan
+end
+
+-- Poll until the unit is active and stays so across one poll interval (a
+-- Type=simple unit whose process exits at once is "active" for a moment),
+-- or fails, or the deadline passes. Returns true or false, last status.
+local function wait_active(ctx, unit, seconds)
+   local deadline = clock() + seconds
+   local seen
+   while true do
+      local st, err, code = show(ctx.host, unit, "ActiveState,SubState,Result,Job,InvocationID")
+      if not st then
+         return nil, err, code
+      end
+      if st.ActiveState == "active" then
+         if seen == st.InvocationID then
+            return true
+         end
+         seen = st.InvocationID
+      else
+         seen = nil
+         if st.ActiveState == "failed" or (st.ActiveState == "inactive" and st.Job == "") then
+            return false, st
+         end
+      end
+      if clock() >= deadline then
+         return false, st
+      end
+      ctx.sleep(0.5)
+   end
+end
+
+local function run(ctx, unit, what, cmd)
+   local r, err, code = ctx.host:exec(cmd)
+   if not r then
+      return nil, err, code
+   end
+   if r.status ~= 0 then
+      local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
+      local tail = ""
+      if what ~= "daemon-reload" then
+         tail = "; journal:\n" .. journal(ctx.host, unit)
+      end
+      return nil, ("systemd: %s %s failed on %s: %s%s"):format(what, unit, ctx.host.name, why, tail), "EREMOTE"
+   end
+   return true
+end
+
+function M.apply(ctx, args, plan)
+   local unit, done = plan.unit, {}
+   local nb = args.no_block and "--no-block " or ""
+   local started = false
+   for _, a in ipairs(plan.actions) do
+      local ok, err, code
+      if a == "write" then
+         ok, err, code = ctx.host:write(plan.path, plan.content, { mode = tonumber("644", 8) })
+         if not ok and code == "ENOENT" then -- a drop-in directory that does not exist yet
+            local dir = plan.path:match("^(.*)/[^/]*$")
+            ok, err, code = ctx.host:mkdir(dir)
+            if ok then
+               ok, err, code = ctx.host:write(plan.path, plan.content, { mode = tonumber("644", 8) })
+            end
+         end
+         a = "wrote " .. plan.path
+      elseif a == "daemon-reload" then
+         ok, err, code = run(ctx, unit, a, "systemctl daemon-reload")
+      elseif a == "enable" or a == "disable" then
+         ok, err, code = run(ctx, unit, a, ("systemctl %s -- %s"):format(a, q(unit)))
+      else
+         ok, err, code = run(ctx, unit, a, ("systemctl %s%s -- %s"):format(nb, a, q(unit)))
+         started = a ~= "stop"
+      end
+      if not ok then
+         return nil, err, code
+      end
+      done[#done + 1] = a
+   end
+   if started and args.wait then
+      local seconds = args.wait == true and 60 or args.wait
+      local ok, st, code = wait_active(ctx, unit, seconds)
+      if ok == nil then
+         return nil, st, code
+      end
+      if not ok then
+         return nil, ("systemd: %s did not become active within %g s on %s (ActiveState=%s, SubState=%s, "
+            .. "Result=%s); journal:\n%s"):format(unit, seconds, ctx.host.name, st.ActiveState, st.SubState,
+            st.Result, journal(ctx.host, unit)), st.ActiveState == "failed" and "EUNIT" or "ETIMEDOUT"
+      end
+      done[#done + 1] = "active"
+   end
+   return { msg = table.concat(done, ", ") }
+end
+
+return M

@@ -1,0 +1,71 @@
+-- template: render a template (etcdrun.template, Jinja2's syntax, see
+-- runtime/template.c) on the controller with the host's variables, then
+-- put the result on the host exactly as the copy module does (sha256
+-- compare, atomic write, mode/owner/group, diff of rendered vs current).
+--
+-- Variables: the host's (ctx.template_vars(source) from the runner: a plain
+-- table with facts when the template mentions them), then `vars` over them.
+-- Rendering happens in check, so a template error fails the task in
+-- --check mode too, with the template:line:column message.
+local module = require("etcdrun.module")
+local template = require("etcdrun.template")
+
+local M = {
+   doc = "Render a Jinja2-style template with the host's variables and put the result "
+      .. "on the host like copy (only when it differs, atomically).",
+   args = {
+      src = { type = "path", doc = "template file on the controller, relative to the playbook's directory" },
+      source = { type = "string", doc = "the template text itself, instead of src" },
+      dest = { type = "path", required = true, absolute = true, doc = "file on the host" },
+      mode = { type = "mode", doc = "octal string, e.g. '0600'" },
+      owner = { type = "string", doc = "user name or uid" },
+      group = { type = "string", doc = "group name or gid" },
+      vars = { type = "table", doc = "extra variables, over the host's (ctx.vars)" },
+   },
+   exclusive = { { "src", "source" } },
+   one_of = { { "src", "source" } },
+}
+
+local copy -- the copy module, loaded on first use
+
+local function render(ctx, args)
+   local source, name = args.source, "<source>"
+   if args.src then
+      name = args.src
+      local err, code
+      source, err, code = ctx.controller:read(ctx.path(args.src))
+      if not source then
+         return nil, ("template: cannot read %s: %s"):format(args.src, err), code
+      end
+   end
+   -- The engine looks variables up raw, so it needs a plain table: the
+   -- runner's ctx.template_vars(source) builds one (facts included when the
+   -- template mentions them); ctx.vars is a lazy view whose pairs() sees
+   -- nothing, and is copied only when it is plain already (module specs).
+   local vars = {}
+   local base = ctx.template_vars and ctx.template_vars(source) or ctx.vars or {}
+   for k, v in pairs(base) do
+      vars[k] = v
+   end
+   for k, v in pairs(args.vars or {}) do
+      vars[k] = v
+   end
+   return template.try.render(source, vars, { name = name })
+end
+
+function M.check(ctx, args)
+   local out, err, code = render(ctx, args)
+   if not out then
+      return nil, err, code
+   end
+   copy = copy or module.load("copy")
+   return copy.check(ctx, {
+      dest = args.dest, content = out, mode = args.mode, owner = args.owner, group = args.group, force = true,
+   })
+end
+
+function M.apply(ctx, args, plan)
+   return copy.apply(ctx, { dest = args.dest, mode = args.mode, owner = args.owner, group = args.group }, plan)
+end
+
+return M

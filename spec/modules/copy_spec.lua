@@ -1,0 +1,210 @@
+-- The copy module: argument checks, then against a lab node (etcd1): first
+-- run changes, second does not, --check writes nothing, diffs, failures;
+-- and the same on the controller.
+local lab = require("support.lab")
+local helper = require("support.helper")
+local modtest = require("support.modtest")
+local host = require("etcdrun.host")
+local localhost = require("etcdrun.localhost")
+local fs = require("etcdrun.fs")
+
+local BASE = "/root/etcdrun-modtest-copy"
+local FIXTURES = lab.root .. "/spec/fixtures/modules"
+
+describe("copy arguments", function()
+   local cases = {
+      { { content = "x" }, "argument 'dest' is required" },
+      { { dest = "rel/path", content = "x" }, "argument 'dest' must be an absolute path" },
+      { { dest = "/x" }, "one of content, src is required" },
+      { { dest = "/x", content = "a", src = "b" }, "arguments .* are mutually exclusive" },
+      { { dest = "/x", content = "a", mode = 0644 }, "argument 'mode': write modes as strings" },
+      { { dest = "/x", content = "a", mode = "rw" }, "argument 'mode' must be an octal mode" },
+      { { dest = "/x", content = "a", force = "yes" }, "argument 'force' must be true or false" },
+      { { dest = "/x", content = "a", backup = true }, "unknown argument 'backup'" },
+   }
+   for _, c in ipairs(cases) do
+      it("refuses " .. c[2], function()
+         local ok, err = modtest.validate("copy", c[1], "site.lua:3")
+         assert.is_nil(ok)
+         assert.matches("^site%.lua:3: module 'copy': ", err)
+         assert.matches(c[2], err)
+      end)
+   end
+
+   it("accepts a minimal task and turns the mode into a number", function()
+      local a = assert(modtest.validate("copy", { dest = "/x", content = "", mode = "0600" }))
+      assert.are.equal(384, a.mode)
+      assert.is_true(a.force)
+   end)
+end)
+
+describe("copy on a node", function()
+   local dir, why_not, h
+
+   local function on_node(cmd)
+      local r = assert(h:exec(cmd))
+      return r.stdout, r.status
+   end
+
+   setup(function()
+      dir, why_not = lab.ensure(10)
+      if dir then
+         h = host.new({ name = "etcd1", address = "198.18.0.11", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
+      end
+   end)
+
+   teardown(function()
+      if h then
+         on_node("rm -rf " .. BASE)
+         h:close()
+      end
+   end)
+
+   before_each(function()
+      if not dir then
+         pending(why_not)
+      end
+   end)
+
+   it("creates a file once: check writes nothing, then changed, then unchanged", function()
+      if not dir then return end
+      local dest = BASE .. "/one.conf"
+      local args = { dest = dest, content = "one\n", mode = "0640" }
+      local r = modtest.run("copy", args, h, { check = true })
+      assert.is_true(r.changed)
+      assert.is_false(r.failed)
+      assert.are.equal("would create file", r.msg)
+      assert.are.same({ path = dest, before = "", after = "one\n" }, r.diff)
+      assert.are.equal("absent\n", on_node("test -e " .. dest .. " && echo present || echo absent"))
+
+      r = modtest.run("copy", args, h)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("created file", r.msg)
+      assert.are.equal(fs.sha256("one\n"), r.checksum)
+      assert.are.equal("one\n|640|root\n", on_node("cat " .. dest .. "; stat -c '|%a|%U' " .. dest))
+
+      r = modtest.run("copy", args, h)
+      assert.is_false(r.changed)
+      assert.is_false(r.failed)
+      assert.are.equal("unchanged", r.msg)
+      assert.is_nil(r.diff)
+   end)
+
+   it("replaces changed content atomically and shows the diff; check leaves it", function()
+      if not dir then return end
+      local dest = BASE .. "/two.conf"
+      on_node("printf 'a\\nb\\n' > " .. dest .. " && chmod 600 " .. dest)
+      local args = { dest = dest, content = "a\nc\n" }
+      local r = modtest.run("copy", args, h, { check = true })
+      assert.is_true(r.changed)
+      assert.are.equal("would change content", r.msg)
+      assert.are.same({ path = dest, before = "a\nb\n", after = "a\nc\n" }, r.diff)
+      assert.are.equal("a\nb\n", on_node("cat " .. dest))
+      r = modtest.run("copy", args, h)
+      assert.is_true(r.changed)
+      -- no mode given: the existing file keeps its mode
+      assert.are.equal("a\nc\n600\n", on_node("cat " .. dest .. "; stat -c %a " .. dest))
+      assert.are.equal("", on_node("ls -A " .. BASE .. " | grep etcdrun || true"))
+      assert.is_false(modtest.run("copy", args, h).changed)
+   end)
+
+   it("fixes only attributes when the content matches, with an attribute diff", function()
+      if not dir then return end
+      local dest = BASE .. "/attrs.conf"
+      on_node("echo same > " .. dest .. " && chmod 644 " .. dest)
+      local args = { dest = dest, content = "same\n", mode = "0600", owner = "nobody", group = "nogroup" }
+      local r = modtest.run("copy", args, h, { check = true })
+      assert.are.equal("would change mode 0644 -> 0600, owner root -> nobody, group root -> nogroup", r.msg)
+      assert.are.same({ path = dest, before = "mode 0644\nowner root\ngroup root\n",
+         after = "mode 0600\nowner nobody\ngroup nogroup\n" }, r.diff)
+      assert.are.equal("644 root\n", on_node("stat -c '%a %U' " .. dest))
+      r = modtest.run("copy", args, h)
+      assert.is_true(r.changed)
+      assert.are.equal("600 nobody nogroup\n", on_node("stat -c '%a %U %G' " .. dest))
+      assert.is_false(modtest.run("copy", args, h).changed)
+      -- numeric ids compare with the ids
+      assert.is_false(modtest.run("copy", { dest = dest, content = "same\n", owner = "65534" }, h).changed)
+   end)
+
+   it("copies a controller file relative to the playbook's directory", function()
+      if not dir then return end
+      local dest = BASE .. "/hello.txt"
+      local opts = { playbook_dir = FIXTURES }
+      local r = modtest.run("copy", { src = "hello.txt", dest = dest }, h, opts)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("hello from the controller\n", r.diff.after)
+      assert.are.equal(fs.sha256_file(FIXTURES .. "/hello.txt"), on_node("sha256sum " .. dest):match("^%x+"))
+      assert.is_false(modtest.run("copy", { src = "hello.txt", dest = dest }, h, opts).changed)
+      r = modtest.run("copy", { src = "no-such.txt", dest = dest }, h, opts)
+      assert.is_true(r.failed)
+      assert.matches("copy: src no%-such%.txt: .*No such file or directory %(controller:.*/no%-such%.txt%)", r.msg)
+   end)
+
+   it("shows a note instead of binary or large content", function()
+      if not dir then return end
+      local tmp = helper.tmpdir()
+      helper.run("head -c 100000 /dev/urandom > " .. helper.q(tmp .. "/blob"))
+      local dest = BASE .. "/blob"
+      local r = modtest.run("copy", { src = tmp .. "/blob", dest = dest }, h)
+      assert.is_true(r.changed)
+      assert.matches("^%(100000 bytes, sha256 %x+: not shown%)\n$", r.diff.after)
+      local big = string.rep("text line\n", 8000)
+      r = modtest.run("copy", { content = big, dest = dest }, h, { check = true })
+      -- the node's file is over 64 KiB: not even read back
+      assert.matches("^%(100000 bytes, sha256 %x+: not shown%)\n$", r.diff.before)
+      assert.are.equal("(large file, 80000 bytes: not shown)\n", r.diff.after)
+      r = modtest.run("copy", { content = "\0\1\2", dest = dest }, h, { check = true })
+      assert.are.equal("(binary, 3 bytes: not shown)\n", r.diff.after)
+   end)
+
+   it("marks a private key's diff secret", function()
+      if not dir then return end
+      local key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n"
+      local r = modtest.run("copy", { content = key, dest = BASE .. "/server.key", mode = "0600" }, h)
+      assert.is_true(r.changed)
+      assert.is_true(r.diff.secret)
+      r = modtest.run("copy", { content = "not a key\n", dest = BASE .. "/server.key" }, h, { check = true })
+      assert.is_true(r.diff.secret, "the old content is a key too")
+   end)
+
+   it("leaves an existing file alone with force=false", function()
+      if not dir then return end
+      local dest = BASE .. "/keep.conf"
+      on_node("echo mine > " .. dest)
+      local r = modtest.run("copy", { dest = dest, content = "theirs\n", force = false }, h)
+      assert.is_false(r.changed)
+      assert.matches("force=false", r.msg)
+      assert.are.equal("mine\n", on_node("cat " .. dest))
+   end)
+
+   it("fails with the host and path when the destination cannot be written", function()
+      if not dir then return end
+      local r = modtest.run("copy", { dest = BASE .. "/no/such/dir/f", content = "x" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal("ENOENT", r.code)
+      assert.matches("etcd1:" .. BASE:gsub("%-", "%%-") .. "/no/such/dir", r.msg)
+      r = modtest.run("copy", { dest = BASE, content = "x" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal("copy: etcd1:" .. BASE .. " is a directory, not a file", r.msg)
+      r = modtest.run("copy", { dest = BASE .. "/o.conf", content = "x", owner = "no-such-user" }, h)
+      assert.is_true(r.failed)
+      assert.matches("no%-such%-user", r.msg)
+      assert.matches("etcd1:" .. BASE:gsub("%-", "%%-") .. "/o%.conf", r.msg)
+   end)
+end)
+
+describe("copy on the controller", function()
+   it("creates, then leaves alone, a file", function()
+      local tmp = helper.tmpdir()
+      local c = localhost.new()
+      local args = { dest = tmp .. "/c.conf", content = "local\n", mode = "0600" }
+      assert.is_true(modtest.run("copy", args, c, { check = true }).changed)
+      assert.is_nil(helper.read(tmp .. "/c.conf"))
+      local r = modtest.run("copy", args, c)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("local\n", helper.read(tmp .. "/c.conf"))
+      assert.are.equal(384, fs.stat(tmp .. "/c.conf").mode)
+      assert.is_false(modtest.run("copy", args, c).changed)
+   end)
+end)

@@ -1,0 +1,217 @@
+-- The file module: arguments, and on a lab node (etcd3) every state run
+-- twice (changed, then unchanged), --check writing nothing, diffs of the
+-- attributes, and failures naming host:path; then on the controller.
+local lab = require("support.lab")
+local helper = require("support.helper")
+local modtest = require("support.modtest")
+local host = require("etcdrun.host")
+local localhost = require("etcdrun.localhost")
+local fs = require("etcdrun.fs")
+
+local BASE = "/root/etcdrun-modtest-file"
+
+describe("file arguments", function()
+   local cases = {
+      { { state = "directory" }, "argument 'path' is required" },
+      { { path = "tmp/x" }, "argument 'path' must be an absolute path" },
+      { { path = "/x", state = "dir" }, "argument 'state' must be one of file, directory, link, touch, absent" },
+      { { path = "/x", state = "link" }, "argument 'src' is required when state is 'link'" },
+      { { path = "/x", mode = 755 }, "argument 'mode': write modes as strings" },
+      { { path = "/x", mode = "0999" }, "argument 'mode' must be an octal mode string" },
+      { { path = "/x", recurse = true }, "unknown argument 'recurse'" },
+      { { path = "/x", owner = {} }, "argument 'owner' must be a string" },
+   }
+   for _, c in ipairs(cases) do
+      it("refuses " .. c[2], function()
+         local ok, err = modtest.validate("file", c[1], "site.lua:7")
+         assert.is_nil(ok)
+         assert.matches("^site%.lua:7: module 'file': ", err)
+         assert.matches(c[2], err, 1, true)
+      end)
+   end
+
+   it("takes an owner given as a number as the uid", function()
+      assert.are.equal("0", assert(modtest.validate("file", { path = "/x", owner = 0 })).owner)
+   end)
+end)
+
+describe("file on a node", function()
+   local dir, why_not, h
+
+   local function on_node(cmd)
+      return assert(h:exec(cmd)).stdout
+   end
+
+   local function kind(p)
+      return on_node(("stat -c '%%F %%a %%U %%G' %s 2>/dev/null || echo absent"):format(p))
+   end
+
+   local function twice(args, diff)
+      local r = modtest.run("file", args, h, { check = true })
+      assert.is_true(r.changed, r.msg)
+      assert.is_false(r.failed, r.msg)
+      if diff then
+         assert.are.same(diff, { r.diff.before, r.diff.after })
+      end
+      assert.matches("^would ", r.msg)
+      r = modtest.run("file", args, h)
+      assert.is_true(r.changed, r.msg)
+      assert.is_false(r.failed, r.msg)
+      assert.is_nil(r.msg:match("^would"))
+      r = modtest.run("file", args, h)
+      assert.is_false(r.changed, r.msg)
+      assert.is_false(r.failed, r.msg)
+      return r
+   end
+
+   setup(function()
+      dir, why_not = lab.ensure(10)
+      if dir then
+         h = host.new({ name = "etcd3", address = "198.18.0.13", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
+      end
+   end)
+
+   teardown(function()
+      if h then
+         on_node("rm -rf " .. BASE)
+         h:close()
+      end
+   end)
+
+   before_each(function()
+      if not dir then
+         pending(why_not)
+      end
+   end)
+
+   it("makes a directory with parents, mode and owner", function()
+      if not dir then return end
+      local p = BASE .. "/opt/etcd/bin"
+      local args = { path = p, state = "directory", mode = "0700", owner = "nobody" }
+      local r = modtest.run("file", args, h, { check = true })
+      assert.are.equal("would create the directory", r.msg)
+      assert.are.same({ path = p, before = "state absent\n", after = "state directory\nmode 0700\nowner nobody\n" },
+         r.diff)
+      assert.are.equal("absent\n", kind(BASE .. "/opt"))
+      twice(args)
+      assert.are.equal("directory 700 nobody root\n", kind(p))
+   end)
+
+   it("changes a directory's mode, showing before and after", function()
+      if not dir then return end
+      local p = BASE .. "/data"
+      on_node("mkdir -m 755 " .. p)
+      twice({ path = p, state = "directory", mode = "0700" },
+         { "state directory\nmode 0755\n", "state directory\nmode 0700\n" })
+      assert.are.equal("directory 700 root root\n", kind(p))
+      local r = modtest.run("file", { path = p, mode = "01777" }, h, { check = true })
+      assert.are.equal("would set mode 0700 -> 1777", r.msg)
+      r = modtest.run("file", { path = p, mode = "01777" }, h)
+      assert.are.equal("set mode 0700 -> 1777", r.msg)
+      assert.are.equal("directory 1777 root root\n", kind(p))
+   end)
+
+   it("sets attributes of an existing file (state=file) and refuses a missing one", function()
+      if not dir then return end
+      local p = BASE .. "/etcd"
+      on_node("echo bin > " .. p .. " && chmod 600 " .. p)
+      twice({ path = p, state = "file", mode = "0755", group = "nogroup" },
+         { "state file\nmode 0600\ngroup root\n", "state file\nmode 0755\ngroup nogroup\n" })
+      assert.are.equal("regular file 755 root nogroup\n", kind(p))
+      assert.are.equal("bin\n", on_node("cat " .. p))
+      local r = modtest.run("file", { path = BASE .. "/nope", state = "file" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal("file: etcd3:" .. BASE .. "/nope does not exist "
+         .. "(state=file never creates: use state=touch or copy)", r.msg)
+      r = modtest.run("file", { path = BASE .. "/nope", mode = "0644" }, h)
+      assert.is_true(r.failed)
+      assert.matches("does not exist", r.msg)
+   end)
+
+   it("touches a file into existence once, without bumping its time later", function()
+      if not dir then return end
+      local p = BASE .. "/touched"
+      twice({ path = p, state = "touch", mode = "0640" }, { "state absent\n", "state file\nmode 0640\n" })
+      assert.are.equal("regular empty file 640 root root\n", kind(p))
+   end)
+
+   it("makes, retargets and keeps a symlink", function()
+      if not dir then return end
+      local p = BASE .. "/current"
+      on_node(("mkdir -p %s/v1 %s/v2"):format(BASE, BASE))
+      twice({ path = p, state = "link", src = BASE .. "/v1" },
+         { "state absent\n", "state link\nsrc " .. BASE .. "/v1\n" })
+      assert.are.equal(BASE .. "/v1\n", on_node("readlink " .. p))
+      local r = twice({ path = p, state = "link", src = "v2" })
+      assert.are.equal("link, attributes match", r.msg)
+      assert.are.equal("v2\n", on_node("readlink " .. p))
+      twice({ path = p, state = "link", src = "v2", owner = "nobody" })
+      assert.are.equal("nobody\n", on_node("stat -c %U " .. p))
+      -- a state=directory on the link acts on its target
+      twice({ path = p, state = "directory", mode = "0711" })
+      assert.are.equal("711\n", on_node("stat -L -c %a " .. p))
+      assert.are.equal("", on_node("ls -A " .. BASE .. " | grep etcdrun-link || true"))
+   end)
+
+   it("refuses a link to a missing source, or over a file, unless forced", function()
+      if not dir then return end
+      local p = BASE .. "/l2"
+      local r = modtest.run("file", { path = p, state = "link", src = "/no/such" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal("file: etcd3:" .. p .. " link source /no/such does not exist (force=true links anyway)", r.msg)
+      twice({ path = p, state = "link", src = "/no/such", force = true })
+      local f = BASE .. "/plain"
+      on_node("echo x > " .. f)
+      r = modtest.run("file", { path = f, state = "link", src = "/etc/hostname" }, h)
+      assert.is_true(r.failed)
+      assert.matches("is a regular file: force=true replaces it", r.msg)
+      twice({ path = f, state = "link", src = "/etc/hostname", force = true })
+      assert.are.equal("etcd3\n", on_node("cat " .. f))
+      r = modtest.run("file", { path = BASE .. "/data2", state = "link", src = "/etc/hostname", mode = "0644" }, h)
+      assert.is_true(r.failed)
+      assert.matches("mode cannot be set on a symlink", r.msg)
+   end)
+
+   it("removes a tree, and a link without its target", function()
+      if not dir then return end
+      local p = BASE .. "/tree"
+      on_node(("mkdir -p %s/a/b && touch %s/a/b/c && ln -s %s/a %s/link"):format(p, p, p, BASE))
+      twice({ path = BASE .. "/link", state = "absent" }, { "state link\nsrc " .. p .. "/a\n", "state absent\n" })
+      assert.are.equal("regular empty file 644 root root\n", kind(p .. "/a/b/c"))
+      local r = twice({ path = p, state = "absent" }, { "state directory\n", "state absent\n" })
+      assert.are.equal("absent", r.msg)
+      assert.are.equal("absent\n", kind(p))
+   end)
+
+   it("fails with host:path on wrong kinds, bad owners and the root directory", function()
+      if not dir then return end
+      local f = BASE .. "/afile"
+      on_node("echo x > " .. f)
+      local r = modtest.run("file", { path = f, state = "directory" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal("file: etcd3:" .. f .. " exists and is a file, not a directory", r.msg)
+      r = modtest.run("file", { path = f, owner = "no-such-user" }, h)
+      assert.is_true(r.failed)
+      assert.matches("^file: chown: invalid user: .*no%-such%-user.* %(etcd3:" .. f:gsub("%-", "%%-") .. "%)$", r.msg)
+      r = modtest.run("file", { path = "//", state = "absent" }, h)
+      assert.is_true(r.failed)
+      assert.matches("refusing", r.msg)
+      r = modtest.run("file", { path = "/etc/hostname/sub", state = "directory" }, h)
+      assert.is_true(r.failed)
+      assert.matches("etcd3:/etc/hostname/sub", r.msg)
+   end)
+end)
+
+describe("file on the controller", function()
+   it("makes a directory, then leaves it alone", function()
+      local tmp = helper.tmpdir()
+      local c = localhost.new()
+      local args = { path = tmp .. "/d/e", state = "directory", mode = "0750" }
+      assert.is_true(modtest.run("file", args, c, { check = true }).changed)
+      assert.is_nil(fs.try.stat(tmp .. "/d"))
+      assert.is_true(modtest.run("file", args, c).changed)
+      assert.are.equal(488, fs.stat(tmp .. "/d/e").mode)
+      assert.is_false(modtest.run("file", args, c).changed)
+   end)
+end)

@@ -1,0 +1,143 @@
+-- The template module: arguments, rendering with the host's variables and
+-- extra vars, template errors with template:line:column, and on a lab node
+-- (etcd2) changed then unchanged, --check writing nothing, the diff of the
+-- rendered result against the file.
+local lab = require("support.lab")
+local helper = require("support.helper")
+local modtest = require("support.modtest")
+local host = require("etcdrun.host")
+local localhost = require("etcdrun.localhost")
+
+local BASE = "/root/etcdrun-modtest-template"
+local FIXTURES = lab.root .. "/spec/fixtures/modules"
+
+describe("template arguments", function()
+   local cases = {
+      { { src = "a.j2" }, "argument 'dest' is required" },
+      { { dest = "/x" }, "one of src, source is required" },
+      { { dest = "/x", src = "a", source = "b" }, "mutually exclusive" },
+      { { dest = "/x", source = "b", vars = "x=1" }, "argument 'vars' must be a table" },
+      { { dest = "/x", source = "b", mode = 384 }, "write modes as strings" },
+      { { dest = "/x", source = "b", backup = true }, "unknown argument 'backup'" },
+   }
+   for _, c in ipairs(cases) do
+      it("refuses " .. c[2], function()
+         local ok, err = modtest.validate("template", c[1], "site.lua:9")
+         assert.is_nil(ok)
+         assert.matches("^site%.lua:9: module 'template': ", err)
+         assert.matches(c[2], err)
+      end)
+   end
+end)
+
+describe("template rendering", function()
+   -- on the controller: rendering does not depend on where the file goes
+   local c = localhost.new()
+
+   it("renders with the host's variables, extra vars over them", function()
+      local tmp = helper.tmpdir()
+      local vars = { inventory_hostname = "etcd9", address = "10.0.0.9", members = { "a", "b" } }
+      local args = { src = "member.conf.j2", dest = tmp .. "/m.conf", vars = { address = "10.1.1.1" } }
+      local r = modtest.run("template", args, c, { playbook_dir = FIXTURES, vars = vars })
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("name: etcd9\nlisten: 10.1.1.1:2379\nmember: a\nmember: b\n", helper.read(tmp .. "/m.conf"))
+   end)
+
+   it("uses the runner's plain variables when it gives them", function()
+      local tmp = helper.tmpdir()
+      local seen
+      local r = modtest.run("template", { source = "{{ x }}\n", dest = tmp .. "/x" }, c, {
+         vars = setmetatable({}, { __index = function() error("a view, not for the engine") end }),
+      })
+      assert.is_true(r.failed)
+      -- modtest has no template_vars; a ctx that has one is used instead of the view
+      local mod = require("etcdrun.module").load("template")
+      local plan = mod.check({ host = c, controller = c, diff = true, path = function(p) return p end,
+         template_vars = function(source)
+            seen = source
+            return { x = "plain" }
+         end }, { source = "{{ x }}\n", dest = tmp .. "/x", force = true })
+      assert.are.equal("{{ x }}\n", seen)
+      assert.are.equal("plain\n", plan.diff.after)
+   end)
+
+   it("fails with template:line:column, also in check mode", function()
+      local tmp = helper.tmpdir()
+      local vars = { inventory_hostname = "etcd9" }
+      for _, check in ipairs({ true, false }) do
+         local r = modtest.run("template", { src = "broken.j2", dest = tmp .. "/b.conf" }, c,
+            { playbook_dir = FIXTURES, vars = vars, check = check })
+         assert.is_true(r.failed)
+         assert.are.equal("ETEMPLATE", r.code)
+         assert.matches("broken%.j2:2:%d+: undefined variable 'adress'", r.msg)
+      end
+      assert.is_nil(helper.read(tmp .. "/b.conf"))
+      local r = modtest.run("template", { src = "missing.j2", dest = tmp .. "/b.conf" }, c, { playbook_dir = FIXTURES })
+      assert.is_true(r.failed)
+      assert.matches("template: cannot read missing%.j2: .*No such file or directory", r.msg)
+   end)
+end)
+
+describe("template on a node", function()
+   local dir, why_not, h
+
+   local function on_node(cmd)
+      return assert(h:exec(cmd)).stdout
+   end
+
+   setup(function()
+      dir, why_not = lab.ensure(10)
+      if dir then
+         h = host.new({ name = "etcd2", address = "198.18.0.12", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
+      end
+   end)
+
+   teardown(function()
+      if h then
+         on_node("rm -rf " .. BASE)
+         h:close()
+      end
+   end)
+
+   before_each(function()
+      if not dir then
+         pending(why_not)
+      end
+   end)
+
+   it("renders once: check writes nothing, then changed, then unchanged; diff on a change", function()
+      if not dir then return end
+      local dest = BASE .. "/etcd.conf.yaml"
+      local vars = { inventory_hostname = "etcd2", address = "198.18.0.12", members = { "etcd1", "etcd2" } }
+      local args = { src = "member.conf.j2", dest = dest, mode = "0600" }
+      local opts = { playbook_dir = FIXTURES, vars = vars }
+      local want = "name: etcd2\nlisten: 198.18.0.12:2379\nmember: etcd1\nmember: etcd2\n"
+
+      local r = modtest.run("template", args, h, { playbook_dir = FIXTURES, vars = vars, check = true })
+      assert.is_true(r.changed)
+      assert.are.same({ path = dest, before = "", after = want }, r.diff)
+      assert.are.equal("absent\n", on_node("test -e " .. dest .. " && echo present || echo absent"))
+
+      r = modtest.run("template", args, h, opts)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal(want .. "600\n", on_node("cat " .. dest .. "; stat -c %a " .. dest))
+      assert.is_false(modtest.run("template", args, h, opts).changed)
+
+      vars.members = { "etcd1", "etcd2", "etcd3" }
+      r = modtest.run("template", args, h, { playbook_dir = FIXTURES, vars = vars, check = true })
+      assert.is_true(r.changed)
+      assert.are.equal(want, r.diff.before)
+      assert.are.equal(want .. "member: etcd3\n", r.diff.after)
+      assert.are.equal(want, on_node("cat " .. dest))
+      assert.is_true(modtest.run("template", args, h, opts).changed)
+      assert.are.equal(want .. "member: etcd3\n", on_node("cat " .. dest))
+   end)
+
+   it("fails naming the host and path when the directory is missing", function()
+      if not dir then return end
+      local r = modtest.run("template", { source = "x\n", dest = BASE .. "/nodir/f" }, h)
+      assert.is_true(r.failed)
+      assert.matches("etcd2:" .. BASE:gsub("%-", "%%-") .. "/nodir", r.msg)
+   end)
+end)
