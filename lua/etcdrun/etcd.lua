@@ -1,0 +1,180 @@
+--- Talking to an etcd cluster from the controller over mutual TLS (libcurl),
+-- through etcd's HTTP gateway: health, status (leader, version, DB size),
+-- the member list, and a put/get for a canary. Used by the cluster
+-- playbooks to decide (wait for health, restart the leader last) and to
+-- verify, and by the REPL.
+local cjson = require("cjson")
+local http = require("etcdrun.core.http")
+local sched = require("etcdrun.sched")
+local runtime = require("etcdrun.core.runtime")
+
+local M = {}
+
+local function b64(s)
+   local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+   return ((s:gsub(".", function(x)
+      local r, b = "", x:byte()
+      for i = 8, 1, -1 do
+         r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0")
+      end
+      return r
+   end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+      if #x < 6 then
+         return ""
+      end
+      local c = 0
+      for i = 1, 6 do
+         c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0)
+      end
+      return chars:sub(c + 1, c + 1)
+   end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+
+local function unb64(s)
+   local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+   s = s:gsub("[^" .. chars .. "=]", "")
+   return (s:gsub(".", function(x)
+      if x == "=" then
+         return ""
+      end
+      local r, f = "", chars:find(x, 1, true) - 1
+      for i = 6, 1, -1 do
+         r = r .. (f % 2 ^ i - f % 2 ^ (i - 1) > 0 and "1" or "0")
+      end
+      return r
+   end):gsub("%d%d%d?%d?%d?%d?%d?%d?", function(x)
+      if #x ~= 8 then
+         return ""
+      end
+      local c = 0
+      for i = 1, 8 do
+         c = c + (x:sub(i, i) == "1" and 2 ^ (8 - i) or 0)
+      end
+      return string.char(c)
+   end))
+end
+M.b64, M.unb64 = b64, unb64
+
+--- A gateway call: POST url .. path with a JSON body; returns the decoded
+-- reply or nil, err.
+---@param tls {ca: string, cert?: string, key?: string} file paths or PEM
+function M.call(url, path, body, tls, timeout)
+   local r, err, code = http.request({
+      url = url .. path,
+      method = "POST",
+      body = cjson.encode(body or {}),
+      headers = { ["Content-Type"] = "application/json" },
+      ca = tls.ca,
+      cert = tls.cert,
+      key = tls.key,
+      timeout = timeout or 5,
+      connect_timeout = 2,
+   })
+   if not r then
+      return nil, err, code
+   end
+   if r.status ~= 200 then
+      return nil, ("%s%s: HTTP %d %s"):format(url, path, r.status, (r.body or ""):sub(1, 200)), "EHTTP"
+   end
+   local ok, decoded = pcall(cjson.decode, r.body)
+   if not ok then
+      return nil, ("%s%s: not JSON: %s"):format(url, path, tostring(decoded)), "EPROTO"
+   end
+   return decoded
+end
+
+--- GET /health: true, or nil and why.
+function M.health(url, tls, timeout)
+   local r, err, code = http.request({
+      url = url .. "/health", ca = tls.ca, cert = tls.cert, key = tls.key,
+      timeout = timeout or 5, connect_timeout = 2,
+   })
+   if not r then
+      return nil, err, code
+   end
+   local ok, body = pcall(cjson.decode, r.body or "")
+   if r.status == 200 and ok and (body.health == "true" or body.health == true) then
+      return true
+   end
+   return nil, ("%s/health: HTTP %d %s"):format(url, r.status, (r.body or ""):gsub("%s+$", "")), "EUNHEALTHY"
+end
+
+--- /v3/maintenance/status: {member_id, leader, version, db_size, raft_term}.
+function M.status(url, tls)
+   local s, err, code = M.call(url, "/v3/maintenance/status", {}, tls)
+   if not s then
+      return nil, err, code
+   end
+   return {
+      member_id = s.header and s.header.member_id,
+      leader = s.leader,
+      version = s.version,
+      db_size = tonumber(s.dbSize),
+      raft_term = tonumber(s.raftTerm),
+      is_leader = s.header and s.leader ~= nil and s.header.member_id == s.leader,
+   }
+end
+
+--- /v3/cluster/member/list: { {id, name, peer_urls, client_urls}, ... }
+function M.members(url, tls)
+   local r, err, code = M.call(url, "/v3/cluster/member/list", {}, tls)
+   if not r then
+      return nil, err, code
+   end
+   local out = {}
+   for i, m in ipairs(r.members or {}) do
+      out[i] = { id = m.ID, name = m.name or "", peer_urls = m.peerURLs or {}, client_urls = m.clientURLs or {} }
+   end
+   table.sort(out, function(a, b)
+      return a.name < b.name
+   end)
+   return out
+end
+
+function M.put(url, tls, key, value)
+   local r, err, code = M.call(url, "/v3/kv/put", { key = b64(key), value = b64(value) }, tls)
+   return r and true, err, code
+end
+
+function M.get(url, tls, key)
+   local r, err, code = M.call(url, "/v3/kv/range", { key = b64(key) }, tls)
+   if not r then
+      return nil, err, code
+   end
+   local kv = r.kvs and r.kvs[1]
+   return kv and unb64(kv.value or "") or nil
+end
+
+--- Wait until every URL answers /health, up to `deadline` seconds; returns
+-- true or nil and the last reason per URL.
+function M.wait_healthy(urls, tls, deadline)
+   local stop = runtime.monotonic() + deadline
+   local last = {}
+   while true do
+      local all = true
+      for _, u in ipairs(urls) do
+         local ok, err = M.health(u, tls, 2)
+         if not ok then
+            all = false
+            last[u] = err
+         else
+            last[u] = nil
+         end
+      end
+      if all then
+         return true
+      end
+      if runtime.monotonic() >= stop then
+         local why = {}
+         for _, u in ipairs(urls) do
+            if last[u] then
+               why[#why + 1] = last[u]
+            end
+         end
+         return nil, table.concat(why, "; ")
+      end
+      sched.sleep(0.2)
+   end
+end
+
+return M
