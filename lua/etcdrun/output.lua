@@ -20,6 +20,9 @@ local COLORS = { ok = "32", changed = "33", failed = "31", unreachable = "35", s
 function M.new(opts)
    opts = opts or {}
    local stream = opts.stream or io.stdout
+   -- line by line, also into a pipe or file: a log being followed (or an
+   -- etcdrun killed mid-run) shows everything that already happened
+   stream:setvbuf("line")
    local color = opts.color
    if color == nil then
       color = stream == io.stdout and runtime.isatty(1) and os.getenv("NO_COLOR") == nil
