@@ -33,7 +33,8 @@ return {
                if ctx.check then
                   return { changed = true, msg = "would stop etcd" }
                end
-               local r, err = ctx.host:exec("if systemctl is-active -q etcd; then systemctl stop etcd && echo stopped; fi")
+               local r, err = ctx.host:exec(
+                  "if systemctl is-active -q etcd; then systemctl stop etcd && echo stopped; fi")
                if not r then
                   return nil, err
                end
