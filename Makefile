@@ -86,7 +86,7 @@ LUA_DIRS = $(wildcard lua spec modules playbooks examples)
 # The lab: real nodes (systemd-nspawn) for the integration specs and the demo.
 N   ?= 3
 LAB  = bash spec/lab/lab.sh
-.PHONY: lab-status lab-base bench
+.PHONY: lab-status lab-base bench demo
 lab-up:
 	@$(LAB) up $(N)
 lab-down:
@@ -95,6 +95,10 @@ lab-status:
 	@$(LAB) status
 lab-base:
 	@bash spec/lab/rootfs.sh >/dev/null && bash spec/lab/release.sh >/dev/null
+
+# The main job on the lab: 3 nodes -> a verified TLS etcd cluster.
+demo:
+	@bash examples/demo.sh
 
 bench: etcdrun
 	@bash spec/bench/run.sh

@@ -80,6 +80,11 @@ function M.check(ctx, args)
    local dest = args.dest
    local src, err, code = source(ctx, args)
    if not src then
+      -- in check mode an earlier task (a certificate, a download) that would
+      -- have made the source did not run: say what would happen, don't fail
+      if ctx.check and code == "ENOENT" then
+         return { changed = true, msg = ("would copy %s, which an earlier task would create"):format(args.src) }
+      end
       return nil, err, code
    end
    local st
