@@ -8,6 +8,7 @@ local dsl = { "play", "task", "handler", "controller", "barrier", "flush_handler
 files["playbooks/"] = { read_globals = dsl }
 files["examples/"] = { read_globals = dsl }
 files["spec/fixtures/playbooks/"] = { read_globals = dsl }
+files["spec/bench/tasks/"] = { read_globals = dsl }
 exclude_files = {
    "build/", ".lab/",
    -- broken on purpose: the specs check that etcdrun reports them

@@ -165,7 +165,7 @@ describe("playbook runner", function()
       table.sort(ran)
       -- c wrote nothing new (its file already held ""? no: it did not exist) -> see below
       assert.are.same({ "a", "b", "c" }, ran)
-      assert.matches("failed%s+b%s+b breaks %(%d.%d+s%): b broke after notifying", text)
+      assert.matches("failed%s+b%s+b breaks %(%d.%d+s%) %[run%]: b broke after notifying", text)
       -- a second run changes nothing, so no handler runs
       ran = {}
       run({ play "handlers" {
@@ -235,7 +235,7 @@ describe("playbook runner", function()
       code, text = run({ play "tpl" { hosts = "a", tasks = {
          task "w" { marker = { path = dir .. "/x", text = "{{ nope }}" } } } } })
       assert.are.equal(1, code)
-      assert.matches("failed%s+a%s+w %(%d.%d+s%): template%.render: [%w/_]*runner_spec%.lua:%d+:1:4: "
+      assert.matches("failed%s+a%s+w %(%d.%d+s%) %[marker%]: template%.render: [%w/_]*runner_spec%.lua:%d+:1:4: "
          .. "undefined variable 'nope'", text)
    end)
 

@@ -196,6 +196,9 @@ function Out:result(kind, play, task, host, r, dt)
       label = label .. " (" .. tostring(r.item_label) .. ")"
    end
    local line = ("  %s %-8s %s (%.2fs)"):format(self:paint(status, ("%-11s"):format(status)), host, label, dt or 0)
+   if status == "failed" and task.module then
+      line = line .. " [" .. task.module .. "]"
+   end
    if (status == "failed" or status == "unreachable" or self.verbose > 0) and r.msg and r.msg ~= "" then
       line = line .. ": " .. tostring(r.msg)
    end

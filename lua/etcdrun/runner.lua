@@ -12,8 +12,44 @@ local playbook = require("etcdrun.playbook")
 local sched = require("etcdrun.sched")
 local template = require("etcdrun.template")
 local vars = require("etcdrun.vars")
+local fs = require("etcdrun.core.fs")
+local cjson = require("cjson")
 
 local M = {}
+
+-- Pending handlers are journaled on the controller while they wait, so a run
+-- killed between a change and its handler (kill -9, a lost controller)
+-- replays the handler on the next run instead of leaving, say, a changed
+-- config without its restart.
+local journal = {}
+
+function journal.path(playbook_file)
+   local base = os.getenv("XDG_STATE_HOME")
+   if not base or base == "" then
+      base = (os.getenv("HOME") or "/tmp") .. "/.local/state"
+   end
+   local abs = playbook_file:sub(1, 1) == "/" and playbook_file or ((os.getenv("PWD") or ".") .. "/" .. playbook_file)
+   return ("%s/etcdrun/pending-handlers/%s.json"):format(base, fs.sha256(abs):sub(1, 16))
+end
+
+function journal.load(path)
+   local text = fs.read(path)
+   local ok, t = pcall(cjson.decode, text or "{}")
+   return ok and type(t) == "table" and t or {}
+end
+
+function journal.save(rs)
+   if rs.check or not rs.journal_path then
+      return
+   end
+   local dir = rs.journal_path:match("^(.*)/[^/]*$")
+   fs.mkdir(dir, { mode = 448 })
+   if next(rs.pending) == nil then
+      fs.remove(rs.journal_path)
+   else
+      fs.write(rs.journal_path, cjson.encode(rs.pending), { mode = 384 })
+   end
+end
 
 local function new_stats()
    return { ok = 0, changed = 0, unreachable = 0, failed = 0, skipped = 0, ignored = 0 }
@@ -305,10 +341,19 @@ local function run_task(rs, hs, play, task, kind)
    if task.register then
       hs.registered[task.register] = r
    end
-   if r.changed and not r.failed then
-      for _, name in ipairs(task.notify or {}) do
+   if r.changed and not r.failed and #(task.notify or {}) > 0 then
+      for _, name in ipairs(task.notify) do
          hs.notified[name] = true
       end
+      local key = play.name
+      rs.pending[key] = rs.pending[key] or {}
+      local list = {}
+      for name in pairs(hs.notified) do
+         list[#list + 1] = name
+      end
+      table.sort(list)
+      rs.pending[key][hs.name] = list
+      journal.save(rs)
    end
    if r.unreachable then
       hs.unreachable = true
@@ -358,7 +403,14 @@ local function run_handlers(rs, play, batch)
    end
    for _, hs in ipairs(batch) do
       hs.notified = {}
+      if rs.pending[play.name] then
+         rs.pending[play.name][hs.name] = nil
+         if next(rs.pending[play.name]) == nil then
+            rs.pending[play.name] = nil
+         end
+      end
    end
+   journal.save(rs)
 end
 
 -- A task that runs once, on the controller, between segments.
@@ -534,6 +586,7 @@ function M.run(pb, inv, opts)
       controller = localhost.new("controller", opts.conn),
       once_done = {},
       once_result = {},
+      journal_path = opts.journal ~= false and journal.path(pb.file) or nil,
    }
    for _, g in ipairs(inv:groups()) do
       local names = {}
@@ -548,6 +601,7 @@ function M.run(pb, inv, opts)
       end
       rs.extra[k] = v
    end
+   rs.pending = rs.journal_path and journal.load(rs.journal_path) or {}
    rs.controller_state = {
       name = "controller", vars = {}, registered = {}, notified = {}, is_controller = true,
       host = function()
@@ -573,6 +627,23 @@ function M.run(pb, inv, opts)
       end
       rs.any_errors_fatal = play.any_errors_fatal
       out:play_start(play.name, hosts)
+      -- handlers a killed earlier run left pending: run them this time
+      local handler_names = {}
+      for _, hd in ipairs(play.handlers) do
+         handler_names[hd.name] = true
+         for _, l in ipairs(hd.listen) do
+            handler_names[l] = true
+         end
+      end
+      for _, hs in ipairs(hosts) do
+         for _, name in ipairs((rs.pending[play.name] or {})[hs.name] or {}) do
+            if handler_names[name] and not hs.notified[name] then
+               hs.notified[name] = true
+               out:message(("  %s: handler '%s' is pending from an interrupted run: it will run"):format(hs.name,
+                  name), "warning")
+            end
+         end
+      end
       if #hosts == 0 then
          out:message("  no hosts matched", "warning")
       end

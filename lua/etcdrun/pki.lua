@@ -1,0 +1,443 @@
+--- Policy helpers shared by the x509_key, x509_csr and x509_cert modules:
+-- where a path lives, reading a file that may be missing, file attributes,
+-- and the canonical forms (subject, SANs, usages, public key) that decide
+-- whether an existing key, CSR or certificate still matches what a task asks
+-- for. The crypto itself is etcdrun.x509 (the C core); nothing here touches
+-- a file except through a host object, so the modules work the same on the
+-- controller and on a node. The file-attribute helpers serve the download
+-- and unarchive modules too.
+local x509 = require("etcdrun.x509")
+local shell = require("etcdrun.shell")
+
+local M = {}
+
+local q = shell.quote
+
+--- An absolute path for `p` on `host`. A relative path is taken relative to
+-- the playbook's directory, which only makes sense on the controller.
+---@param ctx table module context
+---@param host table the host the path lives on
+---@param p string
+---@param what string "x509_cert: argument 'path'" (for the message)
+---@return string|nil path, string|nil err
+function M.path(ctx, host, p, what)
+   if p:sub(1, 1) == "/" then
+      return p
+   end
+   if host.local_ then
+      return ctx.path(p)
+   end
+   return nil, ("%s must be an absolute path on %s, got '%s'"):format(what, host.name, p)
+end
+
+--- Read a file that may legitimately be missing: its content, false when it
+-- does not exist, or nil, err, code for any other failure.
+---@return string|false|nil data, string|nil err, string|nil code
+function M.read(host, path)
+   local data, err, code = host:read(path)
+   if data then
+      return data
+   end
+   if code == "ENOENT" then
+      return false
+   end
+   return nil, err, code
+end
+
+local function owner_matches(want, name, id)
+   return want == nil or want == name or tostring(want) == tostring(id)
+end
+
+--- What differs between a stat result and the wanted mode/owner/group, as
+--- human-readable changes ("mode 0644 -> 0600"); an empty list when nothing.
+---@param st table host:stat() result
+---@param want {mode?: integer, owner?: string, group?: string}
+---@return string[]
+function M.attr_changes(st, want)
+   local ch = {}
+   local mode = st.mode & 4095
+   if want.mode and mode ~= want.mode then
+      ch[#ch + 1] = ("mode %04o -> %04o"):format(mode, want.mode)
+   end
+   if not owner_matches(want.owner, st.user, st.uid) then
+      ch[#ch + 1] = ("owner %s -> %s"):format(st.user or st.uid, want.owner)
+   end
+   if not owner_matches(want.group, st.group, st.gid) then
+      ch[#ch + 1] = ("group %s -> %s"):format(st.group or st.gid, want.group)
+   end
+   return ch
+end
+
+--- Give an existing file its mode/owner/group (chmod/chown through
+--- host:exec, so it works on a node, under become, and on the controller).
+---@return boolean|nil ok, string|nil err, string|nil code
+function M.set_attrs(host, path, want)
+   local cmds = {}
+   if want.owner or want.group then
+      cmds[#cmds + 1] = ("chown %s%s -- %s"):format(want.owner and q(want.owner) or "",
+         want.group and (":" .. q(want.group)) or "", q(path))
+   end
+   if want.mode then
+      cmds[#cmds + 1] = ("chmod %o -- %s"):format(want.mode, q(path))
+   end
+   if #cmds == 0 then
+      return true
+   end
+   local r, err, code = host:exec(table.concat(cmds, " && "))
+   if not r then
+      return nil, err, code
+   end
+   if r.status ~= 0 then
+      local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
+      return nil, ("host.chmod: %s (%s:%s)"):format(why, host.name, path), "EREMOTE"
+   end
+   return true
+end
+
+--- Stat `path` and return the attribute changes it needs (see attr_changes),
+--- or nil, err, code.
+function M.stat_changes(host, path, want)
+   local st, err, code = host:stat(path)
+   if not st then
+      return nil, err, code
+   end
+   return M.attr_changes(st, want)
+end
+
+--- The plan for a file whose content is right: unchanged, or changed only
+--- in mode/owner/group (which apply_attrs then fixes).
+---@param msg string what check says about the content ("kept")
+---@param result table result fields
+function M.keep_plan(host, path, attrs, msg, result)
+   local ch, err, code = M.stat_changes(host, path, attrs)
+   if not ch then
+      return nil, err, code
+   end
+   if #ch > 0 then
+      return { changed = true, msg = msg .. "; " .. table.concat(ch, ", "), attrs_only = path, result = result }
+   end
+   return { changed = false, msg = msg, result = result }
+end
+
+--- apply() for a keep_plan that only fixes attributes.
+function M.apply_attrs(host, plan, attrs)
+   local ok, err, code = M.set_attrs(host, plan.attrs_only, attrs)
+   if not ok then
+      return nil, err, code
+   end
+   return { msg = plan.msg }
+end
+
+-- ---- canonical forms ---------------------------------------------------
+
+--- Sorted copy of a list of strings.
+function M.sorted(list)
+   local t = {}
+   for i, v in ipairs(list or {}) do
+      t[i] = v
+   end
+   table.sort(t)
+   return t
+end
+
+--- Elements of `want` missing from `have`, and elements of `have` not in `want`.
+---@return string[] missing, string[] extra
+function M.set_diff(want, have)
+   local w, h = {}, {}
+   for _, v in ipairs(want) do
+      w[v] = true
+   end
+   for _, v in ipairs(have) do
+      h[v] = true
+   end
+   local missing, extra = {}, {}
+   for _, v in ipairs(want) do
+      if not h[v] then
+         missing[#missing + 1] = v
+      end
+   end
+   for _, v in ipairs(have) do
+      if not w[v] then
+         extra[#extra + 1] = v
+      end
+   end
+   return missing, extra
+end
+
+local SAN_PREFIX = { { "dns", "DNS" }, { "ip", "IP" }, { "email", "email" }, { "uri", "URI" } }
+
+--- A SAN table as x509.info returns it ({dns={..}, ip={..}, ...}) as one
+--- sorted list "DNS:localhost", "IP:127.0.0.1", ...
+---@param san table|nil
+---@return string[]
+function M.san_list(san)
+   local out = {}
+   for _, p in ipairs(SAN_PREFIX) do
+      for _, v in ipairs((san or {})[p[1]] or {}) do
+         out[#out + 1] = p[2] .. ":" .. v
+      end
+   end
+   table.sort(out)
+   return out
+end
+
+--- A subject table as one stable string "CN=a/O=b/OU=x+y" (keys sorted).
+---@param subject table|nil
+---@return string
+function M.subject_string(subject)
+   local keys = {}
+   for k in pairs(subject or {}) do
+      keys[#keys + 1] = k
+   end
+   table.sort(keys)
+   local parts = {}
+   for _, k in ipairs(keys) do
+      local v = subject[k]
+      if type(v) == "table" then
+         v = table.concat(v, "+")
+      end
+      parts[#parts + 1] = k .. "=" .. tostring(v)
+   end
+   return table.concat(parts, "/")
+end
+
+--- Call an etcdrun.x509 (core) function that may raise on a malformed
+--- argument (a bad IP, an unknown usage name) or return nil, err, code:
+--- either way the result, or nil and a message without the position and
+--- the "x509.fn: " prefix, for the module to put its own name in front.
+---@return any|nil result, string|nil err, string|nil code
+function M.try(fn, ...)
+   local ok, r, err, code = pcall(fn, ...)
+   if ok and r ~= nil then
+      return r
+   end
+   local msg = tostring(ok and err or r)
+   return nil, (msg:gsub("^[^:\n]*:%d+: ", ""):gsub("^x509%.[%w_]+: ", "")), ok and code or "EARGS"
+end
+
+--- The core's message about a malformed subject, SAN or usage, prefixed
+--- with the module argument it is about.
+---@param err string
+---@return string
+function M.argument_error(err)
+   local arg
+   if err:find("san%.") then
+      arg = "san"
+   elseif err:find("ext_key_usage", 1, true) then
+      arg = "ext_key_usage"
+   elseif err:find("key_usage", 1, true) then
+      arg = "key_usage"
+   elseif err:find("subject", 1, true) or err:find("(known: DC,", 1, true) then
+      arg, err = "subject", err:gsub("^unknown option", "unknown attribute"):gsub("subject%.", "")
+   end
+   return arg and ("argument '%s': %s"):format(arg, err) or err
+end
+
+-- A throwaway key, only ever used to let the core parse and normalise a
+-- requested subject and SAN list (IPv6 spelling, list forms) exactly the way
+-- it reads them back from a certificate.
+local scratch_key
+
+--- The requested subject, SANs and usages the way the core reads them back
+--- from a CSR or certificate: {subject = "CN=..", subject_dn =, san =
+--- {"DNS:.."}, key_usage = {..}, ext_key_usage = {..}} (lists sorted), or
+--- nil and the core's message for a malformed subject, SAN or usage name.
+---@param subject table|nil
+---@param san table|nil san as returned by check_san
+---@param key_usage string[]|nil
+---@param ext_key_usage string[]|nil
+---@return table|nil canonical, string|nil err
+function M.canonical(subject, san, key_usage, ext_key_usage)
+   scratch_key = scratch_key or x509.key({ type = "ed25519" })
+   local csr, err = M.try(x509.try.csr, { key = scratch_key, subject = subject or {}, san = san,
+      key_usage = key_usage, ext_key_usage = ext_key_usage })
+   if not csr then
+      return nil, M.argument_error(err)
+   end
+   local info = x509.csr_info(csr)
+   return { subject = M.subject_string(info.subject), subject_dn = info.subject_dn,
+      san = M.san_list(info.san), key_usage = M.sorted(info.key_usage),
+      ext_key_usage = M.sorted(info.ext_key_usage) }
+end
+
+--- Check a `san` argument: {dns=, ip=, email=, uri=}, each a string or a
+--- list of strings; returns it with every value a list, or nil, message.
+function M.check_san(san, what)
+   if san == nil then
+      return nil
+   end
+   local out = {}
+   for k, v in pairs(san) do
+      if k ~= "dns" and k ~= "ip" and k ~= "email" and k ~= "uri" then
+         return nil, ("%s: unknown SAN kind '%s' (dns, ip, email, uri)"):format(what, tostring(k))
+      end
+      if type(v) == "string" then
+         v = { v }
+      end
+      if type(v) ~= "table" then
+         return nil, ("%s: san.%s must be a string or a list of strings"):format(what, k)
+      end
+      for _, e in ipairs(v) do
+         if type(e) ~= "string" then
+            return nil, ("%s: san.%s must be a string or a list of strings"):format(what, k)
+         end
+      end
+      out[k] = v
+   end
+   return out
+end
+
+-- ---- public keys by DER: a CSR's key against a private key or a cert ----
+
+local B64 = {}
+for i, c in ipairs({ ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"):byte(1, -1) }) do
+   B64[c] = i - 1
+end
+
+local function b64decode(s)
+   local out, acc, bits = {}, 0, 0
+   for i = 1, #s do
+      local v = B64[s:byte(i)]
+      if v then
+         acc = (acc << 6) | v
+         bits = bits + 6
+         if bits >= 8 then
+            bits = bits - 8
+            out[#out + 1] = string.char((acc >> bits) & 255)
+         end
+      end
+   end
+   return table.concat(out)
+end
+
+local function pem_der(pem, label)
+   local body = pem:match("%-%-%-%-%-BEGIN " .. label .. "%-%-%-%-%-(.-)%-%-%-%-%-END")
+   return body and b64decode(body)
+end
+
+-- One DER element at pos: tag, start of its content, position after it.
+local function tlv(der, pos)
+   local tag, len = der:byte(pos, pos + 1)
+   if not len then
+      return nil
+   end
+   local start = pos + 2
+   if len >= 128 then
+      local n = len & 127
+      len = 0
+      for i = 0, n - 1 do
+         len = (len << 8) | (der:byte(start + i) or 0)
+      end
+      start = start + n
+   end
+   return tag, start, start + len
+end
+
+-- The SubjectPublicKeyInfo inside a CSR (CertificationRequestInfo: version,
+-- subject, spki) or a certificate (TBSCertificate: [0] version, serial,
+-- signature algorithm, issuer, validity, subject, spki), as DER bytes.
+local function spki_of(der, skip)
+   local _, outer = tlv(der, 1)
+   if not outer then
+      return nil
+   end
+   local _, info = tlv(der, outer)
+   if not info then
+      return nil
+   end
+   local pos = info
+   local tag, _, after = tlv(der, pos)
+   if skip == 6 and tag == 0xA0 then -- explicit version in a certificate
+      pos = after
+   end
+   for _ = 1, skip - 1 do
+      tag, _, after = tlv(der, pos)
+      if not tag then
+         return nil
+      end
+      pos = after
+   end
+   tag, _, after = tlv(der, pos)
+   if tag ~= 0x30 then
+      return nil
+   end
+   return der:sub(pos, after - 1)
+end
+
+--- The DER public key (SubjectPublicKeyInfo) of a CSR, certificate or
+--- private key PEM, for comparing which key a CSR or certificate is for.
+---@param pem string
+---@param kind "csr"|"cert"|"key"
+---@return string|nil der
+function M.spki(pem, kind)
+   if kind == "key" then
+      local pub = x509.try.public_key(pem)
+      return pub and pem_der(pub, "PUBLIC KEY")
+   elseif kind == "csr" then
+      local der = pem_der(pem, "CERTIFICATE REQUEST")
+      return der and spki_of(der, 3)
+   end
+   local der = pem_der(pem, "CERTIFICATE")
+   return der and spki_of(der, 6)
+end
+
+-- ---- showing certificates ----------------------------------------------
+
+--- Seconds since the epoch as ISO 8601 UTC.
+function M.iso(t)
+   return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+end
+
+--- A short text summary of a certificate, for diffs: what changed, never
+--- the PEM. `i` is an x509.info table, or a predicted one with san as a
+--- list ("DNS:..") and key as a description ("ec P-256").
+---@param i table {subject_dn, issuer_dn, san, key_usage, ext_key_usage, not_after, serial, is_ca, pathlen, key}
+---@return string
+function M.summary(i)
+   if i.san and i.san.dns then
+      local copy = {}
+      for k, v in pairs(i) do
+         copy[k] = v
+      end
+      copy.san, copy.key = M.san_list(i.san), M.key_desc(i)
+      copy.key_usage, copy.ext_key_usage = M.sorted(i.key_usage), M.sorted(i.ext_key_usage)
+      i = copy
+   end
+   local lines = {
+      "subject: " .. (i.subject_dn or "?"),
+      "issuer: " .. (i.issuer_dn or "?"),
+   }
+   if i.is_ca then
+      lines[#lines + 1] = "ca: true" .. (i.pathlen and (", pathlen " .. i.pathlen) or "")
+   end
+   if i.san and #i.san > 0 then
+      lines[#lines + 1] = "san: " .. table.concat(i.san, ", ")
+   end
+   if i.key_usage and #i.key_usage > 0 then
+      lines[#lines + 1] = "key_usage: " .. table.concat(i.key_usage, ", ")
+   end
+   if i.ext_key_usage and #i.ext_key_usage > 0 then
+      lines[#lines + 1] = "ext_key_usage: " .. table.concat(i.ext_key_usage, ", ")
+   end
+   if i.key then
+      lines[#lines + 1] = "key: " .. i.key
+   end
+   lines[#lines + 1] = "not_after: " .. (type(i.not_after) == "number" and M.iso(i.not_after) or i.not_after or "?")
+   lines[#lines + 1] = "serial: " .. (i.serial or "(new)")
+   return table.concat(lines, "\n") .. "\n"
+end
+
+--- "ec P-256", "rsa 4096", "ed25519" from a key_info-like table.
+function M.key_desc(t, bits, curve)
+   if type(t) == "table" then
+      t, bits, curve = t.type or t.key_type, t.bits or t.key_bits, t.curve
+   end
+   if t == "ec" then
+      return "ec " .. tostring(curve)
+   elseif t == "rsa" then
+      return "rsa " .. tostring(bits)
+   end
+   return tostring(t)
+end
+
+return M

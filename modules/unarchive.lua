@@ -1,0 +1,262 @@
+-- unarchive: members of an archive on the controller, placed on the host.
+--
+-- The archive is extracted on the controller (etcdrun.archive: libarchive,
+-- with its path-safety rules) into a private temporary directory, once per
+-- process for a given archive content and selection, so every host of a run
+-- shares one extraction. One command on the host then reports the digest,
+-- mode and owner of every selected member already there, and only members
+-- whose content differs are pushed (atomic writes); members whose content
+-- matches but whose mode or owner differ are fixed in place. The host needs
+-- neither tar nor the archive.
+--
+-- Regular files and directories are placed; symbolic links in the archive
+-- are not recreated (they are listed in result.skipped).
+local archive = require("etcdrun.archive")
+local fs = require("etcdrun.fs")
+local shell = require("etcdrun.shell")
+local pki = require("etcdrun.pki")
+
+local q = shell.quote
+
+local M = {
+   doc = "Extract selected members of an archive on the controller onto the host, "
+      .. "pushing only files whose digest differs.",
+   args = {
+      src = { type = "path", required = true,
+         doc = "archive on the controller (tar, tar.gz/xz/bz2/zst, zip); relative to the playbook" },
+      dest = { type = "path", required = true, absolute = true, doc = "directory on the host (created if missing)" },
+      strip_components = { type = "integer", default = 0, doc = "leading path components to drop, like tar's" },
+      include = { type = "list", elements = "string",
+         doc = "members to place (paths after stripping, or fnmatch patterns); default all" },
+      mode = { type = "mode", doc = "mode for every placed file (default: the archive's)" },
+      dir_mode = { type = "mode", default = "0755", doc = "mode of dest when it has to be created" },
+      owner = { type = "string", doc = "owner of placed files and created directories" },
+      group = { type = "string", doc = "group of placed files and created directories" },
+   },
+}
+
+-- Per process: archive digests by (path, size, mtime), and extractions by
+-- (digest, selection). The directories are removed when the process ends.
+local digests = {}
+local extracted = setmetatable({}, {
+   __gc = function(t)
+      for _, tree in pairs(t) do
+         fs.try.remove(tree.dir, { recursive = true })
+      end
+   end,
+})
+
+local function archive_sha256(path)
+   local st, err, code = fs.try.stat(path)
+   if not st then
+      return nil, err, code
+   end
+   local memo = digests[path]
+   if memo and memo.size == st.size and memo.mtime == st.mtime then
+      return memo.sha
+   end
+   local sha
+   sha, err, code = fs.try.sha256_file(path)
+   if not sha then
+      return nil, err, code
+   end
+   digests[path] = { size = st.size, mtime = st.mtime, sha = sha }
+   return sha
+end
+
+-- Extract (once) and describe the selected members:
+-- {dir=, entries = {{rel=, type="file"|"dir"|"link", sha256=, mode=}, ...}}
+local function extract(src, args)
+   local sha, err, code = archive_sha256(src)
+   if not sha then
+      return nil, err, code
+   end
+   local key = table.concat({ sha, args.strip_components, table.concat(args.include or {}, "\0") }, "|")
+   if extracted[key] then
+      return extracted[key]
+   end
+   local dir
+   dir, err, code = fs.try.mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/etcdrun-unarchive-")
+   if not dir then
+      return nil, err, code
+   end
+   local paths
+   paths, err, code = archive.try.extract(src, dir, { strip_components = args.strip_components,
+      include = args.include, name = src })
+   if not paths then
+      fs.try.remove(dir, { recursive = true })
+      return nil, "unarchive: " .. err, code
+   end
+   -- a selected member's parent directories are placed too, even when the
+   -- selection did not name them (include = {"bin/etcd"} needs bin/)
+   local seen = {}
+   for _, rel in ipairs(paths) do
+      seen[rel] = true
+   end
+   for i = 1, #paths do
+      for parent in paths[i]:gmatch("()/") do
+         local p = paths[i]:sub(1, parent - 1)
+         if not seen[p] then
+            seen[p] = true
+            paths[#paths + 1] = p
+         end
+      end
+   end
+   table.sort(paths) -- parents before children
+   local tree = { dir = dir, entries = {} }
+   for _, rel in ipairs(paths) do
+      local st = fs.stat(dir .. "/" .. rel, { follow = false })
+      local e = { rel = rel, type = st.type, mode = st.mode & 4095 }
+      if st.type == "file" then
+         e.sha256 = fs.sha256_file(dir .. "/" .. rel)
+      end
+      tree.entries[#tree.entries + 1] = e
+   end
+   extracted[key] = tree
+   return tree
+end
+
+-- One round trip: what the host has at each member's path, by index:
+-- {type = "F"|"D"|"L"|"O", sha256=, mode=, user=, group=}; nil when dest is missing.
+local function host_state(h, dest, entries)
+   local names = {}
+   for i, e in ipairs(entries) do
+      names[i] = q("./" .. e.rel)
+   end
+   local cmd = "cd -- " .. q(dest) .. " 2>/dev/null || exit 3; i=0; for f in " .. table.concat(names, " ")
+      .. [[; do i=$((i+1)); if [ -L "$f" ]; then echo "$i|L"; elif [ -d "$f" ]; then echo "$i|D";]]
+      .. [[ elif [ -f "$f" ]; then s=$(sha256sum < "$f") || exit 1;]]
+      .. [[ printf '%s|F|%s|%s\n' "$i" "${s%% *}" "$(stat -c '%a|%U|%G' -- "$f")";]]
+      .. [[ elif [ -e "$f" ]; then echo "$i|O"; fi; done]]
+   local r, err, code = h:exec(cmd)
+   if not r then
+      return nil, err, code
+   end
+   if r.status == 3 then
+      return false
+   end
+   if r.status ~= 0 then
+      return nil, ("unarchive: cannot read %s:%s: %s"):format(h.name, dest, (r.stderr:gsub("%s+$", ""))), "EREMOTE"
+   end
+   local state = {}
+   for line in r.stdout:gmatch("[^\n]+") do
+      local i, t, rest = line:match("^(%d+)|(%u)|?(.*)$")
+      if i then
+         local s = { type = t }
+         if t == "F" then
+            local sha, mode, user, group = rest:match("^(%x+)|(%d+)|([^|]*)|(.*)$")
+            s.sha256, s.mode, s.user, s.group = sha, tonumber(mode, 8), user, group
+         end
+         state[tonumber(i)] = s
+      end
+   end
+   return state
+end
+
+local function mode_line(e, mode)
+   return ("%s  %s  %04o"):format(e.rel, e.sha256 and e.sha256:sub(1, 16) or "(dir)", mode)
+end
+
+function M.check(ctx, args)
+   local src = args.src:sub(1, 1) == "/" and args.src or ctx.path(args.src)
+   if not fs.try.stat(src) then
+      if ctx.check then
+         return { changed = true,
+            msg = ("would extract %s: it does not exist yet (made by an earlier task)"):format(src) }
+      end
+      return nil, ("unarchive: archive not found (%s:%s)"):format(ctx.controller.name, src), "ENOENT"
+   end
+   local tree, err, code = extract(src, args)
+   if not tree then
+      return nil, err, code
+   end
+   local h, dest = ctx.host, args.dest:gsub("(.)/+$", "%1")
+   local state
+   state, err, code = host_state(h, dest, tree.entries)
+   if state == nil then
+      return nil, err, code
+   end
+   local plan = { dest = dest, mkdest = state == false, dirs = {}, push = {}, fix = {}, tree = tree }
+   local files, skipped, changed, before, after = {}, {}, {}, {}, {}
+   for i, e in ipairs(tree.entries) do
+      local have = state and state[i]
+      local path = dest .. "/" .. e.rel
+      if e.type == "dir" then
+         if have and have.type ~= "D" then
+            return nil, ("unarchive: %s:%s exists and is not a directory"):format(h.name, path), "EEXIST"
+         elseif not have then
+            plan.dirs[#plan.dirs + 1] = e
+            after[#after + 1] = e.rel .. "/"
+         end
+      elseif e.type == "file" then
+         files[#files + 1] = path
+         local mode = args.mode or e.mode
+         if have and have.type == "D" then
+            return nil, ("unarchive: %s:%s is a directory, the archive has a file there"):format(h.name, path), "EEXIST"
+         end
+         if not have or have.sha256 ~= e.sha256 then
+            plan.push[#plan.push + 1] = { e = e, mode = mode }
+            changed[#changed + 1] = path
+            if have and have.sha256 then
+               before[#before + 1] = ("%s  %s  %04o"):format(e.rel, have.sha256:sub(1, 16), have.mode)
+            end
+            after[#after + 1] = mode_line(e, mode)
+         else
+            local ch = pki.attr_changes(have, { mode = mode, owner = args.owner, group = args.group })
+            if #ch > 0 then
+               plan.fix[#plan.fix + 1] = { path = path, mode = mode }
+               changed[#changed + 1] = path
+               before[#before + 1] = e.rel .. ": " .. table.concat(ch, ", ")
+               after[#after + 1] = mode_line(e, mode)
+            end
+         end
+      else
+         skipped[#skipped + 1] = e.rel
+      end
+   end
+   local result = { files = files, changed_files = changed, skipped = #skipped > 0 and skipped or nil, dest = dest }
+   plan.result = result
+   if not plan.mkdest and #plan.dirs == 0 and #changed == 0 then
+      plan.changed, plan.msg = false, ("%d files up to date"):format(#files)
+      return plan
+   end
+   plan.changed = true
+   plan.msg = ("would place %d of %d files in %s"):format(#changed, #files, dest)
+   plan.diff = { path = dest, before = #before > 0 and (table.concat(before, "\n") .. "\n") or "",
+      after = table.concat(after, "\n") .. "\n" }
+   return plan
+end
+
+function M.apply(ctx, args, plan)
+   local h = ctx.host
+   local own = { owner = args.owner, group = args.group }
+   local ok, err, code = true, nil, nil
+   if plan.mkdest then
+      ok, err, code = h:mkdir(plan.dest, { mode = args.dir_mode, owner = own.owner, group = own.group })
+   end
+   for _, e in ipairs(plan.dirs) do
+      if not ok then
+         break
+      end
+      ok, err, code = h:mkdir(plan.dest .. "/" .. e.rel, { mode = e.mode, owner = own.owner, group = own.group })
+   end
+   for _, p in ipairs(plan.push) do
+      if not ok then
+         break
+      end
+      ok, err, code = h:put_file(plan.tree.dir .. "/" .. p.e.rel, plan.dest .. "/" .. p.e.rel,
+         { mode = p.mode, owner = own.owner, group = own.group })
+   end
+   for _, f in ipairs(plan.fix) do
+      if not ok then
+         break
+      end
+      ok, err, code = pki.set_attrs(h, f.path, { mode = f.mode, owner = own.owner, group = own.group })
+   end
+   if not ok then
+      return nil, err, code
+   end
+   return { msg = ("placed %d of %d files in %s"):format(#plan.result.changed_files, #plan.result.files, plan.dest) }
+end
+
+return M

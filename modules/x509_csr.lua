@@ -1,0 +1,151 @@
+-- x509_csr: a certificate signing request for an existing private key.
+--
+-- The wanted CSR is built in memory from the key and the arguments, and
+-- compared field by field (subject, SANs, key usages, extended key usages,
+-- basic constraints, and the public key itself, by its DER) with the CSR on
+-- disk: a CSR's signature is not deterministic, so bytes cannot be compared.
+-- The file is rewritten only when one of those differs, so a certificate
+-- made from it is not reissued without cause.
+local x509 = require("etcdrun.x509")
+local pki = require("etcdrun.pki")
+
+local M = {
+   doc = "A PEM certificate signing request for a private key, rewritten only when its content would change.",
+   args = {
+      path = { type = "path", required = true, doc = "CSR file; relative paths are relative to the playbook" },
+      privatekey_path = { type = "path", required = true, doc = "the private key (same host)" },
+      subject = { type = "table", default = {}, doc = "subject, e.g. {CN='etcd1', O='etcd'}; a value may be a list" },
+      san = { type = "table", doc = "subjectAltName: {dns={...}, ip={...}, email={...}, uri={...}}" },
+      key_usage = { type = "list", elements = "string", doc = "keyUsage names, e.g. {'digitalSignature'}" },
+      ext_key_usage = { type = "list", elements = "string", doc = "extendedKeyUsage names, e.g. {'serverAuth'}" },
+      ca = { type = "boolean", doc = "request basicConstraints CA:TRUE (true) or CA:FALSE (false)" },
+      pathlen = { type = "integer", doc = "basicConstraints pathlen (with ca=true)" },
+      mode = { type = "mode", default = "0644", doc = "file mode, an octal string" },
+      owner = { type = "string", doc = "file owner" },
+      group = { type = "string", doc = "file group" },
+   },
+}
+
+-- What a CSR says, in comparable form.
+local function fields(info, spki)
+   return {
+      subject = pki.subject_string(info.subject),
+      subject_dn = info.subject_dn,
+      san = pki.san_list(info.san),
+      key_usage = pki.sorted(info.key_usage),
+      ext_key_usage = pki.sorted(info.ext_key_usage),
+      ca = info.is_ca and ("CA:TRUE" .. (info.pathlen and (", pathlen " .. info.pathlen) or "")) or "CA:FALSE",
+      spki = spki,
+   }
+end
+
+local function list(t)
+   return #t > 0 and table.concat(t, ", ") or "(none)"
+end
+
+local function summary(f)
+   return ("subject: %s\nsan: %s\nkey_usage: %s\next_key_usage: %s\nbasic_constraints: %s\n")
+      :format(f.subject_dn, list(f.san), list(f.key_usage), list(f.ext_key_usage), f.ca)
+end
+
+-- Why the existing CSR does not match the wanted one (nil when it does).
+local function differences(want, have)
+   local why = {}
+   if have.spki ~= want.spki then
+      why[#why + 1] = "CSR is for another key"
+   end
+   if have.subject ~= want.subject then
+      why[#why + 1] = ("subject %s, want %s"):format(have.subject_dn, want.subject_dn)
+   end
+   for _, field in ipairs({ "san", "key_usage", "ext_key_usage" }) do
+      local missing, extra = pki.set_diff(want[field], have[field])
+      for _, v in ipairs(missing) do
+         why[#why + 1] = ("%s %s missing"):format(field == "san" and "SAN" or field, v)
+      end
+      for _, v in ipairs(extra) do
+         why[#why + 1] = ("%s %s not requested"):format(field == "san" and "SAN" or field, v)
+      end
+   end
+   if have.ca ~= want.ca then
+      why[#why + 1] = ("basic constraints %s, want %s"):format(have.ca, want.ca)
+   end
+   return #why > 0 and table.concat(why, "; ") or nil
+end
+
+function M.check(ctx, args)
+   local h = ctx.host
+   local path, perr = pki.path(ctx, h, args.path, "x509_csr: argument 'path'")
+   local keypath, kerr = pki.path(ctx, h, args.privatekey_path, "x509_csr: argument 'privatekey_path'")
+   if not path or not keypath then
+      return nil, perr or kerr, "EARGS"
+   end
+   local san, serr = pki.check_san(args.san, "x509_csr: argument 'san'")
+   if serr then
+      return nil, serr, "EARGS"
+   end
+   if args.pathlen and not args.ca then
+      return nil, "x509_csr: argument 'pathlen' needs ca = true", "EARGS"
+   end
+   local key, err, code = pki.read(h, keypath)
+   if key == nil then
+      return nil, err, code
+   end
+   if not key then
+      if ctx.check then
+         return { changed = true, msg = ("would create: private key %s does not exist yet"):format(keypath),
+            diff = { path = path, before = "", after = "(new CSR)\n" } }
+      end
+      return nil, ("x509_csr: private key not found (%s:%s)"):format(h.name, keypath), "ENOENT"
+   end
+   ctx.secret(key)
+   local csr
+   csr, err, code = pki.try(x509.try.csr, { key = key, subject = args.subject, san = san,
+      key_usage = args.key_usage, ext_key_usage = args.ext_key_usage, ca = args.ca, pathlen = args.pathlen,
+      name = keypath })
+   if not csr then
+      return nil, "x509_csr: " .. pki.argument_error(err), code
+   end
+   local want = fields(x509.csr_info(csr), pki.spki(key, "key"))
+   local old
+   old, err, code = pki.read(h, path)
+   if old == nil then
+      return nil, err, code
+   end
+   local have, reason
+   if not old then
+      reason = "no CSR"
+   else
+      local info = x509.try.csr_info(old, path)
+      if not info or not info.signature_valid then
+         reason = "existing file is not a valid CSR"
+      else
+         have = fields(info, pki.spki(old, "csr"))
+         reason = differences(want, have)
+      end
+   end
+   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
+   if reason then
+      return {
+         changed = true,
+         msg = (old and "would regenerate: " or "would create: ") .. reason,
+         diff = { path = path, before = have and summary(have) or "", after = summary(want) },
+         csr = csr, reason = reason, existed = old and true or false,
+         result = { path = path, reason = reason },
+      }
+   end
+   return pki.keep_plan(h, path, attrs, "kept", { path = path })
+end
+
+function M.apply(ctx, args, plan)
+   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
+   if plan.attrs_only then
+      return pki.apply_attrs(ctx.host, plan, attrs)
+   end
+   local ok, err, code = ctx.host:write(plan.result.path, plan.csr, attrs)
+   if not ok then
+      return nil, err, code
+   end
+   return { msg = (plan.existed and "regenerated: " or "created: ") .. plan.reason }
+end
+
+return M

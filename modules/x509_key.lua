@@ -1,0 +1,129 @@
+-- x509_key: a private key file (PKCS#8 PEM), made once and kept.
+--
+-- A key is the one thing a PKI must not replace casually: every certificate
+-- and CSR made from it stops matching. So an existing key is kept whenever it
+-- parses and is of the requested type, size and curve; only a missing or
+-- unreadable file, a key of another kind (with regenerate="on_mismatch", the
+-- default) or regenerate="always" makes a new one. With regenerate="never" a
+-- key of another kind is kept (and said so in msg), and an unreadable file is
+-- an error rather than overwritten.
+--
+-- The key is generated in the etcdrun process (OpenSSL, on the controller)
+-- and written through ctx.host atomically with its mode set before any byte
+-- is written. Key material is marked secret and never appears in msg, diff
+-- or result: the diff shows only the key's kind.
+local x509 = require("etcdrun.x509")
+local pki = require("etcdrun.pki")
+
+local M = {
+   doc = "A private key (RSA, ECDSA or Ed25519) in a PEM file, generated once and kept while it matches.",
+   args = {
+      path = { type = "path", required = true,
+         doc = "key file; relative paths are relative to the playbook (controller only)" },
+      type = { type = "string", choices = { "rsa", "ec", "ed25519" }, default = "ec", doc = "key algorithm" },
+      bits = { type = "integer", choices = { 2048, 3072, 4096 },
+         doc = "RSA key size (type rsa only; default 2048)" },
+      curve = { type = "string", choices = { "P-256", "P-384", "P-521" },
+         doc = "ECDSA curve (type ec only; default P-256)" },
+      mode = { type = "mode", default = "0600", doc = "file mode, an octal string" },
+      owner = { type = "string", doc = "file owner (name or uid)" },
+      group = { type = "string", doc = "file group (name or gid)" },
+      regenerate = { type = "string", choices = { "on_mismatch", "never", "always" }, default = "on_mismatch",
+         doc = "on_mismatch: replace a missing, unreadable or different key; never: keep any readable key; "
+            .. "always: a new key on every run (rotation; not idempotent)" },
+   },
+}
+
+local function wanted(args)
+   if args.type == "rsa" then
+      return { type = "rsa", bits = args.bits or 2048 }
+   elseif args.type == "ec" then
+      return { type = "ec", curve = args.curve or "P-256" }
+   end
+   return { type = "ed25519" }
+end
+
+local function matches(info, want)
+   return info.type == want.type and (want.bits == nil or info.bits == want.bits)
+      and (want.curve == nil or info.curve == want.curve)
+end
+
+local function result(path, k)
+   return { path = path, type = k.type, bits = k.bits, curve = k.curve }
+end
+
+function M.check(ctx, args)
+   if args.bits and args.type ~= "rsa" then
+      return nil, "x509_key: argument 'bits' is for type 'rsa'", "EARGS"
+   end
+   if args.curve and args.type ~= "ec" then
+      return nil, "x509_key: argument 'curve' is for type 'ec'", "EARGS"
+   end
+   local path, perr = pki.path(ctx, ctx.host, args.path, "x509_key: argument 'path'")
+   if not path then
+      return nil, perr, "EARGS"
+   end
+   local want = wanted(args)
+   local desc = pki.key_desc(want)
+   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
+   local pem, err, code = pki.read(ctx.host, path)
+   if pem == nil then
+      return nil, err, code
+   end
+   local info, why
+   if pem then
+      ctx.secret(pem)
+      info, why = x509.try.key_info(pem, path)
+   end
+   local reason
+   if not pem then
+      reason = "no key"
+   elseif not info then
+      if args.regenerate == "never" then
+         return nil, ("x509_key: %s is not a readable private key (%s) and regenerate is 'never' (%s)")
+            :format(path, why, ctx.host.name), "EPEM"
+      end
+      reason = "existing file is not a readable private key"
+   elseif args.regenerate == "always" then
+      reason = "regenerate is 'always'"
+   elseif not matches(info, want) and args.regenerate == "on_mismatch" then
+      reason = ("existing key is %s, not %s"):format(pki.key_desc(info), desc)
+   end
+   if reason then
+      return {
+         changed = true,
+         msg = (pem and "would regenerate: " or "would generate: ") .. reason,
+         diff = { path = path, before = info and (pki.key_desc(info) .. " key\n") or "",
+            after = desc .. " key (new)\n", secret = true },
+         reason = reason,
+         existed = pem and true or false,
+         result = { path = path, type = want.type, bits = want.bits, curve = want.curve },
+      }
+   end
+   local kept = matches(info, want) and "kept" or ("kept %s key (regenerate is 'never')"):format(pki.key_desc(info))
+   return pki.keep_plan(ctx.host, path, attrs, kept, result(path, info))
+end
+
+function M.apply(ctx, args, plan)
+   local path = plan.result.path
+   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
+   if plan.attrs_only then
+      return pki.apply_attrs(ctx.host, plan, attrs)
+   end
+   local want = wanted(args)
+   local pem, err, code = x509.try.key(want)
+   if not pem then
+      return nil, err, code
+   end
+   ctx.secret(pem)
+   local ok
+   ok, err, code = ctx.host:write(path, pem, attrs)
+   if not ok then
+      return nil, err, code
+   end
+   local r = result(path, x509.key_info(pem))
+   r.msg = (plan.existed and "regenerated: " or "generated: ") .. plan.reason
+   return r
+end
+
+return M
