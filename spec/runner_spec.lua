@@ -19,6 +19,10 @@ local secret = dsl.secret
 
 local inv = assert(inventory.load(FIX .. "/hosts_local"))
 
+local function lfs_root()
+   return os.getenv("PWD") or "."
+end
+
 -- Run plays built in the spec; returns exit code, captured output, and the
 -- events when json = true.
 local function run(plays, opts)
@@ -175,6 +179,48 @@ describe("playbook runner", function()
          handlers = { handler "restart" { run = function(_, v) ran[#ran + 1] = v.inventory_hostname end } },
       } })
       assert.are.same({}, ran)
+   end)
+
+   it("replays a handler left pending by a run that was killed", function()
+      local pbdir = helper.tmpdir()
+      local state = helper.tmpdir()
+      helper.write(pbdir .. "/hosts", "[web]\na ansible_connection=local\n")
+      local pb = pbdir .. "/site.lua"
+      helper.write(pb, ([[
+         return {
+            play "killed" {
+               hosts = "web",
+               tasks = {
+                  task "config" { marker = { path = %q, text = "v2" }, notify = "restart" },
+                  task "die" {
+                     run = function()
+                        if os.getenv("DIE") then os.exit(9) end
+                     end,
+                  },
+               },
+               handlers = {
+                  handler "restart" { marker = { path = %q, text = "restarted" } },
+               },
+            },
+         }
+      ]]):format(dir .. "/config", dir .. "/restarted"))
+      -- the fixture's site module (marker), next to this playbook
+      assert(require("etcdrun.core.fs").symlink(lfs_root() .. "/" .. FIX .. "/modules", pbdir .. "/modules"))
+      local run = ("cd %s && XDG_STATE_HOME=%s %s -i hosts site.lua"):format(helper.q(pbdir), helper.q(state),
+         helper.q(helper.etcdrun))
+      local _, _, code = helper.run(run:gsub("XDG_STATE_HOME", "DIE=1 XDG_STATE_HOME"))
+      assert.are.equal(9, code)
+      assert.are.equal("v2", helper.read(dir .. "/config"))
+      assert.is_nil(helper.read(dir .. "/restarted"))
+      local out, err
+      out, err, code = helper.run(run)
+      assert.are.equal(0, code, out .. err)
+      assert.matches("handler 'restart' is pending from an interrupted run", out)
+      assert.are.equal("restarted", helper.read(dir .. "/restarted"))
+      -- and only once
+      require("etcdrun.core.fs").remove(dir .. "/restarted")
+      helper.run(run)
+      assert.is_nil(helper.read(dir .. "/restarted"))
    end)
 
    it("flushes handlers at flush_handlers", function()
