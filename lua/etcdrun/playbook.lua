@@ -33,7 +33,7 @@ local TASK_KEYS = {
    name = true, when = true, register = true, notify = true, tags = true, retries = true,
    delay = true, until_ok = true, loop = true, loop_label = true, become = true,
    ignore_errors = true, changed_when = true, failed_when = true, run_once = true,
-   delegate = true, run = true, timeout = true, listen = true,
+   delegate = true, run = true, timeout = true, listen = true, check_mode = true,
 }
 
 --- A value shown as <secret> in every output.
@@ -270,6 +270,7 @@ local function prepare_task(t, kind, file, search, handler_names)
       run_once = t.run_once,
       delegate = t.delegate,
       timeout = t.timeout,
+      check_mode = t.check_mode,
       barrier = t._barrier,
    }
 end

@@ -140,7 +140,9 @@ local function run_once(rs, hs, play, task, item)
    local ctx = {
       host = tgt,
       controller = rs.controller,
-      check = rs.check,
+      -- check_mode = false: a read-only task (a command whose output later
+      -- tasks use) runs for real even under --check
+      check = rs.check and task.check_mode ~= false,
       diff = rs.diff,
       vars = v,
       secret = function(s)
