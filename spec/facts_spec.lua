@@ -219,18 +219,5 @@ describe("facts.gather", function()
             assert.matches("^%x%x:%x%x:", f.interfaces.eth0.mac)
          end
       end)
-
-      it("is quick over an open session", function()
-         if not dir then pending(why_not) return end
-         local h = hosts[1]
-         assert(facts.gather(h))
-         local runtime = require("etcdrun.core.runtime")
-         local t0 = runtime.monotonic()
-         for _ = 1, 5 do
-            assert(facts.gather(h))
-         end
-         local per = (runtime.monotonic() - t0) / 5
-         assert.is_true(per < 0.1, ("facts took %.3f s per gather"):format(per))
-      end)
    end)
 end)
