@@ -3,7 +3,7 @@
 
 PREFIX   ?= /usr/local
 DATADIR   = $(PREFIX)/share/etcdrun
-PKGS      = lua5.4 libssh openssl libarchive libcurl
+PKGS      = lua5.4 libssh openssl libarchive libcurl libedit
 CC       ?= cc
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g

@@ -3,7 +3,7 @@
 # skipping those already present. Used by `make deps` and .ci/run.
 set -eu
 pkgs="make gcc pkg-config liblua5.4-dev libssh-dev libssl-dev libarchive-dev
-libcurl4-openssl-dev lua-busted lua-check lua-cjson clang libclang-rt-14-dev
+libcurl4-openssl-dev libedit-dev tmux lua-busted lua-check lua-cjson clang libclang-rt-14-dev
 openssl python3 tar xz-utils ca-certificates"
 
 missing=""

@@ -35,24 +35,36 @@ local M = {
    },
 }
 
--- Per process: archive digests by (path, size, mtime), and extractions by
--- (digest, selection). The directories are removed when the process ends.
+-- Extractions are cached on the controller across runs, next to the download
+-- cache: $XDG_CACHE_HOME/etcdrun/unarchive/trees/<key>/ holds the selected
+-- members and a manifest of their digests, keyed by the archive's sha256 and
+-- the selection; an archive's digest is remembered by (path, size, mtime).
+-- A re-run then neither decompresses nor hashes the archive again.
+local cjson = require("cjson")
+
+local function cache_root()
+   local base = os.getenv("XDG_CACHE_HOME")
+   if not base or base == "" then
+      base = (os.getenv("HOME") or "/tmp") .. "/.cache"
+   end
+   return base .. "/etcdrun/unarchive"
+end
+
 local digests = {}
-local extracted = setmetatable({}, {
-   __gc = function(t)
-      for _, tree in pairs(t) do
-         fs.try.remove(tree.dir, { recursive = true })
-      end
-   end,
-})
 
 local function archive_sha256(path)
    local st, err, code = fs.try.stat(path)
    if not st then
       return nil, err, code
    end
+   local memo_file = ("%s/digests/%s"):format(cache_root(), fs.sha256(path))
    local memo = digests[path]
+   if not memo then
+      local size, mtime, sha = (fs.try.read(memo_file) or ""):match("^(%d+) (%d+) (%x+)")
+      memo = sha and { size = tonumber(size), mtime = tonumber(mtime), sha = sha } or nil
+   end
    if memo and memo.size == st.size and memo.mtime == st.mtime then
+      digests[path] = memo
       return memo.sha
    end
    local sha
@@ -61,7 +73,18 @@ local function archive_sha256(path)
       return nil, err, code
    end
    digests[path] = { size = st.size, mtime = st.mtime, sha = sha }
+   if fs.try.mkdir(cache_root() .. "/digests", { mode = 448 }) ~= nil then
+      fs.try.write(memo_file, ("%d %d %s\n"):format(st.size, st.mtime, sha), { mode = 384 })
+   end
    return sha
+end
+
+local function load_manifest(dir)
+   local text = fs.try.read(dir .. "/.etcdrun-manifest.json")
+   local ok, entries = pcall(cjson.decode, text or "")
+   if ok and type(entries) == "table" then
+      return { dir = dir, entries = entries }
+   end
 end
 
 -- Extract (once) and describe the selected members:
@@ -72,11 +95,17 @@ local function extract(src, args)
       return nil, err, code
    end
    local key = table.concat({ sha, args.strip_components, table.concat(args.include or {}, "\0") }, "|")
-   if extracted[key] then
-      return extracted[key]
+   local trees = cache_root() .. "/trees"
+   local final = trees .. "/" .. fs.sha256(key)
+   local tree = load_manifest(final)
+   if tree then
+      return tree
+   end
+   if fs.try.mkdir(trees, { mode = 448 }) == nil then
+      return nil, ("unarchive: cannot create the cache %s"):format(trees), "EIO"
    end
    local dir
-   dir, err, code = fs.try.mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/etcdrun-unarchive-")
+   dir, err, code = fs.try.mkdtemp(trees .. "/.partial-")
    if not dir then
       return nil, err, code
    end
@@ -103,17 +132,26 @@ local function extract(src, args)
       end
    end
    table.sort(paths) -- parents before children
-   local tree = { dir = dir, entries = {} }
+   local entries = {}
    for _, rel in ipairs(paths) do
       local st = fs.stat(dir .. "/" .. rel, { follow = false })
       local e = { rel = rel, type = st.type, mode = st.mode & 4095 }
       if st.type == "file" then
          e.sha256 = fs.sha256_file(dir .. "/" .. rel)
       end
-      tree.entries[#tree.entries + 1] = e
+      entries[#entries + 1] = e
    end
-   extracted[key] = tree
-   return tree
+   fs.write(dir .. "/.etcdrun-manifest.json", cjson.encode(entries), { mode = 384 })
+   -- publish atomically; a concurrent run that won the race is as good
+   if not os.rename(dir, final) then
+      fs.try.remove(dir, { recursive = true })
+      tree = load_manifest(final)
+      if tree then
+         return tree
+      end
+      return nil, ("unarchive: cannot publish the extraction of %s in %s"):format(src, final), "EIO"
+   end
+   return { dir = final, entries = entries }
 end
 
 -- One round trip: what the host has at each member's path, by index:

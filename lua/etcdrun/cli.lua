@@ -12,6 +12,7 @@ usage: etcdrun [options] PLAYBOOK.lua           run a playbook against the inven
        etcdrun [options] FILE.lua [ARGS...]     run a Lua script with the runtime
        etcdrun -e CODE [-e CODE...]             run a chunk
        etcdrun [options] PATTERN -a COMMAND     run COMMAND on the matched hosts
+       etcdrun [options] repl [PATTERN]         a Lua prompt on the matched hosts (default all)
 
 Scripts see the global table `etcdrun` (fs, template, x509, archive, http, ...);
 a file that returns plays (play "name" { ... }) is run as a playbook.
@@ -373,6 +374,33 @@ function M.main(argv)
    end
    if opts.command then
       return require("etcdrun.adhoc").main(opts)
+   end
+   if opts.script == "repl" then
+      -- `etcdrun [options] repl [options] [PATTERN]`: options may come after `repl` too
+      local rest = { [0] = argv[0] }
+      for i = opts.script_index + 1, #argv do
+         rest[#rest + 1] = argv[i]
+      end
+      local more, perr = M.parse(rest)
+      if not more then
+         return usage_error(perr)
+      end
+      if more.script_index and rest[more.script_index + 1] then
+         return usage_error(("repl: unexpected argument '%s' after the pattern"):format(rest[more.script_index + 1]))
+      end
+      for k, v in pairs(more) do
+         if type(v) == "table" then
+            for _, x in ipairs(v) do
+               table.insert(opts[k], x)
+            end
+         elseif k == "verbose" then
+            opts.verbose = opts.verbose + v
+         else
+            opts[k] = v
+         end
+      end
+      opts.pattern = more.script
+      return require("etcdrun.repl").main(opts)
    end
    if #opts.codes == 0 and not opts.script then
       return usage_error("nothing to run: give FILE.lua, -e CODE or PATTERN -a COMMAND")
