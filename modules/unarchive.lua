@@ -156,15 +156,45 @@ end
 
 -- One round trip: what the host has at each member's path, by index:
 -- {type = "F"|"D"|"L"|"O", sha256=, mode=, user=, group=}; nil when dest is missing.
+-- Digests of placed files are remembered on the node, in the remote user's
+-- ~/.cache/etcdrun/unarchive/<hash of dest>, against each file's size, mtime,
+-- inode and ctime in nanoseconds (git's index does the same): an unchanged
+-- file is not hashed again, and any write to it moves its ctime and makes it
+-- hashed again. Only apply writes the cache, so check mode reads only.
+local function digests_file(dest)
+   return '"$HOME/.cache/etcdrun/unarchive/' .. fs.sha256(dest):sub(1, 32) .. '"'
+end
+local STAT_KEY = "%s.%.9Y.%i.%.9Z"
+
+-- Every selected file holds the archive's content: remember its digest against
+-- its current stat, so the next check needs no hashing. A cache: failure to
+-- write it changes nothing but speed.
+local function remember_digests(h, dest, entries)
+   local lines = {}
+   for _, e in ipairs(entries) do
+      if e.type == "file" then
+         lines[#lines + 1] = ("f=%s; printf '%%s\\t%%s\\t%%s\\n' \"$f\" \"$(stat -c '%s' -- \"$f\")\" %s")
+            :format(q("./" .. e.rel), STAT_KEY, e.sha256)
+      end
+   end
+   local c = digests_file(dest)
+   h:exec(("c=%s; mkdir -p \"${c%%/*}\" && cd -- %s && { %s; } > \"$c.tmp\" && mv -f \"$c.tmp\" \"$c\"")
+      :format(c, q(dest), table.concat(lines, "; ")))
+end
+
 local function host_state(h, dest, entries)
    local names = {}
    for i, e in ipairs(entries) do
       names[i] = q("./" .. e.rel)
    end
-   local cmd = "cd -- " .. q(dest) .. " 2>/dev/null || exit 3; i=0; for f in " .. table.concat(names, " ")
+   local cmd = "cd -- " .. q(dest) .. " 2>/dev/null || exit 3; c=" .. digests_file(dest)
+      .. '; [ -f "$c" ] || c=/dev/null;'
+      .. " i=0; for f in " .. table.concat(names, " ")
       .. [[; do i=$((i+1)); if [ -L "$f" ]; then echo "$i|L"; elif [ -d "$f" ]; then echo "$i|D";]]
-      .. [[ elif [ -f "$f" ]; then s=$(sha256sum < "$f") || exit 1;]]
-      .. [[ printf '%s|F|%s|%s\n' "$i" "${s%% *}" "$(stat -c '%a|%U|%G' -- "$f")";]]
+      .. [[ elif [ -f "$f" ]; then k=$(stat -c ']] .. STAT_KEY .. [[' -- "$f");]]
+      .. [[ s=$(awk -F'\t' -v f="$f" -v k="$k" '$1 == f && $2 == k { print $3; exit }' "$c");]]
+      .. [[ w=c; [ -n "$s" ] || { w=h; s=$(sha256sum < "$f") || exit 1; };]]
+      .. [[ printf '%s|F|%s|%s|%s\n' "$i" "$w" "${s%% *}" "$(stat -c '%a|%U|%G' -- "$f")";]]
       .. [[ elif [ -e "$f" ]; then echo "$i|O"; fi; done]]
    local r, err, code = h:exec(cmd)
    if not r then
@@ -182,8 +212,9 @@ local function host_state(h, dest, entries)
       if i then
          local s = { type = t }
          if t == "F" then
-            local sha, mode, user, group = rest:match("^(%x+)|(%d+)|([^|]*)|(.*)$")
+            local how, sha, mode, user, group = rest:match("^([ch])|(%x+)|(%d+)|([^|]*)|(.*)$")
             s.sha256, s.mode, s.user, s.group = sha, tonumber(mode, 8), user, group
+            s.hashed = how == "h"
          end
          state[tonumber(i)] = s
       end
@@ -255,6 +286,14 @@ function M.check(ctx, args)
    local result = { files = files, changed_files = changed, skipped = #skipped > 0 and skipped or nil, dest = dest }
    plan.result = result
    if not plan.mkdest and #plan.dirs == 0 and #changed == 0 then
+      -- up to date but hashed the slow way: fill the digest cache (not in --check)
+      local hashed = false
+      for _, have in pairs(state or {}) do
+         hashed = hashed or have.hashed
+      end
+      if hashed and not ctx.check then
+         remember_digests(h, dest, tree.entries)
+      end
       plan.changed, plan.msg = false, ("%d files up to date"):format(#files)
       return plan
    end
@@ -294,6 +333,7 @@ function M.apply(ctx, args, plan)
    if not ok then
       return nil, err, code
    end
+   remember_digests(h, plan.dest, plan.tree.entries)
    return { msg = ("placed %d of %d files in %s"):format(#plan.result.changed_files, #plan.result.files, plan.dest) }
 end
 
