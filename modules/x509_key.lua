@@ -111,7 +111,14 @@ function M.apply(ctx, args, plan)
       return pki.apply_attrs(ctx.host, plan, attrs)
    end
    local want = wanted(args)
-   local pem, err, code = x509.try.key(want)
+   -- generated on a thread of its own: other hosts' keys are made meanwhile
+   local job = x509.key_job(want)
+   local pem, err, code
+   if ctx.await then
+      pem, err, code = ctx.await(job)
+   else
+      pem, err, code = job:wait()
+   end
    if not pem then
       return nil, err, code
    end

@@ -19,6 +19,9 @@
 #include "x509_common.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <openssl/bn.h>
 #include <openssl/rand.h>
@@ -469,48 +472,173 @@ fail:
     return NULL;
 }
 
-/* x509.key{type="rsa"|"ec"|"ed25519", bits=, curve=} -> pem | nil, err, code */
-static int l_key(lua_State *L)
+/* What key to make, validated from Lua options before any work starts. */
+struct keyspec {
+    const char *type; /* "rsa", "ec", "ed25519" (static strings) */
+    size_t bits;
+    const char *group;
+};
+
+/* Check x509.key's options (raises on misuse). */
+static void parse_keyspec(lua_State *L, int idx, const char *fname, struct keyspec *ks)
 {
     static const char *const known[] = {"type", "bits", "curve", NULL};
-    luaL_checktype(L, 1, LUA_TTABLE);
-    er_check_options(L, 1, "x509.key", known);
-    const char *type = er_opt_string(L, 1, "type", NULL);
-    lua_Integer bits = er_opt_integer(L, 1, "bits", 0);
-    const char *curve = er_opt_string(L, 1, "curve", NULL);
-    const char *group = NULL;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    er_check_options(L, idx, fname, known);
+    const char *type = er_opt_string(L, idx, "type", NULL);
+    lua_Integer bits = er_opt_integer(L, idx, "bits", 0);
+    const char *curve = er_opt_string(L, idx, "curve", NULL);
+    memset(ks, 0, sizeof *ks);
     if (!type)
-        return luaL_error(L, "x509.key: option 'type' is required");
+        luaL_error(L, "%s: option 'type' is required", fname);
     if (strcmp(type, "rsa") == 0) {
         if (bits == 0)
             bits = 2048;
         if (bits != 2048 && bits != 3072 && bits != 4096)
-            return luaL_error(L, "x509.key: rsa bits must be 2048, 3072 or 4096");
+            luaL_error(L, "%s: rsa bits must be 2048, 3072 or 4096", fname);
+        ks->type = "rsa";
     } else if (strcmp(type, "ec") == 0) {
         if (!curve)
             curve = "P-256";
-        for (int i = 0; curves[i].nist && !group; i++)
+        for (int i = 0; curves[i].nist && !ks->group; i++)
             if (strcmp(curves[i].nist, curve) == 0)
-                group = curves[i].group;
-        if (!group)
-            return luaL_error(L, "x509.key: unknown curve '%s' (P-256, P-384, P-521)", curve);
-    } else if (strcmp(type, "ed25519") != 0) {
-        return luaL_error(L, "x509.key: unknown key type '%s' (rsa, ec, ed25519)", type);
+                ks->group = curves[i].group;
+        if (!ks->group)
+            luaL_error(L, "%s: unknown curve '%s' (P-256, P-384, P-521)", fname, curve);
+        ks->type = "ec";
+    } else if (strcmp(type, "ed25519") == 0) {
+        ks->type = "ed25519";
+    } else {
+        luaL_error(L, "%s: unknown key type '%s' (rsa, ec, ed25519)", fname, type);
     }
     if (bits && strcmp(type, "rsa") != 0)
-        return luaL_error(L, "x509.key: option 'bits' is for type rsa");
+        luaL_error(L, "%s: option 'bits' is for type rsa", fname);
     if (curve && strcmp(type, "ec") != 0)
-        return luaL_error(L, "x509.key: option 'curve' is for type ec");
+        luaL_error(L, "%s: option 'curve' is for type ec", fname);
+    ks->bits = (size_t)bits;
+}
 
+/* Generate a key; touches no Lua state, so it may run on any thread. */
+static EVP_PKEY *generate(const struct keyspec *ks)
+{
+    if (ks->group)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "EC", ks->group);
+    if (strcmp(ks->type, "rsa") == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", ks->bits);
+    return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+}
+
+/* x509.key{type="rsa"|"ec"|"ed25519", bits=, curve=} -> pem | nil, err, code */
+static int l_key(lua_State *L)
+{
+    struct keyspec ks;
+    parse_keyspec(L, 1, "x509.key", &ks);
     ERR_clear_error();
-    EVP_PKEY *k = group ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", group)
-                  : bits ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits)
-                         : EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    EVP_PKEY *k = generate(&ks);
     int ok = k && push_key_pem(L, k);
     EVP_PKEY_free(k);
     if (!ok)
-        return fail_ssl(L, "EKEYGEN", "x509.key", "cannot generate key", type);
+        return fail_ssl(L, "EKEYGEN", "x509.key", "cannot generate key", ks.type);
     return 1;
+}
+
+/* ---- key generation off the Lua thread --------------------------------
+ * An RSA-4096 key costs seconds of one core. A key job generates it on a
+ * thread of its own, so the scheduler keeps the other hosts (and the other
+ * core) busy meanwhile: several members' keys are made at once. */
+
+#define KEYJOB_MT "etcdrun.x509.KeyJob"
+
+struct keyjob {
+    pthread_t thread;
+    int joined;
+    int done; /* set by the thread, read with __atomic loads */
+    struct keyspec ks;
+    char *pem;
+    size_t len;
+    char err[256];
+};
+
+static void *keyjob_main(void *arg)
+{
+    struct keyjob *j = arg;
+    EVP_PKEY *k = generate(&j->ks);
+    BIO *b = k ? BIO_new(BIO_s_secmem()) : NULL;
+    if (b && PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)) {
+        char *data = NULL;
+        long n = BIO_get_mem_data(b, &data);
+        j->pem = n > 0 ? malloc((size_t)n) : NULL;
+        if (j->pem) {
+            memcpy(j->pem, data, (size_t)n);
+            j->len = (size_t)n;
+        }
+    }
+    if (!j->pem) {
+        unsigned long e = ERR_get_error();
+        snprintf(j->err, sizeof j->err, "%s", e ? ERR_reason_error_string(e) : "out of memory");
+    }
+    BIO_free(b);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static struct keyjob *check_keyjob(lua_State *L)
+{
+    return luaL_checkudata(L, 1, KEYJOB_MT);
+}
+
+static void keyjob_join(struct keyjob *j)
+{
+    if (!j->joined) {
+        pthread_join(j->thread, NULL);
+        j->joined = 1;
+    }
+}
+
+/* x509.key_job(opts) -> KeyJob: x509.key's work on a thread of its own */
+static int l_key_job(lua_State *L)
+{
+    struct keyspec ks;
+    parse_keyspec(L, 1, "x509.key_job", &ks);
+    struct keyjob *j = lua_newuserdatauv(L, sizeof *j, 0);
+    memset(j, 0, sizeof *j);
+    j->joined = 1; /* nothing to join until the thread exists */
+    j->ks = ks;
+    luaL_setmetatable(L, KEYJOB_MT);
+    if (pthread_create(&j->thread, NULL, keyjob_main, j) != 0)
+        return luaL_error(L, "x509.key_job: cannot start a thread");
+    j->joined = 0;
+    return 1;
+}
+
+/* KeyJob:done() -> boolean */
+static int l_keyjob_done(lua_State *L)
+{
+    lua_pushboolean(L, __atomic_load_n(&check_keyjob(L)->done, __ATOMIC_ACQUIRE));
+    return 1;
+}
+
+/* KeyJob:result() / KeyJob:wait() -> pem | nil, err, "EKEYGEN" (waits for the thread) */
+static int l_keyjob_result(lua_State *L)
+{
+    struct keyjob *j = check_keyjob(L);
+    keyjob_join(j);
+    if (!j->pem)
+        return er_fail(L, "EKEYGEN", "x509.key: cannot generate key: %s (%s)", j->err, j->ks.type);
+    lua_pushlstring(L, j->pem, j->len);
+    return 1;
+}
+
+static int l_keyjob_gc(lua_State *L)
+{
+    struct keyjob *j = check_keyjob(L);
+    keyjob_join(j);
+    er_secure_free(j->pem, j->len);
+    j->pem = NULL;
+    j->len = 0;
+    return 0;
 }
 
 /* x509.public_key(key_pem [, name]) -> pub_pem | nil, err, "EPEM" */
@@ -712,6 +840,7 @@ done:
 
 static const luaL_Reg x509_funcs[] = {
     {"key", l_key},
+    {"key_job", l_key_job},
     {"public_key", l_public_key},
     {"csr", l_csr},
     {"ca", l_ca},
@@ -723,6 +852,14 @@ static const luaL_Reg x509_funcs[] = {
  * only to keep files small, and are merged in here. */
 int luaopen_etcdrun_core_x509(lua_State *L)
 {
+    static const luaL_Reg keyjob_methods[] = {
+        {"done", l_keyjob_done}, {"result", l_keyjob_result}, {"wait", l_keyjob_result}, {NULL, NULL}};
+    luaL_newmetatable(L, KEYJOB_MT);
+    luaL_newlib(L, keyjob_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_keyjob_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     luaL_newlib(L, x509_funcs);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "etcdrun.core.x509_inspect");

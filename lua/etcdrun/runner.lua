@@ -152,6 +152,7 @@ local function run_once(rs, hs, play, task, item)
          return p:sub(1, 1) == "/" and p or (rs.dir .. "/" .. p)
       end,
       sleep = sched.sleep,
+      await = sched.await,
       -- the plain variables a template sees (facts gathered if it mentions them)
       template_vars = function(source)
          return vars.plain(rs, hs, play.vars, item, source)

@@ -15,6 +15,8 @@ local managed = setmetatable({}, { __mode = "k" })
 local SLEEP = {} -- marker for sleep requests, which are not jobs
 
 --- Wait for a job's result: yields inside the scheduler, blocks outside it.
+-- A job is an SSH job (etcdrun.core.ssh) or any object with done(),
+-- result() and wait() (a key being generated on a thread, say).
 ---@return any ... what job:result() returns
 function M.await(job)
    local co, is_main = coroutine.running()
@@ -47,7 +49,7 @@ local now = runtime.monotonic
 function M.run(fns, opts)
    local forks = opts and opts.forks or 50
    assert(forks >= 1, "forks must be at least 1")
-   local results, waiting, sleeping = {}, {}, {}
+   local results, waiting, sleeping, polled = {}, {}, {}, {}
    local next_i, running = 1, 0
 
    local function step(i, co, ...)
@@ -61,8 +63,11 @@ function M.run(fns, opts)
          end
       elseif r[2] == SLEEP then
          sleeping[#sleeping + 1] = { co = co, i = i, at = now() + (r[3] or 0) }
-      elseif type(r[2]) == "userdata" then
+      elseif type(r[2]) == "userdata" and (getmetatable(r[2]) or {}).__name == "etcdrun.ssh.Job" then
          waiting[r[2]:id()] = { co = co, i = i, job = r[2] }
+      elseif type(r[2]) == "userdata" then
+         -- not an SSH job: nothing signals its end, so it is polled
+         polled[#polled + 1] = { co = co, i = i, job = r[2] }
       else
          running = running - 1
          results[i] = { ok = false, err = "scheduler: a task yielded something that is not a job" }
@@ -99,6 +104,16 @@ function M.run(fns, opts)
             timeout = math.min(timeout, s.at - t)
          end
       end
+      for k = #polled, 1, -1 do
+         local p = polled[k]
+         if p.job:done() then
+            table.remove(polled, k)
+            step(p.i, p.co, p.job:result())
+         end
+      end
+      if #polled > 0 then
+         timeout = math.min(timeout, 0.005)
+      end
       if next(waiting) then
          for _, id in ipairs(ssh.wait(math.max(timeout, 0))) do
             local w = waiting[id]
@@ -107,7 +122,7 @@ function M.run(fns, opts)
                step(w.i, w.co, w.job:result())
             end
          end
-      elseif #sleeping > 0 then
+      elseif #sleeping > 0 or #polled > 0 then
          ssh.wait(math.max(timeout, 0))
       end
       if runtime.interrupted() then

@@ -489,4 +489,37 @@ describe("x509", function()
          assert.matches("x509.info: cannot parse certificate: no start line (junk.pem)", err2, 1, true)
       end)
    end)
+
+   describe("key_job", function()
+      it("makes keys on threads of their own, awaited by the scheduler", function()
+         local sched = require("etcdrun.sched")
+         local tasks = {}
+         for i = 1, 3 do
+            tasks[i] = function()
+               local job = x509.key_job({ type = i == 1 and "rsa" or "ec" })
+               return sched.await(job)
+            end
+         end
+         local pems = {}
+         for i, r in ipairs(sched.run(tasks)) do
+            assert.is_true(r.ok, r.err)
+            pems[i] = r.values[1]
+            assert.matches("^%-%-%-%-%-BEGIN PRIVATE KEY%-%-%-%-%-", pems[i])
+         end
+         assert.are.equal("rsa", x509.key_info(pems[1]).type)
+         assert.are.equal(2048, x509.key_info(pems[1]).bits)
+         assert.are.equal("ec", x509.key_info(pems[2]).type)
+         assert.are_not.equal(pems[2], pems[3])
+      end)
+
+      it("waits outside the scheduler, and checks options like key", function()
+         local job = x509.key_job({ type = "ed25519" })
+         local pem = job:wait()
+         assert.is_true(job:done())
+         assert.are.equal("ed25519", x509.key_info(pem).type)
+         assert.has_error(function()
+            x509.key_job({ type = "rsa", bits = 1000 })
+         end, "x509.key_job: rsa bits must be 2048, 3072 or 4096")
+      end)
+   end)
 end)

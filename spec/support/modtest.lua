@@ -35,6 +35,7 @@ function M.run(name, args, host, opts)
          return p:sub(1, 1) == "/" and p or (base .. "/" .. p)
       end,
       sleep = sched.sleep,
+      await = sched.await,
       log = function() end,
    }
    local r = module.run(mod, ctx, vargs)
