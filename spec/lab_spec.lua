@@ -35,7 +35,8 @@ describe("the lab", function()
       local group = hosts:match("%[etcd%]\n(.-)\n\n")
       assert.is_not_nil(group, hosts)
       local want = {}
-      for i = 1, NODES do
+      -- the lab may be larger than this spec needs (another spec asked for more)
+      for i = 1, lab.status().nodes do
          want[#want + 1] = ("etcd%d ansible_host=198.18.0.%d ansible_user=root"):format(i, 10 + i)
       end
       assert.are.equal(table.concat(want, "\n"), group)

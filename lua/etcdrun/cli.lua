@@ -246,6 +246,22 @@ function M.extra_vars(list)
    return vars
 end
 
+--- Merge options parsed from the words after a playbook or `repl` into
+-- the options parsed before it: lists are appended, -v counts add up.
+function M.merge(opts, more)
+   for k, v in pairs(more) do
+      if type(v) == "table" then
+         for _, x in ipairs(v) do
+            table.insert(opts[k], x)
+         end
+      elseif k == "verbose" then
+         opts.verbose = opts.verbose + v
+      else
+         opts[k] = v
+      end
+   end
+end
+
 -- The global `arg` as lua.c makes it: arg[0] the script, arg[1..] its
 -- arguments, negative indices for the interpreter and its options.
 local function make_arg(argv, script_index)
@@ -332,17 +348,7 @@ local function run_script(argv, opts)
             if more.script then
                return usage_error(("unexpected argument '%s' after the playbook"):format(more.script))
             end
-            for k, v in pairs(more) do
-               if type(v) == "table" then
-                  for _, x in ipairs(v) do
-                     table.insert(opts[k], x)
-                  end
-               elseif k == "verbose" then
-                  opts.verbose = opts.verbose + v
-               else
-                  opts[k] = v
-               end
-            end
+            M.merge(opts, more)
             -- a bare -e after the playbook is an extra var too
             for _, e in ipairs(more.codes) do
                table.insert(opts.extra, e)
@@ -388,17 +394,7 @@ function M.main(argv)
       if more.script_index and rest[more.script_index + 1] then
          return usage_error(("repl: unexpected argument '%s' after the pattern"):format(rest[more.script_index + 1]))
       end
-      for k, v in pairs(more) do
-         if type(v) == "table" then
-            for _, x in ipairs(v) do
-               table.insert(opts[k], x)
-            end
-         elseif k == "verbose" then
-            opts.verbose = opts.verbose + v
-         else
-            opts[k] = v
-         end
-      end
+      M.merge(opts, more)
       opts.pattern = more.script
       return require("etcdrun.repl").main(opts)
    end

@@ -4,7 +4,6 @@
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 
 local BASE = "/root/etcdrun-modtest-command"
@@ -143,8 +142,7 @@ behaviour("a node", function()
       pending(why_not)
       return nil
    end
-   node = node or host.new({ name = "etcd2", address = "198.18.0.12", user = "root" },
-      { ssh_config = dir .. "/ssh_config" })
+   node = node or lab.host(dir, 2)
    return node
 end, function()
    return BASE

@@ -4,7 +4,6 @@
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 local fs = require("etcdrun.fs")
 
@@ -49,7 +48,7 @@ describe("copy on a node", function()
    setup(function()
       dir, why_not = lab.ensure(10)
       if dir then
-         h = host.new({ name = "etcd1", address = "198.18.0.11", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         h = lab.host(dir, 1)
          on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
       end
    end)

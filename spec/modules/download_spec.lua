@@ -4,7 +4,6 @@
 local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local fs = require("etcdrun.fs")
 local http = require("etcdrun.core.http")
 local cjson = require("cjson")
@@ -104,7 +103,7 @@ describe("download", function()
             http.sleep(0.05)
          end
          assert(port, "test server did not start")
-         h = host.new({ name = "etcd9", address = "198.18.0.19", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         h = lab.host(dir, 9)
          assert(h:exec("rm -rf " .. BASE .. " && mkdir -p " .. BASE))
       end)
 

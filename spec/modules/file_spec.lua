@@ -4,7 +4,6 @@
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 local fs = require("etcdrun.fs")
 
@@ -67,7 +66,7 @@ describe("file on a node", function()
    setup(function()
       dir, why_not = lab.ensure(10)
       if dir then
-         h = host.new({ name = "etcd3", address = "198.18.0.13", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         h = lab.host(dir, 3)
          on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
       end
    end)

@@ -3,7 +3,6 @@
 -- (etcd3), with a check on the controller.
 local lab = require("support.lab")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 
 local BASE = "/root/etcdrun-modtest-shell"
@@ -35,7 +34,7 @@ describe("shell on a node", function()
    setup(function()
       dir, why_not = lab.ensure(10)
       if dir then
-         h = host.new({ name = "etcd3", address = "198.18.0.13", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         h = lab.host(dir, 3)
          on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
       end
    end)

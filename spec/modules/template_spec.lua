@@ -5,7 +5,6 @@
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 
 local BASE = "/root/etcdrun-modtest-template"
@@ -88,7 +87,7 @@ describe("template on a node", function()
    setup(function()
       dir, why_not = lab.ensure(10)
       if dir then
-         h = host.new({ name = "etcd2", address = "198.18.0.12", user = "root" }, { ssh_config = dir .. "/ssh_config" })
+         h = lab.host(dir, 2)
          on_node("rm -rf " .. BASE .. " && mkdir -p " .. BASE)
       end
    end)

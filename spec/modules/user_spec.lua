@@ -1,7 +1,6 @@
 -- The user module against lab node etcd6.
 local lab = require("support.lab")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 
 describe("user module", function()
@@ -53,8 +52,7 @@ describe("user module", function()
       setup(function()
          dir, why_not = lab.ensure(10)
          if dir then
-            h = host.new({ name = "etcd6", address = "198.18.0.16", user = "root" },
-               { ssh_config = dir .. "/ssh_config" })
+            h = lab.host(dir, 6)
             cleanup()
          end
       end)

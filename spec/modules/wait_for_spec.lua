@@ -4,7 +4,6 @@ local cjson = require("cjson")
 local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
-local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 
 local q = helper.q
@@ -63,8 +62,7 @@ describe("wait_for module", function()
       setup(function()
          dir, why_not = lab.ensure(10)
          if dir then
-            h = host.new({ name = "etcd4", address = "198.18.0.14", user = "root" },
-               { ssh_config = dir .. "/ssh_config" })
+            h = lab.host(dir, 4)
          end
       end)
 

@@ -6,7 +6,6 @@ local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
 local localhost = require("etcdrun.localhost")
-local host = require("etcdrun.host")
 local x509 = require("etcdrun.x509")
 local fs = require("etcdrun.fs")
 local cjson = require("cjson")
@@ -300,8 +299,7 @@ describe("x509_cert", function()
       setup(function()
          dir, why_not = lab.ensure(10)
          if dir then
-            h = host.new({ name = "etcd8", address = "198.18.0.18", user = "root" },
-               { ssh_config = dir .. "/ssh_config" })
+            h = lab.host(dir, 8)
             assert(h:exec("rm -rf " .. base .. " && mkdir -p " .. base))
          end
       end)

@@ -125,6 +125,15 @@ function M.ensure(n)
    return st.dir
 end
 
+--- A host object (etcdrun.host) for lab node etcdN, reached through the
+--- lab's ssh_config; its session opens on first use.
+---@param dir string lab state directory
+---@param n integer node number
+function M.host(dir, n)
+   return require("etcdrun.host").new({ name = "etcd" .. n, address = ("198.18.0.%d"):format(10 + n), user = "root" },
+      { ssh_config = dir .. "/ssh_config" })
+end
+
 --- Take the lab down. Returns lab.sh's output and exit code.
 ---@return string output, integer code
 function M.teardown()
