@@ -15,9 +15,11 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS    = $(PKG_LIBS) -lpthread -lm
 
-# Every runtime/<family>.c but main.c and util.c is a Lua module etcdrun.core.<family>.
+# Every runtime/<family>.c but main.c and util.c is a Lua module etcdrun.core.<family>;
+# runtime/<family>-<part>.c files are parts of a family too big for one file.
 SRCS      = $(wildcard runtime/*.c)
-FAMILIES  = $(sort $(filter-out main util,$(basename $(notdir $(SRCS)))))
+WHOLE     = $(foreach f,$(SRCS),$(if $(findstring -,$(notdir $(f))),,$(f)))
+FAMILIES  = $(sort $(filter-out main util,$(basename $(notdir $(WHOLE)))))
 FAMILIES_H = build/families.h
 
 BUSTED    = spec/run.lua
@@ -66,11 +68,11 @@ test-asan: etcdrun etcdrun-asan
 # libFuzzer targets: fuzz/<name>_fuzz.c, each run for FUZZ_SECONDS.
 FUZZ_CC = clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-build/fuzz/template_fuzz: fuzz/template_fuzz.c runtime/template.c runtime/util.c runtime/etcdrun.h \
-		$(FAMILIES_H)
+TEMPLATE_SRCS = runtime/template.c $(wildcard runtime/template-*.c) runtime/util.c
+build/fuzz/template_fuzz: fuzz/template_fuzz.c $(TEMPLATE_SRCS) $(wildcard runtime/*.h) $(FAMILIES_H)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE $(PKG_CFLAGS) -Iruntime -Ibuild -o $@ \
-		fuzz/template_fuzz.c runtime/template.c runtime/util.c $(LDLIBS)
+		fuzz/template_fuzz.c $(TEMPLATE_SRCS) $(LDLIBS)
 
 # The inventory target runs Lua code (lua/etcdrun/inventory*.lua) from the
 # repository root; a line hook feeds coverage of that code back to libFuzzer.

@@ -4,7 +4,9 @@
  * Each primitive family lives in one runtime/<family>.c and exports only
  * luaopen_etcdrun_core_<family>(); main.c registers it as the Lua module
  * "etcdrun.core.<family>" (the Makefile finds the families from the file
- * names, so adding a family needs no edit elsewhere).
+ * names, so adding a family needs no edit elsewhere). A family too big for
+ * one file is split into runtime/<family>-<part>.c files sharing a private
+ * runtime/<family>-internal.h; a name with a '-' is never a family.
  *
  * Error convention (see shared/DESIGN.md):
  *   - misuse (wrong argument type, unknown option key) raises a Lua error;

@@ -9,16 +9,19 @@
  * that job or, from the runner's scheduler, calls ssh.wait() to learn which
  * jobs finished and resumes the coroutines that were waiting for them.
  *
+ * The work itself is in ssh-connect.c (connect, host keys, authentication)
+ * and ssh-io.c (exec, SFTP); this file owns sessions, jobs, the worker
+ * thread and the Lua API.
+ *
  * Everything a job needs is copied into C memory when it is submitted and
  * everything it produces stays in C memory until Lua collects it with
  * job:result(), so no Lua value is touched off the main thread.
  */
-#include "etcdrun.h"
+#include "ssh-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,68 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libssh/libssh.h>
-#include <libssh/sftp.h>
-
-#define SESSION_MT "etcdrun.ssh.Session"
-#define JOB_MT "etcdrun.ssh.Job"
-#define MAX_IDENTITIES 8
-#define CHUNK 32768
-#define DEFAULT_MAX_OUTPUT (32 * 1024 * 1024)
-
-enum job_kind { J_CONNECT, J_EXEC, J_PUT, J_GET, J_STAT, J_MKDIR, J_REMOVE, J_CHMOD, J_RENAME };
-
-static const char *const kind_names[] = {"connect", "exec", "put", "get", "stat",
+const char *const sx_kind_names[] = {"connect", "exec", "put", "get", "stat",
                                          "mkdir", "remove", "chmod", "rename", NULL};
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-struct job {
-    int id;
-    enum job_kind kind;
-    int refs; /* the Lua userdata and the worker each hold one */
-    int done;
-    struct job *next;
-    /* inputs */
-    char *a, *b; /* command, or remote path(s) */
-    char *local; /* local file to put from / get into */
-    struct buf in;
-    int has_in;
-    long timeout_ms;
-    size_t max_output;
-    int mode, flag; /* flag: exclusive (put), recursive-free rmdir (remove), follow (stat) */
-    /* outputs */
-    int ok;
-    char code[20];
-    char *errmsg;
-    struct buf out, err;
-    int status, out_trunc, err_trunc;
-    long remote_pid; /* the command's process group on the node, from its marker */
-    char *kill_prefix; /* e.g. "sudo -n" when the command runs as another user */
-    sftp_attributes st;
-    char *hostkey_type, *fingerprint, *known_hosts_line;
-    long long bytes;
-};
-
-struct session {
-    char *name, *host, *user, *config, *kh_user, *kh_global, *passphrase;
-    char *identities[MAX_IDENTITIES];
-    int n_identities, port, accept_new, use_agent, read_config;
-    long timeout_s;
-    /* touched only by the worker thread */
-    ssh_session ssh;
-    sftp_session sftp;
-    int connected;
-    /* under the global lock */
-    pthread_t thread;
-    int started, closing;
-    volatile int cancel; /* read by the worker mid-job without the lock */
-    pthread_cond_t wake;
-    struct job *head, *tail;
-};
 
 /* One lock for queues, refcounts and the finished list: contention is nil
    next to network round trips, and one lock cannot deadlock. */
@@ -100,12 +43,12 @@ static int next_job_id;
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static char *xstrdup(const char *s)
+char *sx_strdup(const char *s)
 {
     return s ? strdup(s) : NULL;
 }
 
-static void buf_free(struct buf *b)
+void sx_buf_free(struct buf *b)
 {
     er_secure_free(b->p, b->cap); /* may hold key material */
     b->p = NULL;
@@ -113,7 +56,7 @@ static void buf_free(struct buf *b)
 }
 
 /* Append up to what max allows; returns 0 when some had to be dropped. */
-static int buf_add(struct buf *b, const char *p, size_t n, size_t max)
+int sx_buf_add(struct buf *b, const char *p, size_t n, size_t max)
 {
     int whole = 1;
     if (b->len + n > max) {
@@ -139,17 +82,14 @@ static int buf_add(struct buf *b, const char *p, size_t n, size_t max)
     return whole;
 }
 
-static long long now_ms(void)
+long long sx_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void job_fail(struct job *j, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_fail(struct job *j, const char *code, const char *fmt, ...)
+void sx_job_fail(struct job *j, const char *code, const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
@@ -168,9 +108,9 @@ static void job_free(struct job *j)
     free(j->b);
     free(j->local);
     free(j->kill_prefix);
-    buf_free(&j->in);
-    buf_free(&j->out);
-    buf_free(&j->err);
+    sx_buf_free(&j->in);
+    sx_buf_free(&j->out);
+    sx_buf_free(&j->err);
     free(j->errmsg);
     if (j->st)
         sftp_attributes_free(j->st);
@@ -201,666 +141,6 @@ static void session_free(struct session *s)
         free(s->identities[i]);
     pthread_cond_destroy(&s->wake);
     free(s);
-}
-
-/* ---- connect ------------------------------------------------------------ */
-
-/* Map libssh's connect failure text to a stable code a user can act on. */
-static const char *connect_code(const char *msg)
-{
-    if (strstr(msg, "refused"))
-        return "ECONNREFUSED";
-    if (strstr(msg, "imeout") || strstr(msg, "timed out"))
-        return "ETIMEDOUT";
-    if (strstr(msg, "resolve") || strstr(msg, "Name or service") || strstr(msg, "not known"))
-        return "ERESOLVE";
-    if (strstr(msg, "unreachable"))
-        return "EHOSTUNREACH";
-    return "ECONNECT";
-}
-
-static char *key_fingerprint(ssh_key key)
-{
-    unsigned char *hash = NULL;
-    size_t hlen = 0;
-    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) != 0)
-        return strdup("(no fingerprint)");
-    char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-    ssh_clean_pubkey_hash(&hash);
-    char *copy = strdup(fp ? fp : "(no fingerprint)");
-    ssh_string_free_char(fp);
-    return copy;
-}
-
-/*
- * The fingerprint known_hosts holds for this host and key type, for the
- * "host key changed" message: libssh reports the mismatch but not the key
- * it expected, and an operator needs both to decide.
- */
-static char *known_fingerprint(struct session *s, enum ssh_keytypes_e type)
-{
-    char *host = NULL, *file = NULL, *found = NULL;
-    unsigned int port = 22;
-    ssh_options_get(s->ssh, SSH_OPTIONS_HOST, &host);
-    ssh_options_get(s->ssh, SSH_OPTIONS_KNOWNHOSTS, &file);
-    ssh_options_get_port(s->ssh, &port);
-    FILE *f = host && file ? fopen(file, "r") : NULL;
-    if (f) {
-        char name[300];
-        if (port == 22)
-            snprintf(name, sizeof name, "%s", host);
-        else
-            snprintf(name, sizeof name, "[%s]:%u", host, port);
-        char line[8192];
-        while (!found && fgets(line, sizeof line, f)) {
-            line[strcspn(line, "\r\n")] = '\0';
-            struct ssh_knownhosts_entry *e = NULL;
-            if (line[0] && line[0] != '#' &&
-                ssh_known_hosts_parse_line(name, line, &e) == SSH_OK && e && e->publickey &&
-                ssh_key_type(e->publickey) == type)
-                found = key_fingerprint(e->publickey);
-            ssh_knownhosts_entry_free(e);
-        }
-        fclose(f);
-    }
-    ssh_string_free_char(host);
-    ssh_string_free_char(file);
-    return found;
-}
-
-static int check_host_key(struct session *s, struct job *j)
-{
-    ssh_key srv = NULL;
-    if (ssh_get_server_publickey(s->ssh, &srv) != SSH_OK) {
-        job_fail(j, "EHOSTKEY", "ssh.connect: server sent no host key (%s)", s->name);
-        return 0;
-    }
-    enum ssh_keytypes_e srv_type = ssh_key_type(srv);
-    j->hostkey_type = strdup(ssh_key_type_to_char(srv_type));
-    j->fingerprint = key_fingerprint(srv);
-    ssh_key_free(srv);
-
-    enum ssh_known_hosts_e state = ssh_session_is_known_server(s->ssh);
-    char *known_fp = NULL;
-    switch (state) {
-    case SSH_KNOWN_HOSTS_OK:
-        return 1;
-    case SSH_KNOWN_HOSTS_CHANGED:
-        known_fp = known_fingerprint(s, srv_type);
-        job_fail(j, "EHOSTKEY",
-                 "ssh.connect: host key CHANGED for %s: server sent %s %s, known_hosts has %s "
-                 "(%s); if the node was rebuilt, remove the old line",
-                 s->host, j->hostkey_type, j->fingerprint, known_fp ? known_fp : "another key",
-                 s->name);
-        free(known_fp);
-        return 0;
-    case SSH_KNOWN_HOSTS_OTHER:
-        job_fail(j, "EHOSTKEY",
-                 "ssh.connect: host key mismatch for %s: server sent %s %s but known_hosts "
-                 "holds a key of another type for it (%s)",
-                 s->host, j->hostkey_type, j->fingerprint, s->name);
-        return 0;
-    case SSH_KNOWN_HOSTS_NOT_FOUND:
-    case SSH_KNOWN_HOSTS_UNKNOWN:
-        if (s->accept_new) {
-            char *line = NULL;
-            if (ssh_session_export_known_hosts_entry(s->ssh, &line) != SSH_OK) {
-                job_fail(j, "EHOSTKEY", "ssh.connect: cannot export host key of %s (%s)",
-                         s->host, s->name);
-                return 0;
-            }
-            j->known_hosts_line = strdup(line);
-            ssh_string_free_char(line);
-            return 1;
-        }
-        job_fail(j, "EHOSTKEY",
-                 "ssh.connect: host key for %s is not known: server sent %s %s, known_hosts "
-                 "has none (%s); add it to known_hosts or use --host-key accept-new",
-                 s->host, j->hostkey_type, j->fingerprint, s->name);
-        return 0;
-    case SSH_KNOWN_HOSTS_ERROR:
-    default:
-        job_fail(j, "EHOSTKEY", "ssh.connect: cannot check host key of %s: %s (%s)", s->host,
-                 ssh_get_error(s->ssh), s->name);
-        return 0;
-    }
-}
-
-/* libssh asks here when a key file needs a passphrase we do not have. */
-static int no_passphrase(const char *prompt, char *buf, size_t len, int echo, int verify,
-                         void *userdata)
-{
-    (void)prompt, (void)buf, (void)len, (void)echo, (void)verify;
-    if (userdata)
-        *(int *)userdata = 1;
-    return -1;
-}
-
-/* Append "what" to the comma-separated list of methods tried, cutting at size. */
-static void tried_add(char *tried, size_t size, const char *what)
-{
-    size_t n = strlen(tried);
-    if (n && n + 2 < size) {
-        memcpy(tried + n, ", ", 3);
-        n += 2;
-    }
-    size_t w = strlen(what);
-    if (n + w >= size)
-        w = size - n - 1;
-    memcpy(tried + n, what, w);
-    tried[n + w] = '\0';
-}
-
-static int authenticate(struct session *s, struct job *j)
-{
-    int rc = ssh_userauth_none(s->ssh, NULL);
-    if (rc == SSH_AUTH_SUCCESS)
-        return 1;
-    if (rc == SSH_AUTH_ERROR)
-        goto lost;
-    char tried[1024] = "";
-    for (int i = 0; i < s->n_identities; i++) {
-        ssh_key key = NULL;
-        char what[PATH_MAX + 64];
-        int needs = 0;
-        if (ssh_pki_import_privkey_file(s->identities[i], s->passphrase,
-                                        s->passphrase ? NULL : no_passphrase, &needs,
-                                        &key) != SSH_OK) {
-            snprintf(what, sizeof what, "key %s (%s)", s->identities[i],
-                     needs ? "needs a passphrase" : "unreadable or wrong passphrase");
-            tried_add(tried, sizeof tried, what);
-            continue;
-        }
-        rc = ssh_userauth_publickey(s->ssh, NULL, key);
-        ssh_key_free(key);
-        snprintf(what, sizeof what, "key %s", s->identities[i]);
-        tried_add(tried, sizeof tried, what);
-        if (rc == SSH_AUTH_SUCCESS)
-            return 1;
-        if (rc == SSH_AUTH_ERROR)
-            goto lost;
-    }
-    if (s->use_agent && getenv("SSH_AUTH_SOCK")) {
-        rc = ssh_userauth_agent(s->ssh, NULL);
-        tried_add(tried, sizeof tried, "ssh-agent");
-        if (rc == SSH_AUTH_SUCCESS)
-            return 1;
-        if (rc == SSH_AUTH_ERROR)
-            goto lost;
-    }
-    if (s->n_identities == 0) {
-        rc = ssh_userauth_publickey_auto(s->ssh, NULL, s->passphrase);
-        tried_add(tried, sizeof tried, "default keys (~/.ssh/id_*, IdentityFile)");
-        if (rc == SSH_AUTH_SUCCESS)
-            return 1;
-        if (rc == SSH_AUTH_ERROR)
-            goto lost;
-    }
-    int methods = ssh_userauth_list(s->ssh, NULL);
-    char *user = NULL;
-    ssh_options_get(s->ssh, SSH_OPTIONS_USER, &user);
-    job_fail(j, "EAUTH",
-             "ssh.connect: authentication failed for %s@%s (tried: %s; server accepts:%s%s%s) "
-             "(%s)",
-             user ? user : "?", s->host, tried[0] ? tried : "nothing",
-             (methods & SSH_AUTH_METHOD_PUBLICKEY) ? " publickey" : "",
-             (methods & SSH_AUTH_METHOD_PASSWORD) ? " password" : "",
-             (methods & SSH_AUTH_METHOD_INTERACTIVE) ? " keyboard-interactive" : "", s->name);
-    ssh_string_free_char(user);
-    return 0;
-lost:
-    job_fail(j, "EAUTH", "ssh.connect: authentication error with %s: %s (%s)", s->host,
-             ssh_get_error(s->ssh), s->name);
-    return 0;
-}
-
-static void run_connect(struct session *s, struct job *j)
-{
-    if (s->connected) {
-        j->ok = 1;
-        return;
-    }
-    s->ssh = ssh_new();
-    if (!s->ssh) {
-        job_fail(j, "ENOMEM", "ssh.connect: cannot create session (%s)", s->name);
-        return;
-    }
-    ssh_options_set(s->ssh, SSH_OPTIONS_HOST, s->host);
-    if (s->read_config && ssh_options_parse_config(s->ssh, s->config) != 0) {
-        job_fail(j, "ECONFIG", "ssh.connect: cannot read ssh config %s (%s)",
-                 s->config ? s->config : "~/.ssh/config", s->name);
-        goto fail;
-    }
-    /* a config's LogLevel would make libssh print to stderr; errors reach Lua instead */
-    int quiet = SSH_LOG_NOLOG;
-    ssh_options_set(s->ssh, SSH_OPTIONS_LOG_VERBOSITY, &quiet);
-    if (s->user)
-        ssh_options_set(s->ssh, SSH_OPTIONS_USER, s->user);
-    if (s->port > 0)
-        ssh_options_set(s->ssh, SSH_OPTIONS_PORT, &s->port);
-    ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT, &s->timeout_s);
-    if (s->kh_user)
-        ssh_options_set(s->ssh, SSH_OPTIONS_KNOWNHOSTS, s->kh_user);
-    if (s->kh_global)
-        ssh_options_set(s->ssh, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, s->kh_global);
-    int nodelay = 1; /* many small requests: Nagle would add 40 ms to each */
-    ssh_options_set(s->ssh, SSH_OPTIONS_NODELAY, &nodelay);
-
-    if (ssh_connect(s->ssh) != SSH_OK) {
-        const char *msg = ssh_get_error(s->ssh);
-        job_fail(j, connect_code(msg), "ssh.connect: cannot connect to %s: %s (%s)", s->host,
-                 msg, s->name);
-        goto fail;
-    }
-    if (!check_host_key(s, j) || !authenticate(s, j)) {
-        ssh_disconnect(s->ssh);
-        goto fail;
-    }
-    s->connected = 1;
-    j->ok = 1;
-    return;
-fail:
-    ssh_free(s->ssh);
-    s->ssh = NULL;
-}
-
-static int need_connection(struct session *s, struct job *j, const char *op)
-{
-    if (s->connected && ssh_is_connected(s->ssh))
-        return 1;
-    job_fail(j, "ENOTCONN", "ssh.%s: not connected (%s)", op, s->name);
-    return 0;
-}
-
-/* ---- exec --------------------------------------------------------------- */
-
-/*
- * Commands run as  printf '\036%d\036' $$ >&2; eval '<command>'  so that the
- * first bytes on stderr name the remote shell's pid, which sshd made a
- * process group leader. A timed-out command is killed through that group:
- * OpenSSH refuses "signal" channel requests for root sessions, so the
- * protocol's own way cannot be relied on.
- */
-#define PID_MARK '\036'
-
-static char *wrap_command(const char *cmd)
-{
-    static const char head[] = "printf '\\036%d\\036' $$ >&2; eval '";
-    size_t n = strlen(head) + 3;
-    for (const char *p = cmd; *p; p++)
-        n += *p == '\'' ? 4 : 1;
-    char *w = malloc(n);
-    if (!w)
-        return NULL;
-    char *o = w + sprintf(w, "%s", head);
-    for (const char *p = cmd; *p; p++) {
-        if (*p == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o++ = '\'';
-    *o = '\0';
-    return w;
-}
-
-/* Take the pid marker off the front of stderr once it has fully arrived. */
-static void take_pid_mark(struct job *j)
-{
-    if (j->remote_pid != 0 || j->err.len < 2)
-        return;
-    if (j->err.p[0] != PID_MARK) {
-        j->remote_pid = -1; /* not ours (a non-POSIX login shell): no kill by group */
-        return;
-    }
-    char *end = memchr(j->err.p + 1, PID_MARK, j->err.len - 1);
-    if (!end)
-        return;
-    j->remote_pid = strtol(j->err.p + 1, NULL, 10);
-    size_t cut = (size_t)(end - j->err.p) + 1;
-    memmove(j->err.p, j->err.p + cut, j->err.len - cut);
-    j->err.len -= cut;
-    if (j->remote_pid <= 1)
-        j->remote_pid = -1;
-}
-
-static void drain(ssh_channel ch, struct job *j)
-{
-    char tmp[CHUNK];
-    int n;
-    while ((n = ssh_channel_read_nonblocking(ch, tmp, sizeof tmp, 0)) > 0)
-        if (!buf_add(&j->out, tmp, (size_t)n, j->max_output))
-            j->out_trunc = 1;
-    while ((n = ssh_channel_read_nonblocking(ch, tmp, sizeof tmp, 1)) > 0) {
-        /* room for the marker, which is not output */
-        if (!buf_add(&j->err, tmp, (size_t)n, j->max_output + 32))
-            j->err_trunc = 1;
-        take_pid_mark(j);
-    }
-}
-
-/* Kill a timed-out command's process group from a second channel. */
-static void kill_remote(struct session *s, struct job *j, ssh_channel ch)
-{
-    take_pid_mark(j);
-    if (j->remote_pid > 1) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "%s%skill -KILL -- -%ld %ld 2>/dev/null; true",
-                 j->kill_prefix ? j->kill_prefix : "", j->kill_prefix ? " " : "",
-                 j->remote_pid, j->remote_pid);
-        ssh_channel k = ssh_channel_new(s->ssh);
-        if (k && ssh_channel_open_session(k) == SSH_OK &&
-            ssh_channel_request_exec(k, cmd) == SSH_OK) {
-            char sink[256];
-            while (ssh_channel_read_timeout(k, sink, sizeof sink, 0, 5000) > 0)
-                ;
-            ssh_channel_close(k);
-        }
-        if (k)
-            ssh_channel_free(k);
-    }
-    ssh_channel_request_send_signal(ch, "KILL"); /* for servers that honour it */
-}
-
-static void run_exec(struct session *s, struct job *j, const volatile int *closing)
-{
-    if (!need_connection(s, j, "exec"))
-        return;
-    char *wrapped = wrap_command(j->a);
-    ssh_channel ch = wrapped ? ssh_channel_new(s->ssh) : NULL;
-    int started = ch && ssh_channel_open_session(ch) == SSH_OK &&
-                  ssh_channel_request_exec(ch, wrapped) == SSH_OK;
-    free(wrapped);
-    if (!started) {
-        job_fail(j, "ECHANNEL", "ssh.exec: cannot start command: %s (%s)",
-                 ssh_get_error(s->ssh), s->name);
-        if (ch)
-            ssh_channel_free(ch);
-        return;
-    }
-    if (j->has_in && j->in.len > 0) {
-        size_t off = 0;
-        while (off < j->in.len) {
-            uint32_t n = (uint32_t)(j->in.len - off > CHUNK ? CHUNK : j->in.len - off);
-            int w = ssh_channel_write(ch, j->in.p + off, n);
-            if (w <= 0)
-                break; /* the command may exit without reading its input */
-            off += (size_t)w;
-        }
-    }
-    ssh_channel_send_eof(ch);
-
-    long long deadline = now_ms() + j->timeout_ms;
-    int timed_out = 0, cancelled = 0;
-    for (;;) {
-        int rc = ssh_channel_poll_timeout(ch, 50, 0);
-        if (rc == SSH_ERROR) {
-            job_fail(j, "ECONNLOST", "ssh.exec: connection lost: %s (%s)",
-                     ssh_get_error(s->ssh), s->name);
-            ssh_channel_free(ch);
-            s->connected = 0;
-            return;
-        }
-        drain(ch, j);
-        if (rc == SSH_EOF || ssh_channel_is_eof(ch))
-            break;
-        if (now_ms() > deadline) {
-            timed_out = 1;
-            break;
-        }
-        if (*closing || er_interrupted()) {
-            cancelled = 1;
-            break;
-        }
-    }
-    if (timed_out || cancelled) {
-        /* sshd signals the command's whole process group (it runs in its own session) */
-        kill_remote(s, j, ch);
-        ssh_channel_close(ch);
-        ssh_channel_free(ch);
-        if (timed_out)
-            job_fail(j, "ETIMEDOUT", "ssh.exec: command timed out after %.1f s and was killed (%s)",
-                     j->timeout_ms / 1000.0, s->name);
-        else
-            job_fail(j, "EINTR", "ssh.exec: interrupted, command killed (%s)", s->name);
-        return;
-    }
-    drain(ch, j);
-    if (j->remote_pid == 0 && j->err.len > 0)
-        j->remote_pid = -1; /* an incomplete marker is output, keep it */
-    j->status = ssh_channel_get_exit_status(ch);
-    ssh_channel_close(ch);
-    ssh_channel_free(ch);
-    j->ok = 1;
-}
-
-/* ---- SFTP --------------------------------------------------------------- */
-
-static int need_sftp(struct session *s, struct job *j, const char *op)
-{
-    if (!need_connection(s, j, op))
-        return 0;
-    if (s->sftp)
-        return 1;
-    s->sftp = sftp_new(s->ssh);
-    if (!s->sftp || sftp_init(s->sftp) != SSH_OK) {
-        job_fail(j, "ESFTP", "ssh.%s: SFTP is not available on %s: %s (%s)", op, s->host,
-                 ssh_get_error(s->ssh), s->name);
-        if (s->sftp)
-            sftp_free(s->sftp);
-        s->sftp = NULL;
-        return 0;
-    }
-    return 1;
-}
-
-static void sftp_fail(struct session *s, struct job *j, const char *op, const char *path)
-{
-    int e = sftp_get_error(s->sftp);
-    const char *code = "EIO", *why = ssh_get_error(s->ssh);
-    switch (e) {
-    case SSH_FX_NO_SUCH_FILE:
-    case SSH_FX_NO_SUCH_PATH:
-        code = "ENOENT", why = "No such file or directory";
-        break;
-    case SSH_FX_PERMISSION_DENIED:
-        code = "EACCES", why = "Permission denied";
-        break;
-    case SSH_FX_FILE_ALREADY_EXISTS:
-        code = "EEXIST", why = "File exists";
-        break;
-    case SSH_FX_FAILURE:
-        code = "EIO";
-        break;
-    default:
-        break;
-    }
-    job_fail(j, code, "ssh.%s: %s (%s:%s)", op, why, s->name, path);
-}
-
-static void run_put(struct session *s, struct job *j, const volatile int *closing)
-{
-    if (!need_sftp(s, j, "put"))
-        return;
-    int lfd = -1;
-    if (j->local) {
-        lfd = open(j->local, O_RDONLY | O_CLOEXEC);
-        if (lfd < 0) {
-            job_fail(j, er_errno_code(errno), "ssh.put: %s (%s)", strerror(errno), j->local);
-            return;
-        }
-    }
-    int flags = O_WRONLY | O_CREAT | O_TRUNC | (j->flag ? O_EXCL : 0);
-    sftp_file f = sftp_open(s->sftp, j->b, flags, (mode_t)j->mode);
-    if (!f) {
-        sftp_fail(s, j, "put", j->b);
-        if (lfd >= 0)
-            close(lfd);
-        return;
-    }
-    char tmp[CHUNK];
-    size_t off = 0;
-    for (;;) {
-        const char *p;
-        size_t n;
-        if (lfd >= 0) {
-            ssize_t r = read(lfd, tmp, sizeof tmp);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                job_fail(j, er_errno_code(errno), "ssh.put: %s (%s)", strerror(errno), j->local);
-                goto fail;
-            }
-            p = tmp, n = (size_t)r;
-        } else {
-            p = j->in.p + off;
-            n = j->in.len - off > CHUNK ? CHUNK : j->in.len - off;
-            off += n;
-        }
-        if (n == 0)
-            break;
-        if (*closing || er_interrupted()) {
-            job_fail(j, "EINTR", "ssh.put: interrupted (%s:%s)", s->name, j->b);
-            goto fail;
-        }
-        ssize_t w = sftp_write(f, p, n);
-        if (w != (ssize_t)n) {
-            sftp_fail(s, j, "put", j->b);
-            goto fail;
-        }
-        j->bytes += (long long)n;
-    }
-    if (sftp_extension_supported(s->sftp, "fsync@openssh.com", "1") && sftp_fsync(f) != 0) {
-        sftp_fail(s, j, "put", j->b);
-        goto fail;
-    }
-    if (sftp_close(f) != SSH_NO_ERROR) {
-        f = NULL;
-        sftp_fail(s, j, "put", j->b);
-        goto fail;
-    }
-    f = NULL;
-    /* the server applied its umask at open; the caller asked for exactly this mode */
-    if (sftp_chmod(s->sftp, j->b, (mode_t)j->mode) != 0) {
-        sftp_fail(s, j, "put", j->b);
-        goto fail;
-    }
-    if (lfd >= 0)
-        close(lfd);
-    j->ok = 1;
-    return;
-fail:
-    if (f)
-        sftp_close(f);
-    sftp_unlink(s->sftp, j->b); /* never leave a partial file behind */
-    if (lfd >= 0)
-        close(lfd);
-}
-
-static void run_get(struct session *s, struct job *j, const volatile int *closing)
-{
-    if (!need_sftp(s, j, "get"))
-        return;
-    sftp_file f = sftp_open(s->sftp, j->a, O_RDONLY, 0);
-    if (!f) {
-        sftp_fail(s, j, "get", j->a);
-        return;
-    }
-    int lfd = -1;
-    char ltmp[PATH_MAX] = "";
-    if (j->local) {
-        if ((size_t)snprintf(ltmp, sizeof ltmp, "%s.etcdrun-XXXXXX", j->local) >= sizeof ltmp ||
-            (lfd = mkostemp(ltmp, O_CLOEXEC)) < 0) {
-            job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno), j->local);
-            sftp_close(f);
-            return;
-        }
-        fchmod(lfd, (mode_t)j->mode);
-    }
-    char tmp[CHUNK];
-    for (;;) {
-        if (*closing || er_interrupted()) {
-            job_fail(j, "EINTR", "ssh.get: interrupted (%s:%s)", s->name, j->a);
-            goto fail;
-        }
-        ssize_t n = sftp_read(f, tmp, sizeof tmp);
-        if (n < 0) {
-            sftp_fail(s, j, "get", j->a);
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        if (lfd >= 0) {
-            for (ssize_t off = 0; off < n;) {
-                ssize_t w = write(lfd, tmp + off, (size_t)(n - off));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w < 0) {
-                    job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno),
-                             j->local);
-                    goto fail;
-                }
-                off += w;
-            }
-        } else if (!buf_add(&j->out, tmp, (size_t)n, j->max_output)) {
-            job_fail(j, "E2BIG", "ssh.get: file larger than %zu bytes (%s:%s)", j->max_output,
-                     s->name, j->a);
-            goto fail;
-        }
-        j->bytes += n;
-    }
-    sftp_close(f);
-    if (lfd >= 0) {
-        if (fsync(lfd) != 0 || close(lfd) != 0 || rename(ltmp, j->local) != 0) {
-            job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno), j->local);
-            unlink(ltmp);
-            return;
-        }
-    }
-    j->ok = 1;
-    return;
-fail:
-    sftp_close(f);
-    if (lfd >= 0) {
-        close(lfd);
-        unlink(ltmp);
-    }
-}
-
-static void run_simple(struct session *s, struct job *j)
-{
-    const char *op = kind_names[j->kind];
-    if (!need_sftp(s, j, op))
-        return;
-    int rc = 0;
-    switch (j->kind) {
-    case J_STAT:
-        j->st = j->flag ? sftp_stat(s->sftp, j->a) : sftp_lstat(s->sftp, j->a);
-        rc = j->st ? 0 : -1;
-        break;
-    case J_MKDIR:
-        rc = sftp_mkdir(s->sftp, j->a, (mode_t)j->mode);
-        if (rc == 0)
-            rc = sftp_chmod(s->sftp, j->a, (mode_t)j->mode);
-        break;
-    case J_REMOVE:
-        rc = j->flag ? sftp_rmdir(s->sftp, j->a) : sftp_unlink(s->sftp, j->a);
-        break;
-    case J_CHMOD:
-        rc = sftp_chmod(s->sftp, j->a, (mode_t)j->mode);
-        break;
-    case J_RENAME:
-        rc = sftp_rename(s->sftp, j->a, j->b);
-        break;
-    default:
-        break;
-    }
-    if (rc != 0)
-        sftp_fail(s, j, op, j->a);
-    else
-        j->ok = 1;
 }
 
 /* ---- the worker thread -------------------------------------------------- */
@@ -900,14 +180,14 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&lock);
 
         if (closing) {
-            job_fail(j, "ECLOSED", "ssh.%s: session closed (%s)", kind_names[j->kind], s->name);
+            sx_job_fail(j, "ECLOSED", "ssh.%s: session closed (%s)", sx_kind_names[j->kind], s->name);
         } else {
             switch (j->kind) {
-            case J_CONNECT: run_connect(s, j); break;
-            case J_EXEC: run_exec(s, j, &s->cancel); break;
-            case J_PUT: run_put(s, j, &s->cancel); break;
-            case J_GET: run_get(s, j, &s->cancel); break;
-            default: run_simple(s, j); break;
+            case J_CONNECT: sx_run_connect(s, j); break;
+            case J_EXEC: sx_run_exec(s, j, &s->cancel); break;
+            case J_PUT: sx_run_put(s, j, &s->cancel); break;
+            case J_GET: sx_run_get(s, j, &s->cancel); break;
+            default: sx_run_simple(s, j); break;
             }
         }
         pthread_mutex_lock(&lock);
@@ -940,7 +220,7 @@ static struct session *check_session(lua_State *L)
 
 static char *opt_dup(lua_State *L, int idx, const char *key)
 {
-    return xstrdup(er_opt_string(L, idx, key, NULL));
+    return sx_strdup(er_opt_string(L, idx, key, NULL));
 }
 
 /* ssh.session(opts) -> Session (no I/O until a connect job runs)
@@ -976,7 +256,7 @@ static int l_session(lua_State *L)
     ud->s = s;
     pthread_cond_init(&s->wake, NULL);
     s->host = strdup(host);
-    s->name = xstrdup(er_opt_string(L, 1, "name", host));
+    s->name = sx_strdup(er_opt_string(L, 1, "name", host));
     s->user = opt_dup(L, 1, "user");
     s->port = (int)port;
     s->kh_user = opt_dup(L, 1, "known_hosts");
@@ -1047,7 +327,7 @@ struct job_ud {
 static int l_submit(lua_State *L)
 {
     struct session *s = check_session(L);
-    int kind = luaL_checkoption(L, 2, NULL, kind_names);
+    int kind = luaL_checkoption(L, 2, NULL, sx_kind_names);
     /* The userdata owns the job from the start, so an argument error raised
        below frees it through __gc instead of leaking it. Fixed arity first,
        so the userdata never lands in an argument slot. */
@@ -1084,11 +364,11 @@ static int l_submit(lua_State *L)
         j->a = strdup(cmd);
         if (in) {
             j->has_in = 1;
-            buf_add(&j->in, in, n, (size_t)-1);
+            sx_buf_add(&j->in, in, n, (size_t)-1);
         }
         j->timeout_ms = (long)(t * 1000);
         j->max_output = (size_t)max;
-        j->kill_prefix = xstrdup(er_opt_string(L, 4, "kill_prefix", NULL));
+        j->kill_prefix = sx_strdup(er_opt_string(L, 4, "kill_prefix", NULL));
         break;
     }
     case J_PUT: {
@@ -1103,16 +383,16 @@ static int l_submit(lua_State *L)
         j->mode = (int)er_opt_integer(L, 5, "mode", 0644);
         j->flag = er_opt_boolean(L, 5, "exclusive", 0);
         j->b = strdup(path);
-        j->local = xstrdup(from);
+        j->local = sx_strdup(from);
         if (data)
-            buf_add(&j->in, data, n, (size_t)-1);
+            sx_buf_add(&j->in, data, n, (size_t)-1);
         break;
     }
     case J_GET: {
         static const char *const known[] = {"to", "mode", "max_size", NULL};
         const char *path = luaL_checkstring(L, 3);
         er_check_options(L, 4, "ssh.get", known);
-        j->local = xstrdup(er_opt_string(L, 4, "to", NULL));
+        j->local = sx_strdup(er_opt_string(L, 4, "to", NULL));
         j->mode = (int)er_opt_integer(L, 4, "mode", 0600);
         j->max_output = (size_t)er_opt_integer(L, 4, "max_size", 256 * 1024 * 1024);
         j->a = strdup(path);
@@ -1318,7 +598,7 @@ static void forget_finished(int id)
 
 static void wait_slice(long long until_ms)
 {
-    long long t = now_ms();
+    long long t = sx_now_ms();
     long long slice = until_ms - t < 100 ? until_ms - t : 100;
     if (slice < 0)
         slice = 0;
@@ -1338,9 +618,9 @@ static int l_job_wait(lua_State *L)
 {
     struct job *j = check_job(L);
     double t = luaL_optnumber(L, 2, -1);
-    long long until = t < 0 ? LLONG_MAX : now_ms() + (long long)(t * 1000);
+    long long until = t < 0 ? LLONG_MAX : sx_now_ms() + (long long)(t * 1000);
     pthread_mutex_lock(&lock);
-    while (!j->done && now_ms() < until && !er_interrupted())
+    while (!j->done && sx_now_ms() < until && !er_interrupted())
         wait_slice(until);
     int done = j->done;
     if (done)
@@ -1371,9 +651,9 @@ static int l_job_gc(lua_State *L)
 static int l_wait(lua_State *L)
 {
     double t = luaL_checknumber(L, 1);
-    long long until = now_ms() + (long long)(t * 1000);
+    long long until = sx_now_ms() + (long long)(t * 1000);
     pthread_mutex_lock(&lock);
-    while (n_finished == 0 && now_ms() < until && !er_interrupted())
+    while (n_finished == 0 && sx_now_ms() < until && !er_interrupted())
         wait_slice(until);
     lua_createtable(L, (int)n_finished, 0);
     for (size_t i = 0; i < n_finished; i++) {
@@ -1391,7 +671,7 @@ static int l_key_needs_passphrase(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     int asked = 0;
     ssh_key key = NULL;
-    int rc = ssh_pki_import_privkey_file(path, NULL, no_passphrase, &asked, &key);
+    int rc = ssh_pki_import_privkey_file(path, NULL, sx_no_passphrase, &asked, &key);
     ssh_key_free(key);
     if (rc == SSH_OK || asked) {
         lua_pushboolean(L, asked);

@@ -1,0 +1,408 @@
+/*
+ * ssh-io.c: the work of exec and SFTP jobs (part of the ssh family), on a
+ * session's worker thread: commands with stdin, bounded output and a
+ * timeout that kills them on the node; files put and got over SFTP.
+ */
+#include "ssh-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- exec --------------------------------------------------------------- */
+
+/*
+ * Commands run as  printf '\036%d\036' $$ >&2; eval '<command>'  so that the
+ * first bytes on stderr name the remote shell's pid, which sshd made a
+ * process group leader. A timed-out command is killed through that group:
+ * OpenSSH refuses "signal" channel requests for root sessions, so the
+ * protocol's own way cannot be relied on.
+ */
+#define PID_MARK '\036'
+
+static char *wrap_command(const char *cmd)
+{
+    static const char head[] = "printf '\\036%d\\036' $$ >&2; eval '";
+    size_t n = strlen(head) + 3;
+    for (const char *p = cmd; *p; p++)
+        n += *p == '\'' ? 4 : 1;
+    char *w = malloc(n);
+    if (!w)
+        return NULL;
+    char *o = w + sprintf(w, "%s", head);
+    for (const char *p = cmd; *p; p++) {
+        if (*p == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return w;
+}
+
+/* Take the pid marker off the front of stderr once it has fully arrived. */
+static void take_pid_mark(struct job *j)
+{
+    if (j->remote_pid != 0 || j->err.len < 2)
+        return;
+    if (j->err.p[0] != PID_MARK) {
+        j->remote_pid = -1; /* not ours (a non-POSIX login shell): no kill by group */
+        return;
+    }
+    char *end = memchr(j->err.p + 1, PID_MARK, j->err.len - 1);
+    if (!end)
+        return;
+    j->remote_pid = strtol(j->err.p + 1, NULL, 10);
+    size_t cut = (size_t)(end - j->err.p) + 1;
+    memmove(j->err.p, j->err.p + cut, j->err.len - cut);
+    j->err.len -= cut;
+    if (j->remote_pid <= 1)
+        j->remote_pid = -1;
+}
+
+static void drain(ssh_channel ch, struct job *j)
+{
+    char tmp[CHUNK];
+    int n;
+    while ((n = ssh_channel_read_nonblocking(ch, tmp, sizeof tmp, 0)) > 0)
+        if (!sx_buf_add(&j->out, tmp, (size_t)n, j->max_output))
+            j->out_trunc = 1;
+    while ((n = ssh_channel_read_nonblocking(ch, tmp, sizeof tmp, 1)) > 0) {
+        /* room for the marker, which is not output */
+        if (!sx_buf_add(&j->err, tmp, (size_t)n, j->max_output + 32))
+            j->err_trunc = 1;
+        take_pid_mark(j);
+    }
+}
+
+/* Kill a timed-out command's process group from a second channel. */
+static void kill_remote(struct session *s, struct job *j, ssh_channel ch)
+{
+    take_pid_mark(j);
+    if (j->remote_pid > 1) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "%s%skill -KILL -- -%ld %ld 2>/dev/null; true",
+                 j->kill_prefix ? j->kill_prefix : "", j->kill_prefix ? " " : "",
+                 j->remote_pid, j->remote_pid);
+        ssh_channel k = ssh_channel_new(s->ssh);
+        if (k && ssh_channel_open_session(k) == SSH_OK &&
+            ssh_channel_request_exec(k, cmd) == SSH_OK) {
+            char sink[256];
+            while (ssh_channel_read_timeout(k, sink, sizeof sink, 0, 5000) > 0)
+                ;
+            ssh_channel_close(k);
+        }
+        if (k)
+            ssh_channel_free(k);
+    }
+    ssh_channel_request_send_signal(ch, "KILL"); /* for servers that honour it */
+}
+
+void sx_run_exec(struct session *s, struct job *j, const volatile int *closing)
+{
+    if (!sx_need_connection(s, j, "exec"))
+        return;
+    char *wrapped = wrap_command(j->a);
+    ssh_channel ch = wrapped ? ssh_channel_new(s->ssh) : NULL;
+    int started = ch && ssh_channel_open_session(ch) == SSH_OK &&
+                  ssh_channel_request_exec(ch, wrapped) == SSH_OK;
+    free(wrapped);
+    if (!started) {
+        sx_job_fail(j, "ECHANNEL", "ssh.exec: cannot start command: %s (%s)",
+                 ssh_get_error(s->ssh), s->name);
+        if (ch)
+            ssh_channel_free(ch);
+        return;
+    }
+    if (j->has_in && j->in.len > 0) {
+        size_t off = 0;
+        while (off < j->in.len) {
+            uint32_t n = (uint32_t)(j->in.len - off > CHUNK ? CHUNK : j->in.len - off);
+            int w = ssh_channel_write(ch, j->in.p + off, n);
+            if (w <= 0)
+                break; /* the command may exit without reading its input */
+            off += (size_t)w;
+        }
+    }
+    ssh_channel_send_eof(ch);
+
+    long long deadline = sx_now_ms() + j->timeout_ms;
+    int timed_out = 0, cancelled = 0;
+    for (;;) {
+        int rc = ssh_channel_poll_timeout(ch, 50, 0);
+        if (rc == SSH_ERROR) {
+            sx_job_fail(j, "ECONNLOST", "ssh.exec: connection lost: %s (%s)",
+                     ssh_get_error(s->ssh), s->name);
+            ssh_channel_free(ch);
+            s->connected = 0;
+            return;
+        }
+        drain(ch, j);
+        if (rc == SSH_EOF || ssh_channel_is_eof(ch))
+            break;
+        if (sx_now_ms() > deadline) {
+            timed_out = 1;
+            break;
+        }
+        if (*closing || er_interrupted()) {
+            cancelled = 1;
+            break;
+        }
+    }
+    if (timed_out || cancelled) {
+        /* sshd signals the command's whole process group (it runs in its own session) */
+        kill_remote(s, j, ch);
+        ssh_channel_close(ch);
+        ssh_channel_free(ch);
+        if (timed_out)
+            sx_job_fail(j, "ETIMEDOUT", "ssh.exec: command timed out after %.1f s and was killed (%s)",
+                     j->timeout_ms / 1000.0, s->name);
+        else
+            sx_job_fail(j, "EINTR", "ssh.exec: interrupted, command killed (%s)", s->name);
+        return;
+    }
+    drain(ch, j);
+    if (j->remote_pid == 0 && j->err.len > 0)
+        j->remote_pid = -1; /* an incomplete marker is output, keep it */
+    j->status = ssh_channel_get_exit_status(ch);
+    ssh_channel_close(ch);
+    ssh_channel_free(ch);
+    j->ok = 1;
+}
+
+/* ---- SFTP --------------------------------------------------------------- */
+
+static int need_sftp(struct session *s, struct job *j, const char *op)
+{
+    if (!sx_need_connection(s, j, op))
+        return 0;
+    if (s->sftp)
+        return 1;
+    s->sftp = sftp_new(s->ssh);
+    if (!s->sftp || sftp_init(s->sftp) != SSH_OK) {
+        sx_job_fail(j, "ESFTP", "ssh.%s: SFTP is not available on %s: %s (%s)", op, s->host,
+                 ssh_get_error(s->ssh), s->name);
+        if (s->sftp)
+            sftp_free(s->sftp);
+        s->sftp = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+static void sftp_fail(struct session *s, struct job *j, const char *op, const char *path)
+{
+    int e = sftp_get_error(s->sftp);
+    const char *code = "EIO", *why = ssh_get_error(s->ssh);
+    switch (e) {
+    case SSH_FX_NO_SUCH_FILE:
+    case SSH_FX_NO_SUCH_PATH:
+        code = "ENOENT", why = "No such file or directory";
+        break;
+    case SSH_FX_PERMISSION_DENIED:
+        code = "EACCES", why = "Permission denied";
+        break;
+    case SSH_FX_FILE_ALREADY_EXISTS:
+        code = "EEXIST", why = "File exists";
+        break;
+    case SSH_FX_FAILURE:
+        code = "EIO";
+        break;
+    default:
+        break;
+    }
+    sx_job_fail(j, code, "ssh.%s: %s (%s:%s)", op, why, s->name, path);
+}
+
+void sx_run_put(struct session *s, struct job *j, const volatile int *closing)
+{
+    if (!need_sftp(s, j, "put"))
+        return;
+    int lfd = -1;
+    if (j->local) {
+        lfd = open(j->local, O_RDONLY | O_CLOEXEC);
+        if (lfd < 0) {
+            sx_job_fail(j, er_errno_code(errno), "ssh.put: %s (%s)", strerror(errno), j->local);
+            return;
+        }
+    }
+    int flags = O_WRONLY | O_CREAT | O_TRUNC | (j->flag ? O_EXCL : 0);
+    sftp_file f = sftp_open(s->sftp, j->b, flags, (mode_t)j->mode);
+    if (!f) {
+        sftp_fail(s, j, "put", j->b);
+        if (lfd >= 0)
+            close(lfd);
+        return;
+    }
+    char tmp[CHUNK];
+    size_t off = 0;
+    for (;;) {
+        const char *p;
+        size_t n;
+        if (lfd >= 0) {
+            ssize_t r = read(lfd, tmp, sizeof tmp);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                sx_job_fail(j, er_errno_code(errno), "ssh.put: %s (%s)", strerror(errno), j->local);
+                goto fail;
+            }
+            p = tmp, n = (size_t)r;
+        } else {
+            p = j->in.p + off;
+            n = j->in.len - off > CHUNK ? CHUNK : j->in.len - off;
+            off += n;
+        }
+        if (n == 0)
+            break;
+        if (*closing || er_interrupted()) {
+            sx_job_fail(j, "EINTR", "ssh.put: interrupted (%s:%s)", s->name, j->b);
+            goto fail;
+        }
+        ssize_t w = sftp_write(f, p, n);
+        if (w != (ssize_t)n) {
+            sftp_fail(s, j, "put", j->b);
+            goto fail;
+        }
+        j->bytes += (long long)n;
+    }
+    if (sftp_extension_supported(s->sftp, "fsync@openssh.com", "1") && sftp_fsync(f) != 0) {
+        sftp_fail(s, j, "put", j->b);
+        goto fail;
+    }
+    if (sftp_close(f) != SSH_NO_ERROR) {
+        f = NULL;
+        sftp_fail(s, j, "put", j->b);
+        goto fail;
+    }
+    f = NULL;
+    /* the server applied its umask at open; the caller asked for exactly this mode */
+    if (sftp_chmod(s->sftp, j->b, (mode_t)j->mode) != 0) {
+        sftp_fail(s, j, "put", j->b);
+        goto fail;
+    }
+    if (lfd >= 0)
+        close(lfd);
+    j->ok = 1;
+    return;
+fail:
+    if (f)
+        sftp_close(f);
+    sftp_unlink(s->sftp, j->b); /* never leave a partial file behind */
+    if (lfd >= 0)
+        close(lfd);
+}
+
+void sx_run_get(struct session *s, struct job *j, const volatile int *closing)
+{
+    if (!need_sftp(s, j, "get"))
+        return;
+    sftp_file f = sftp_open(s->sftp, j->a, O_RDONLY, 0);
+    if (!f) {
+        sftp_fail(s, j, "get", j->a);
+        return;
+    }
+    int lfd = -1;
+    char ltmp[PATH_MAX] = "";
+    if (j->local) {
+        if ((size_t)snprintf(ltmp, sizeof ltmp, "%s.etcdrun-XXXXXX", j->local) >= sizeof ltmp ||
+            (lfd = mkostemp(ltmp, O_CLOEXEC)) < 0) {
+            sx_job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno), j->local);
+            sftp_close(f);
+            return;
+        }
+        fchmod(lfd, (mode_t)j->mode);
+    }
+    char tmp[CHUNK];
+    for (;;) {
+        if (*closing || er_interrupted()) {
+            sx_job_fail(j, "EINTR", "ssh.get: interrupted (%s:%s)", s->name, j->a);
+            goto fail;
+        }
+        ssize_t n = sftp_read(f, tmp, sizeof tmp);
+        if (n < 0) {
+            sftp_fail(s, j, "get", j->a);
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        if (lfd >= 0) {
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(lfd, tmp + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w < 0) {
+                    sx_job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno),
+                             j->local);
+                    goto fail;
+                }
+                off += w;
+            }
+        } else if (!sx_buf_add(&j->out, tmp, (size_t)n, j->max_output)) {
+            sx_job_fail(j, "E2BIG", "ssh.get: file larger than %zu bytes (%s:%s)", j->max_output,
+                     s->name, j->a);
+            goto fail;
+        }
+        j->bytes += n;
+    }
+    sftp_close(f);
+    if (lfd >= 0) {
+        if (fsync(lfd) != 0 || close(lfd) != 0 || rename(ltmp, j->local) != 0) {
+            sx_job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno), j->local);
+            unlink(ltmp);
+            return;
+        }
+    }
+    j->ok = 1;
+    return;
+fail:
+    sftp_close(f);
+    if (lfd >= 0) {
+        close(lfd);
+        unlink(ltmp);
+    }
+}
+
+void sx_run_simple(struct session *s, struct job *j)
+{
+    const char *op = sx_kind_names[j->kind];
+    if (!need_sftp(s, j, op))
+        return;
+    int rc = 0;
+    switch (j->kind) {
+    case J_STAT:
+        j->st = j->flag ? sftp_stat(s->sftp, j->a) : sftp_lstat(s->sftp, j->a);
+        rc = j->st ? 0 : -1;
+        break;
+    case J_MKDIR:
+        rc = sftp_mkdir(s->sftp, j->a, (mode_t)j->mode);
+        if (rc == 0)
+            rc = sftp_chmod(s->sftp, j->a, (mode_t)j->mode);
+        break;
+    case J_REMOVE:
+        rc = j->flag ? sftp_rmdir(s->sftp, j->a) : sftp_unlink(s->sftp, j->a);
+        break;
+    case J_CHMOD:
+        rc = sftp_chmod(s->sftp, j->a, (mode_t)j->mode);
+        break;
+    case J_RENAME:
+        rc = sftp_rename(s->sftp, j->a, j->b);
+        break;
+    default:
+        break;
+    }
+    if (rc != 0)
+        sftp_fail(s, j, op, j->a);
+    else
+        j->ok = 1;
+}
