@@ -182,6 +182,9 @@ local tasks = {
    controller "CA key" {
       x509_key = {
          path = pki_file("ca.key"),
+         -- a new CA would not be trusted by running members: an existing CA key
+         -- is kept even when etcd_key_type changes (members' keys follow it)
+         regenerate = "never",
          type = function(v)
             return lib.opt(v, "etcd_key_type")
          end,
