@@ -121,7 +121,9 @@ local function target(rs, hs, task, play)
       become = play.become
    end
    if become ~= nil and become ~= h.become then
-      -- a view of the same connection with another become setting
+      -- a view of the same connection with another become setting; connect
+      -- the host itself first, so the session is stored on it, not the view
+      h:connect()
       return setmetatable({ become = become }, { __index = h })
    end
    return h
