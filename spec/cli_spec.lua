@@ -133,3 +133,71 @@ describe("etcdrun -e with the primitives together", function()
       assert.are.equal("755\n", mode)
    end)
 end)
+
+describe("etcdrun PLAYBOOK.lua", function()
+   local function setup_playbook(body)
+      local dir = helper.tmpdir()
+      helper.write(dir .. "/hosts", "[web]\na ansible_connection=local\nb ansible_connection=local\n")
+      helper.write(dir .. "/vars.lua", "return { shade = 'from-file', n = 3 }\n")
+      helper.write(dir .. "/site.lua", body)
+      return dir
+   end
+
+   local SITE = [[
+      return {
+         play "cli" {
+            hosts = "web",
+            vars = { greeting = "play" },
+            tasks = {
+               task "record" {
+                  copy = {
+                     dest = function(v) return os.getenv("OUT") .. "/" .. v.inventory_hostname end,
+                     content = function(v) return v.greeting .. " " .. v.shade .. " " .. v.n .. "\n" end,
+                  },
+               },
+            },
+         },
+      }
+   ]]
+
+   it("takes -e key=value and -e @vars.lua, options after the file, and exits 0", function()
+      local dir = setup_playbook(SITE)
+      local out, err, code = helper.run(("cd %s && OUT=%s %s -i hosts site.lua -e greeting=extra -e @vars.lua -D")
+         :format(q(dir), q(dir), q(helper.etcdrun)))
+      assert.are.equal(0, code, out .. err)
+      assert.are.equal("extra from-file 3\n", helper.read(dir .. "/a"))
+      assert.matches("%+extra from%-file 3", out) -- -D after the file: the diff
+      assert.matches("a%s+: ok=1%s+changed=1", out)
+   end)
+
+   it("changes nothing with --check, and reports the change", function()
+      local dir = setup_playbook(SITE)
+      local out, _, code = helper.run(("cd %s && OUT=%s %s -i hosts site.lua -e @vars.lua --check")
+         :format(q(dir), q(dir), q(helper.etcdrun)))
+      assert.are.equal(0, code)
+      assert.is_nil(helper.read(dir .. "/a"))
+      assert.matches("changed%s+a%s+record", out)
+   end)
+
+   it("exits 1 when a host fails and 2 on a bad option after the file", function()
+      local dir = setup_playbook(SITE)
+      local _, _, code = helper.run(("cd %s && %s -i hosts site.lua"):format(q(dir), q(helper.etcdrun)))
+      assert.are.equal(1, code) -- OUT and shade are not set: the task fails
+      local err
+      _, err, code = helper.run(("cd %s && %s -i hosts site.lua --bogus"):format(q(dir), q(helper.etcdrun)))
+      assert.are.equal(2, code)
+      assert.matches("unknown option '%-%-bogus'", err)
+   end)
+
+   it("stops a playbook with a wrong module argument before touching any host, naming file:line", function()
+      local dir = setup_playbook([[
+         return { play "p" { hosts = "web", tasks = {
+            task "t" { copy = { dest = "/tmp/x", contnet = "y" } },
+         } } }
+      ]])
+      local out, err, code = helper.run(("cd %s && %s -i hosts site.lua"):format(q(dir), q(helper.etcdrun)))
+      assert.are.equal(1, code)
+      assert.matches("site%.lua:2: module 'copy': unknown argument 'contnet'", out .. err)
+      assert.is_nil((out .. err):find("PLAY", 1, true))
+   end)
+end)

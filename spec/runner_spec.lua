@@ -386,6 +386,7 @@ describe("playbook runner", function()
       assert.are.equal(1, kinds.run_start)
       assert.are.equal(1, kinds.play_start)
       assert.are.equal(9, kinds.task_result)
+      assert.are.equal(9, kinds.task_start)
       assert.are.equal(1, kinds.recap)
       local recap = events[#events]
       assert.are.equal("recap", recap.event)

@@ -134,6 +134,14 @@ function Out:play_start(name, hosts)
       table.concat(names, ", ")))
 end
 
+--- A host starts a task (JSON only: the terminal shows the result line).
+function Out:task_start(kind, play, task, host)
+   if self.json then
+      self:event(kind .. "_start", { play = play, task = task.name, module = task.module, file = task.file,
+         line = task.line, host = host })
+   end
+end
+
 --- The status word of a result.
 function M.status(r)
    if r.unreachable then

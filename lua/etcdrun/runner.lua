@@ -286,6 +286,7 @@ local function run_task(rs, hs, play, task, kind)
       return
    end
    local t0 = runtime.monotonic()
+   rs.out:task_start(kind or "task", play.name, task, hs.name)
    if task.when ~= nil then
       local ok, res = pcall(eval, task.when, vars.view(rs, hs, play.vars), nil)
       if not ok then
