@@ -14,7 +14,7 @@ ansible-doc -t module community.crypto.openssl_privatekey >/dev/null 2>&1 ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ansible >/dev/null
 
 started=""
-nodes=$(bash spec/lab/lab.sh status | sed -n 's/^up nodes=\([0-9]*\).*/\1/p')
+nodes=$(bash spec/lab/lab.sh status 2>/dev/null | sed -n 's/^up nodes=\([0-9]*\).*/\1/p' || true)
 if [ "${nodes:-0}" -lt 30 ]; then
     [ -n "$nodes" ] && bash spec/lab/lab.sh down >/dev/null
     bash spec/lab/lab.sh up 30
