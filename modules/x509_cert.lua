@@ -134,13 +134,13 @@ local function wanted(args, g)
          return nil, ("x509_cert: not a valid CSR (%s:%s)"):format(g.host.name, g.csr_path), "EPEM"
       end
       subject, san = info.subject, san or info.san
-      w.spki = pki.spki(g.csr, "csr")
-      if g.key and pki.spki(g.key, "key") ~= w.spki then
+      w.spki = pki.spki(g.csr)
+      if g.key and pki.spki(g.key) ~= w.spki then
          return nil, ("x509_cert: CSR %s is not for private key %s (%s)"):format(g.csr_path,
             g.privatekey_path, g.host.name), "EKEYMISMATCH"
       end
    elseif g.key then
-      w.spki = pki.spki(g.key, "key")
+      w.spki = pki.spki(g.key)
       if not w.spki then
          return nil, ("x509_cert: not a readable private key (%s:%s)"):format(g.host.name, g.privatekey_path), "EPEM"
       end
@@ -177,7 +177,7 @@ local function reasons(args, g, w, pem, info, now)
    local function add(fmt, ...)
       why[#why + 1] = fmt:format(...)
    end
-   if w.spki and pki.spki(pem, "cert") ~= w.spki then
+   if w.spki and pki.spki(pem) ~= w.spki then
       add(g.csr and "certificate is not for the CSR's key" or "certificate does not match the private key")
    end
    local left = info.not_after - now

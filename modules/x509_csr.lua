@@ -105,7 +105,7 @@ function M.check(ctx, args)
    if not csr then
       return nil, "x509_csr: " .. pki.argument_error(err), code
    end
-   local want = fields(x509.csr_info(csr), pki.spki(key, "key"))
+   local want = fields(x509.csr_info(csr), pki.spki(key))
    local old
    old, err, code = pki.read(h, path)
    if old == nil then
@@ -119,7 +119,7 @@ function M.check(ctx, args)
       if not info or not info.signature_valid then
          reason = "existing file is not a valid CSR"
       else
-         have = fields(info, pki.spki(old, "csr"))
+         have = fields(info, pki.spki(old))
          reason = differences(want, have)
       end
    end

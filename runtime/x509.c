@@ -641,16 +641,29 @@ static int l_keyjob_gc(lua_State *L)
     return 0;
 }
 
-/* x509.public_key(key_pem [, name]) -> pub_pem | nil, err, "EPEM" */
+/* x509.public_key(pem [, name]) -> pub_pem | nil, err, "EPEM"
+ * The public key of a private key, a CSR or a certificate, as PEM: the same
+ * key gives the same text, so "is this CSR for this key" is a comparison. */
 static int l_public_key(lua_State *L)
 {
     size_t len;
     const char *pem = arg_pem(L, 1, &len);
     const char *obj = luaL_optstring(L, 2, "key");
     ERR_clear_error();
-    EVP_PKEY *k = load_key(pem, len);
+    EVP_PKEY *k = NULL;
+    if (strstr(pem, "-----BEGIN CERTIFICATE REQUEST-----")) {
+        X509_REQ *req = load_csr(pem, len);
+        k = req ? X509_REQ_get_pubkey(req) : NULL;
+        X509_REQ_free(req);
+    } else if (strstr(pem, "-----BEGIN CERTIFICATE-----")) {
+        X509 *x = load_cert(pem, len);
+        k = x ? X509_get_pubkey(x) : NULL;
+        X509_free(x);
+    } else {
+        k = load_key(pem, len);
+    }
     if (!k)
-        return fail_ssl(L, "EPEM", "x509.public_key", "cannot parse private key", obj);
+        return fail_ssl(L, "EPEM", "x509.public_key", "cannot parse a key, CSR or certificate", obj);
     BIO *b = BIO_new(BIO_s_mem());
     int ok = b && PEM_write_bio_PUBKEY(b, k);
     EVP_PKEY_free(k);

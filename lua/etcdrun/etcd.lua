@@ -4,54 +4,20 @@
 -- playbooks to decide (wait for health, restart the leader last) and to
 -- verify, and by the REPL.
 local cjson = require("cjson")
+local codec = require("etcdrun.core.codec")
 local http = require("etcdrun.core.http")
 local sched = require("etcdrun.sched")
 local runtime = require("etcdrun.core.runtime")
 
 local M = {}
 
+-- etcd's gateway speaks base64 for keys and values
 local function b64(s)
-   local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-   return ((s:gsub(".", function(x)
-      local r, b = "", x:byte()
-      for i = 8, 1, -1 do
-         r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0")
-      end
-      return r
-   end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-      if #x < 6 then
-         return ""
-      end
-      local c = 0
-      for i = 1, 6 do
-         c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0)
-      end
-      return chars:sub(c + 1, c + 1)
-   end) .. ({ "", "==", "=" })[#s % 3 + 1])
+   return codec.base64(s)
 end
 
 local function unb64(s)
-   local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-   s = s:gsub("[^" .. chars .. "=]", "")
-   return (s:gsub(".", function(x)
-      if x == "=" then
-         return ""
-      end
-      local r, f = "", chars:find(x, 1, true) - 1
-      for i = 6, 1, -1 do
-         r = r .. (f % 2 ^ i - f % 2 ^ (i - 1) > 0 and "1" or "0")
-      end
-      return r
-   end):gsub("%d%d%d?%d?%d?%d?%d?%d?", function(x)
-      if #x ~= 8 then
-         return ""
-      end
-      local c = 0
-      for i = 1, 8 do
-         c = c + (x:sub(i, i) == "1" and 2 ^ (8 - i) or 0)
-      end
-      return string.char(c)
-   end))
+   return (codec.unbase64(s))
 end
 M.b64, M.unb64 = b64, unb64
 

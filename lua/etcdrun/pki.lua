@@ -287,98 +287,15 @@ function M.check_san(san, what)
    return out
 end
 
--- ---- public keys by DER: a CSR's key against a private key or a cert ----
+-- ---- public keys: which key a CSR or a certificate is for --------------
 
-local B64 = {}
-for i, c in ipairs({ ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"):byte(1, -1) }) do
-   B64[c] = i - 1
-end
-
-local function b64decode(s)
-   local out, acc, bits = {}, 0, 0
-   for i = 1, #s do
-      local v = B64[s:byte(i)]
-      if v then
-         acc = (acc << 6) | v
-         bits = bits + 6
-         if bits >= 8 then
-            bits = bits - 8
-            out[#out + 1] = string.char((acc >> bits) & 255)
-         end
-      end
-   end
-   return table.concat(out)
-end
-
-local function pem_der(pem, label)
-   local body = pem:match("%-%-%-%-%-BEGIN " .. label .. "%-%-%-%-%-(.-)%-%-%-%-%-END")
-   return body and b64decode(body)
-end
-
--- One DER element at pos: tag, start of its content, position after it.
-local function tlv(der, pos)
-   local tag, len = der:byte(pos, pos + 1)
-   if not len then
-      return nil
-   end
-   local start = pos + 2
-   if len >= 128 then
-      local n = len & 127
-      len = 0
-      for i = 0, n - 1 do
-         len = (len << 8) | (der:byte(start + i) or 0)
-      end
-      start = start + n
-   end
-   return tag, start, start + len
-end
-
--- The SubjectPublicKeyInfo inside a CSR (CertificationRequestInfo: version,
--- subject, spki) or a certificate (TBSCertificate: [0] version, serial,
--- signature algorithm, issuer, validity, subject, spki), as DER bytes.
-local function spki_of(der, skip)
-   local _, outer = tlv(der, 1)
-   if not outer then
-      return nil
-   end
-   local _, info = tlv(der, outer)
-   if not info then
-      return nil
-   end
-   local pos = info
-   local tag, _, after = tlv(der, pos)
-   if skip == 6 and tag == 0xA0 then -- explicit version in a certificate
-      pos = after
-   end
-   for _ = 1, skip - 1 do
-      tag, _, after = tlv(der, pos)
-      if not tag then
-         return nil
-      end
-      pos = after
-   end
-   tag, _, after = tlv(der, pos)
-   if tag ~= 0x30 then
-      return nil
-   end
-   return der:sub(pos, after - 1)
-end
-
---- The DER public key (SubjectPublicKeyInfo) of a CSR, certificate or
---- private key PEM, for comparing which key a CSR or certificate is for.
+--- The public key (PEM) of a CSR, certificate or private key PEM, for
+--- comparing which key a CSR or certificate is for: OpenSSL writes the same
+--- key as the same text.
 ---@param pem string
----@param kind "csr"|"cert"|"key"
----@return string|nil der
-function M.spki(pem, kind)
-   if kind == "key" then
-      local pub = x509.try.public_key(pem)
-      return pub and pem_der(pub, "PUBLIC KEY")
-   elseif kind == "csr" then
-      local der = pem_der(pem, "CERTIFICATE REQUEST")
-      return der and spki_of(der, 3)
-   end
-   local der = pem_der(pem, "CERTIFICATE")
-   return der and spki_of(der, 6)
+---@return string|nil pub
+function M.spki(pem)
+   return (x509.try.public_key(pem))
 end
 
 -- ---- showing certificates ----------------------------------------------

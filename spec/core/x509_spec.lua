@@ -219,7 +219,7 @@ describe("x509", function()
             { function() return x509.csr_info("nope") end,
               "x509.csr_info: cannot parse CSR: no start line (csr)" },
             { function() return x509.public_key("nope") end,
-              "x509.public_key: cannot parse private key: no start line (key)" },
+              "x509.public_key: cannot parse a key, CSR or certificate: no start line (key)" },
             { function() return x509.key_matches("nope", ca_cert) end,
               "x509.key_matches: cannot parse private key: no start line (key)" },
             { function() return x509.key_matches(key, "nope") end,
@@ -520,6 +520,25 @@ describe("x509", function()
          assert.has_error(function()
             x509.key_job({ type = "rsa", bits = 1000 })
          end, "x509.key_job: rsa bits must be 2048, 3072 or 4096")
+      end)
+   end)
+
+   describe("public_key", function()
+      it("gives the same public key for a private key, its CSR and its certificate", function()
+         local k = x509.key({ type = "ec" })
+         local other = x509.key({ type = "ec" })
+         local csr = x509.csr({ key = k, subject = { CN = "m" } })
+         local ca = x509.ca({ key = k, subject = { CN = "ca" } })
+         local pub = x509.public_key(k)
+         assert.matches("^%-%-%-%-%-BEGIN PUBLIC KEY%-%-%-%-%-", pub)
+         assert.are.equal(pub, x509.public_key(csr))
+         assert.are.equal(pub, x509.public_key(ca))
+         assert.are_not.equal(pub, x509.public_key(other))
+         local none, err, code = x509.public_key("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "bad.crt")
+         assert.is_nil(none)
+         assert.are.equal("EPEM", code)
+         assert.matches("x509.public_key: cannot parse a key, CSR or certificate: .* %(bad%.crt%)", err)
       end)
    end)
 end)
