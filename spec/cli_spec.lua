@@ -201,3 +201,47 @@ describe("etcdrun PLAYBOOK.lua", function()
       assert.is_nil((out .. err):find("PLAY", 1, true))
    end)
 end)
+
+describe("etcdrun PATTERN -a COMMAND", function()
+   local function setup()
+      local dir = helper.tmpdir()
+      helper.write(dir .. "/hosts", "[web]\na ansible_connection=local\nb ansible_connection=local\n")
+      return dir
+   end
+
+   it("refuses an empty or malformed pattern or --limit with exit 2, naming it, no traceback", function()
+      local dir = setup()
+      local cases = {
+         { "',,'", "host pattern ',,' is empty" },
+         { "''", "host pattern is empty" },
+         { "'web[0]'", "host pattern 'web%[0%]': subscripts like 'web%[0%]' are not supported" },
+         { "'web['", "host pattern 'web%[': '%[' in 'web%[' is not closed" },
+         { "'web[1:x]'", "host pattern 'web%[1:x%]': subscripts like 'web%[1:x%]' are not supported" },
+         { "':'", "host pattern ':' is empty" },
+         { "'!'", "host pattern '!': '!' needs a name after it" },
+         { "'&'", "host pattern '&': '&' needs a name after it" },
+         { "web -l ',,'", "limit: host pattern ',,' is empty" },
+         { "web --limit 'web[0]'", "limit: host pattern 'web%[0%]': subscripts" },
+      }
+      for _, c in ipairs(cases) do
+         local out, err, code = helper.run(("cd %s && %s -i hosts %s -a 'touch ran'"):format(q(dir),
+            q(helper.etcdrun), c[1]))
+         assert.are.equal(2, code, c[1] .. ": " .. out .. err)
+         assert.matches("^etcdrun: " .. c[2], err)
+         assert.is_nil(err:find("traceback", 1, true), err)
+         assert.is_nil(err:find("%.lua:%d+:"), err)
+         assert.is_nil(helper.read(dir .. "/ran"))
+      end
+   end)
+
+   it("runs ansible_connection=local hosts on the controller, as a playbook does", function()
+      local dir = setup()
+      local out, err, code = helper.run(("cd %s && %s -i hosts web -l b -a 'echo ran-on-$(hostname) > $PWD/ran.b'")
+         :format(q(dir), q(helper.etcdrun)))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("^b | ok | rc=0", out)
+      assert.matches("1 hosts: 1 ok, 0 failed, 0 unreachable", err)
+      local hostname = helper.run("hostname"):gsub("%s+$", "")
+      assert.are.equal("ran-on-" .. hostname .. "\n", helper.read(dir .. "/ran.b"))
+   end)
+end)

@@ -53,7 +53,13 @@ describe("hostpattern", function()
       end)
 
       it("rejects empty patterns, dangling operators and subscripts", function()
-         assert.are.same({ nil, "host pattern is empty" }, { hostpattern.split(" , ") })
+         assert.are.same({ nil, "host pattern is empty" }, { hostpattern.split("  ") })
+         assert.are.same({ nil, "host pattern ' , ' is empty: name a group or host (or all)" },
+            { hostpattern.split(" , ") })
+         assert.are.same({ nil, "host pattern ':' is empty: name a group or host (or all)" },
+            { hostpattern.split(":") })
+         assert.are.same({ nil, "host pattern '!': '!' needs a name after it" },
+            { hostpattern.split("!") })
          assert.are.same({ nil, "host pattern 'a:&': '&' needs a name after it" },
             { hostpattern.split("a:&") })
          for _, p in ipairs({ "web[0]", "web[-1]", "web[0:2]", "web[1-3]", "web[2:]" }) do
@@ -62,6 +68,16 @@ describe("hostpattern", function()
             assert.are.equal(("host pattern '%s': subscripts like '%s' are not supported "
                .. "(use a glob or list the hosts)"):format(p, p), err)
          end
+         -- a '[' nothing closes, and a subscript with a non-number in it
+         assert.are.same({ nil, "host pattern 'web[': '[' in 'web[' is not closed" }, { hostpattern.split("web[") })
+         assert.are.same({ nil, "host pattern 'a:!web[x': '[' in 'web[x' is not closed" },
+            { hostpattern.split("a:!web[x") })
+         for _, p in ipairs({ "web[1:x]", "web[:2]" }) do
+            assert.are.same({ nil, ("host pattern '%s': subscripts like '%s' are not supported "
+               .. "(use a glob or list the hosts)"):format(p, p) }, { hostpattern.split(p) })
+         end
+         assert.is_table(hostpattern.split("x[a:c]"))
+         assert.is_table(hostpattern.split("n[]]"))
          assert.has_error(function()
             hostpattern.split({ "a", 1 })
          end, "host pattern: item 2 is a number, expected a string")

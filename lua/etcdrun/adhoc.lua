@@ -5,6 +5,7 @@
 local runtime = require("etcdrun.core.runtime")
 local ssh = require("etcdrun.core.ssh")
 local host = require("etcdrun.host")
+local localhost = require("etcdrun.localhost")
 local sched = require("etcdrun.sched")
 
 local M = {}
@@ -60,16 +61,21 @@ function M.connection_options(opts, hosts)
    return conn
 end
 
---- Load the inventory and select hosts; returns the list or nil, err.
+--- Load the inventory and select hosts; returns the list or nil, err, code
+-- (code "EPATTERN" when the pattern or --limit is malformed).
 function M.select_hosts(opts, pattern)
    local inventory = require("etcdrun.inventory")
-   local inv, err = inventory.load(opts.inventory or "hosts")
+   local inv, err, code = inventory.load(opts.inventory or "hosts")
    if not inv then
-      return nil, err
+      return nil, err, code
    end
-   local hosts, warning = inv:hosts(pattern, opts.limit)
-   if warning then
-      io.stderr:write("etcdrun: warning: ", warning, "\n")
+   local hosts, warning
+   hosts, warning, code = inv:hosts(pattern, opts.limit)
+   if not hosts then
+      return nil, warning, code
+   end
+   for _, w in ipairs(type(warning) == "table" and warning or { warning }) do
+      io.stderr:write("etcdrun: warning: ", w, "\n")
    end
    return hosts
 end
@@ -105,7 +111,8 @@ end
 function M.run(hosts, command, conn, forks)
    local tasks, objs = {}, {}
    for i, h in ipairs(hosts) do
-      objs[i] = host.new(h, conn)
+      -- ansible_connection=local: the controller runs it, as in a playbook
+      objs[i] = h.connection == "local" and localhost.new(h.name, conn) or host.new(h, conn)
       tasks[i] = function()
          local t0 = runtime.monotonic()
          local r, err, code = objs[i]:exec(command)
@@ -145,10 +152,11 @@ end
 ---@return integer exit code
 function M.main(opts)
    local t0 = runtime.monotonic()
-   local hosts, err = M.select_hosts(opts, opts.pattern)
+   local hosts, err, code = M.select_hosts(opts, opts.pattern)
    if not hosts then
       io.stderr:write("etcdrun: ", err, "\n")
-      return 1
+      -- a malformed pattern or --limit is a usage error
+      return code == "EPATTERN" and 2 or 1
    end
    if #hosts == 0 then
       io.stderr:write(("etcdrun: no hosts match '%s'\n"):format(opts.pattern))

@@ -115,6 +115,23 @@ local function number_option(opts, key, name, min)
    return true
 end
 
+-- Whether argv[i...] is known options, then -a: the word before them is a
+-- host pattern (`etcdrun web -l 'web:!b' -a uptime`).
+local function before_args(argv, i)
+   while argv[i] do
+      local name = argv[i]:match("^(%-%-[%w%-]+)=") or argv[i]
+      if name == "-a" or name == "--args" then
+         return true
+      end
+      local spec = OPTIONS[name]
+      if not spec then
+         return false
+      end
+      i = i + ((spec[2] and name == argv[i]) and 2 or 1)
+   end
+   return false
+end
+
 --- Parse argv into an options table, or nil and a usage message.
 -- Positional words: opts.script (+ opts.script_index) or, with -a, opts.pattern.
 ---@param argv table argv as main.c passes it (argv[0] is the program)
@@ -157,8 +174,8 @@ function M.parse(argv)
          i = i + 1
       elseif a:sub(1, 1) == "-" then
          return nil, ("unknown option '%s'"):format(a)
-      elseif opts.command == nil and argv[i + 1] and (argv[i + 1] == "-a" or argv[i + 1] == "--args") then
-         -- `etcdrun PATTERN -a CMD`: the pattern comes before -a, as with ansible
+      elseif opts.command == nil and before_args(argv, i + 1) then
+         -- `etcdrun PATTERN [-l LIMIT ...] -a CMD`: the pattern comes before -a, as with ansible
          opts.pattern = a
          i = i + 1
       elseif opts.command ~= nil and not opts.pattern then

@@ -32,6 +32,26 @@ local function trim(s)
    return s:match(".*%S", i)
 end
 
+-- Whether a glob has a '[' that no ']' closes (the fnmatch rules of glob_to_lua).
+local function unclosed_bracket(glob)
+   local i = glob:find("[", 1, true)
+   while i do
+      local j = i + 1
+      if glob:sub(j, j) == "!" then
+         j = j + 1
+      end
+      if glob:sub(j, j) == "]" then
+         j = j + 1
+      end
+      local close = glob:find("]", j, true)
+      if not close then
+         return true
+      end
+      i = glob:find("[", close + 1, true)
+   end
+   return false
+end
+
 -- Split one string into terms {op = "|" | "&" | "!", text = "..."}.
 local function split_one(s, out)
    local parts = {}
@@ -75,9 +95,14 @@ local function split_one(s, out)
             return nil, ("host pattern '%s': '%s' needs a name after it"):format(s, op)
          end
          if text:sub(1, 1) ~= "~" and (text:match("^.+%[%-?%d+%]$")
-               or text:match("^.+%[%d+[:%-]%d*%]$")) then
+               or text:match("^.+%[%d+[:%-]%d*%]$") or text:match("^.+%[%-?%d*:[^%]]*%d[^%]]*%]$")
+               or text:match("^.+%[%-?%d+:[^%]]*%]$")) then
             return nil, ("host pattern '%s': subscripts like '%s' are not supported "
                .. "(use a glob or list the hosts)"):format(s, text)
+         end
+         if text:sub(1, 1) ~= "~" and unclosed_bracket(text) then
+            -- a glob keeps a '[' with no ']' as a literal, but no host is named so
+            return nil, ("host pattern '%s': '[' in '%s' is not closed"):format(s, text)
          end
          table.insert(out, { op = op == "" and "|" or op, text = text })
       end
@@ -102,7 +127,11 @@ function M.split(pattern)
       end
    end
    if #terms == 0 then
-      return nil, "host pattern is empty"
+      local text = table.concat(list, ",")
+      if not text:find("%S") then
+         return nil, "host pattern is empty"
+      end
+      return nil, ("host pattern '%s' is empty: name a group or host (or all)"):format(text)
    end
    return terms
 end
