@@ -32,6 +32,78 @@ function M.stat_cmd(path, follow)
    return ("stat %s-c %s -- %s"):format(follow == false and "" or "-L ", FMT, q(path))
 end
 
+--- stat_cmd for the path in the shell variable $p (see dest_cmd).
+function M.stat_p(follow)
+   return ("stat %s-c %s -- \"$p\""):format(follow == false and "" or "-L ", FMT)
+end
+
+--- The symlink rule of every content module (copy, template, lineinfile)
+--- and of the known_hosts writer, as Ansible's `follow`:
+---
+--- * follow (the default): a symlink at the destination is followed (the
+---   whole chain, like realpath): the file it resolves to is read, diffed
+---   and written, and the link stays a link. A dangling (or looping) link
+---   is refused: it names no file to write.
+--- * follow = false: the destination itself is managed, so a link there is
+---   replaced by a regular file and the diff says so (before: "symlink ->
+---   target"); nothing of the target is read or shown.
+---
+--- dest_cmd gathers what dest_plan decides on, in the module's one exec.
+
+--- Shell text that sets $p to the path a content module reads and writes and
+--- runs body (shell text using "$p"). When dest is a symlink it first prints
+--- "link <readlink>" and "real <realpath, empty when dangling>"; body then
+--- runs on the resolved path when following and the link resolves, and not
+--- at all otherwise.
+---@param dest string
+---@param follow boolean|nil false: do not follow
+---@param body string
+function M.dest_cmd(dest, follow, body)
+   local on_link = follow == false and ":" or ("if [ -n \"$r\" ]; then p=$r; { %s; }; fi"):format(body)
+   return ("p=%s; if [ -L \"$p\" ]; then t=$(readlink -- \"$p\"); r=$(realpath -e -- \"$p\" 2>/dev/null) || r=; "
+      .. "printf 'link %%s\\nreal %%s\\n' \"$t\" \"$r\"; %s; else { %s; }; fi"):format(q(dest), on_link, body)
+end
+
+--- Split dest_cmd's output: the link it found ({target, real?}, or nil when
+--- dest is not a symlink) and the body's output.
+---@param out string
+function M.split_dest(out)
+   local target, real, rest = out:match("^link ([^\n]*)\nreal ([^\n]*)\n(.*)$")
+   if not target then
+      return nil, out
+   end
+   return { target = target, real = real ~= "" and real or nil }, rest
+end
+
+--- The pure decision for a destination (see the rule above): {path = where
+--- to read and write, link = the link found or nil, replace = true when
+--- the link itself is replaced by a file, before = what a diff shows for
+--- the link}, or nil, why (to follow after "host:dest ").
+---@param dest string
+---@param link {target: string, real?: string}|nil
+---@param follow boolean|nil
+function M.dest_plan(dest, link, follow)
+   if not link then
+      return { path = dest }
+   end
+   if follow == false then
+      return { path = dest, link = link, replace = true, before = ("symlink -> %s\n"):format(link.target) }
+   end
+   if not link.real then
+      return nil, ("is a symlink to %s, which does not exist (or loops): create the target first, "
+         .. "or give follow=false to replace the link with a file"):format(link.target)
+   end
+   return { path = link.real, link = link }
+end
+
+--- " (through the symlink dest -> real)" for a followed link, "" otherwise.
+function M.via(dest, dp)
+   if dp and dp.link and not dp.replace then
+      return (" (through the symlink %s -> %s)"):format(dest, dp.path)
+   end
+   return ""
+end
+
 --- Parse one line printed by stat_cmd: {type, mode, uid, gid, user, group, size} or nil.
 ---@param line string
 function M.parse_stat(line)
