@@ -55,7 +55,8 @@ describe("fileattrs.dest_cmd on the controller", function()
    setup(function()
       d = helper.tmpdir()
       local ok = os.execute(("cd %s && mkdir real && echo content > real/f && ln -s real/f rel "
-         .. "&& ln -s %s/real/f abs && ln -s rel chain && ln -s real dirlink && ln -s nowhere dangling && ln -s loop loop && echo plain > plain")
+         .. "&& ln -s %s/real/f abs && ln -s rel chain && ln -s real dirlink && ln -s nowhere dangling "
+         .. "&& ln -s loop loop && echo plain > plain")
          :format(helper.q(d), d))
       assert(ok)
    end)
