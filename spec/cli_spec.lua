@@ -200,6 +200,34 @@ describe("etcdrun PLAYBOOK.lua", function()
       assert.matches("site%.lua:2: module 'copy': unknown argument 'contnet'", out .. err)
       assert.is_nil((out .. err):find("PLAY", 1, true))
    end)
+
+   it("refuses a playbook with a field of the wrong type or a DSL mistake: file:line, exit 1, no traceback", function()
+      local cases = {
+         { 'return { play "p" { hosts = "web",\n tasks = "nope" } }',
+            "^etcdrun: site%.lua:1: play 'p': tasks must be a list, got a string %(\"nope\"%)\n$" },
+         { 'return { play "p" { hosts = "web", max_fail_percentage = "ten",\n tasks = {} } }',
+            "^etcdrun: site%.lua:1: play 'p': max_fail_percentage must be a number from 0 to 100" },
+         { 'return {\n play "p" { hosts = "web", tasks = { "x" } } }',
+            "^etcdrun: site%.lua:2: play 'p': tasks%[1%] is a string %(\"x\"%), expected a task" },
+         { 'return { play "p" { hosts = "web", tasks = {\n task "t" { command = { cmd = "true" }, retries = "3" } } } }',
+            "^etcdrun: site%.lua:2: task 't': retries must be an integer >= 0" },
+         { 'return { play "p" { hosts = "web", tasks = {\n task(5) { command = { cmd = "true" } } } } }',
+            "^etcdrun: site%.lua:2: task needs a name string" },
+         { 'return { play "p" { hosts = "web", tasks = {\n task "t" "oops" } } }',
+            "^etcdrun: site%.lua:2: task \"t\" needs a table body" },
+         { 'return { play "p" { hosts = "web", tasks = {\n task "t" { command = { cmd = greting } } } } }',
+            "^etcdrun: site%.lua:2: undefined global 'greting'\n$" },
+      }
+      for _, c in ipairs(cases) do
+         local dir = setup_playbook(c[1] .. "\n")
+         local out, err, code = helper.run(("cd %s && %s -i hosts site.lua"):format(q(dir), q(helper.etcdrun)))
+         assert.are.equal(1, code, c[1])
+         assert.matches(c[2], err)
+         assert.is_nil(err:find("traceback", 1, true), err)
+         assert.is_nil(err:find("playbook.lua", 1, true), err)
+         assert.is_nil(out:find("PLAY", 1, true), out)
+      end
+   end)
 end)
 
 describe("etcdrun PATTERN -a COMMAND", function()

@@ -427,6 +427,71 @@ describe("loading playbooks", function()
       assert.matches("site module .*clash/modules/debug%.lua has the name of the built%-in module", err)
    end)
 
+   it("checks the type of every play, task and handler field at load time, naming file:line", function()
+      local ok_task = function(extra)
+         local t = { run = function() end }
+         for k, v in pairs(extra) do
+            t[k] = v
+         end
+         return task "t" (t)
+      end
+      local cases = {
+         { play "p" { hosts = "web", tasks = "nope" }, "play 'p': tasks must be a list, got a string (\"nope\")" },
+         { play "p" { hosts = "web", tasks = { "x" } },
+            "play 'p': tasks[1] is a string (\"x\"), expected a task (task \"name\" { ... })" },
+         { play "p" { hosts = "web", tasks = { ok_task({}), 42 } }, "play 'p': tasks[2] is a number (42)" },
+         { play "p" { hosts = "web", tasks = {}, handlers = { true } }, "play 'p': handlers[1] is a boolean (true)" },
+         { play "p" { hosts = "web", tasks = {}, handlers = "h" }, "play 'p': handlers must be a list" },
+         { play "p" { hosts = "web", max_fail_percentage = "ten", tasks = {} },
+            "play 'p': max_fail_percentage must be a number from 0 to 100, got a string (\"ten\")" },
+         { play "p" { hosts = "web", max_fail_percentage = 150, tasks = {} }, "max_fail_percentage must be a number" },
+         { play "p" { hosts = "web", vars = "x", tasks = {} }, "play 'p': vars must be a table of name = value" },
+         { play "p" { hosts = "web", vars = { "positional" }, tasks = {} }, "vars must be a table of name = value" },
+         { play "p" { hosts = "web", any_errors_fatal = "yes", tasks = {} },
+            "play 'p': any_errors_fatal must be true or false, got a string (\"yes\")" },
+         { play "p" { hosts = "web", become = 1, tasks = {} }, "play 'p': become must be true or false" },
+         { play "p" { hosts = "web", gather_facts = "no", tasks = {} }, "play 'p': gather_facts must be true or false" },
+         { play "p" { hosts = "web", tags = { 1 }, tasks = {} }, "play 'p': tags must be a string or a list of strings" },
+         { play "p" { hosts = 5, tasks = {} }, "play 'p' needs hosts = \"pattern\" (or a list of patterns), got a number" },
+         { play "p" { hosts = { "web", 2 }, tasks = {} }, "play 'p' needs hosts" },
+         { play "p" { hosts = "web[0]", tasks = {} }, "play 'p': hosts: host pattern 'web[0]': subscripts" },
+         { play "p" { hosts = ",,", tasks = {} }, "play 'p': hosts: host pattern ',,' is empty" },
+         { play "p" { hosts = "web", tasks = { ok_task({ retries = "3" }) } },
+            "task 't': retries must be an integer >= 0, got a string (\"3\")" },
+         { play "p" { hosts = "web", tasks = { ok_task({ retries = -1 }) } }, "retries must be an integer >= 0" },
+         { play "p" { hosts = "web", tasks = { ok_task({ delay = "1s" }) } }, "task 't': delay must be a number of seconds" },
+         { play "p" { hosts = "web", tasks = { ok_task({ timeout = 0 }) } }, "task 't': timeout must be a number of seconds > 0" },
+         { play "p" { hosts = "web", tasks = { ok_task({ loop = "abc" }) } },
+            "task 't': loop must be a list of items or a function(vars) returning one" },
+         { play "p" { hosts = "web", tasks = { ok_task({ loop = { a = 1 } }) } }, "task 't': loop must be a list" },
+         { play "p" { hosts = "web", tasks = { ok_task({ loop = { 1 }, loop_label = "item" }) } },
+            "task 't': loop_label must be a function" },
+         { play "p" { hosts = "web", tasks = { ok_task({ ignore_errors = "yes" }) } },
+            "task 't': ignore_errors must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ run_once = 1 }) } }, "task 't': run_once must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ check_mode = "no" }) } }, "task 't': check_mode must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ become = "root" }) } }, "task 't': become must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ tags = { x = 1 } }) } }, "task 't': tags must be a string or a list" },
+         { play "p" { hosts = "web", tasks = { ok_task({ name = 7 }) } }, "task '7': name must be a string" },
+         { play "p" { hosts = "web", tasks = { ok_task({ when = "x == 1" }) } },
+            "task 't': when must be a function(vars, result) or a boolean" },
+         { play "p" { hosts = "web", tasks = { ok_task({ notify = { 1 } }) } }, "task 't': notify must be a string or a list" },
+         { play "p" { hosts = "web", tasks = {}, handlers = { handler "h" { run = function() end, listen = 3 } } },
+            "handler 'h': listen must be a string or a list of strings, got a number (3)" },
+      }
+      for _, c in ipairs(cases) do
+         local pb, err = playbook.from_value({ c[1] }, FIX .. "/inline.lua")
+         assert.is_nil(pb, c[2])
+         assert.is_truthy(err:find(c[2], 1, true), err .. "\n  expected: " .. c[2])
+         assert.matches("^[%w/_]*runner_spec%.lua:%d+: ", err)
+      end
+      -- a playbook that is not a list of plays names the file
+      local pb, err = playbook.from_value({ play "p" { hosts = "web", tasks = {} }, "x" }, FIX .. "/inline.lua")
+      assert.is_nil(pb)
+      assert.are.equal(FIX .. "/inline.lua: play 2 is a string (\"x\"), expected a play "
+         .. "(play \"name\" { hosts = ..., tasks = {...} })", err)
+   end)
+
    it("rejects unknown play and task keys, unknown modules and unknown handlers", function()
       local cases = {
          { play "p" { hosts = "web", taks = {} }, "unknown key 'taks'" },

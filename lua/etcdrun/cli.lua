@@ -350,7 +350,22 @@ local function run_script(argv, opts)
          io.stderr:write("etcdrun: ", lerr, "\n")
          return 1
       end
-      local rc = chunk(table.unpack(_G.arg, 1, #_G.arg))
+      -- a playbook's own mistakes (a DSL call without a name, an undefined
+      -- global) name file:line: no traceback of the runtime's internals
+      local ok, rc = xpcall(chunk, function(e)
+         if playbook.is_user_error(e) then
+            return e
+         end
+         if type(e) ~= "string" then
+            local mt = getmetatable(e)
+            e = mt and mt.__tostring and tostring(e) or ("(error object is a %s value)"):format(type(e))
+         end
+         return debug.traceback(e, 2)
+      end, table.unpack(_G.arg, 1, #_G.arg))
+      if not ok then
+         io.stderr:write("etcdrun: ", tostring(rc), "\n")
+         return 1
+      end
       if playbook.is_playbook(rc) then
          -- options may follow a playbook's name (`etcdrun site.lua -C -D`)
          local rest = { [0] = argv[0] }

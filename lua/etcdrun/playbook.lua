@@ -18,6 +18,7 @@
 -- Everything is checked when the file loads: unknown keys in plays and
 -- tasks, unknown modules, wrong module arguments (values computed at run time
 -- are checked again then), notify naming no handler. Errors name file:line.
+local hostpattern = require("etcdrun.hostpattern")
 local module = require("etcdrun.module")
 
 local M = {}
@@ -52,6 +53,21 @@ function M.is_secret(v)
    return getmetatable(v) == Secret
 end
 
+-- Messages of mistakes found in a playbook file while it runs (a DSL call
+-- without a name, an undefined global): they name file:line already, so the
+-- CLI prints them without a traceback of the runtime's internals.
+local user_errors = setmetatable({}, { __mode = "k" })
+
+local function user_error(msg)
+   user_errors[msg] = true
+   error(msg, 0)
+end
+
+--- Whether an error message is one of a playbook's mistakes (see user_error).
+function M.is_user_error(msg)
+   return type(msg) == "string" and user_errors[msg] == true
+end
+
 local function where_from(level)
    local info = debug.getinfo(level, "Sl")
    if not info then
@@ -65,11 +81,13 @@ local function constructor(kind)
    return function(name)
       local file, line = where_from(3)
       if type(name) ~= "string" then
-         error(("%s:%d: %s needs a name string: %s \"name\" { ... }"):format(file, line, kind, kind), 2)
+         user_error(("%s:%d: %s needs a name string: %s \"name\" { ... }, got %s"):format(file, line, kind,
+            kind, type(name)))
       end
       return function(body)
          if type(body) ~= "table" then
-            error(("%s:%d: %s \"%s\" needs a table body"):format(file, line, kind, name), 2)
+            user_error(("%s:%d: %s \"%s\" needs a table body: %s \"%s\" { ... }, got %s"):format(file, line,
+               kind, name, kind, name, type(body)))
          end
          body.name = body.name or name
          body._file, body._line = file, line
@@ -126,7 +144,9 @@ function M.env(extra)
             v = _G[k]
          end
          if v == nil then
-            error(("undefined global '%s'"):format(tostring(k)), 2)
+            local info = debug.getinfo(2, "Sl")
+            local at = info and info.currentline > 0 and ("%s:%d: "):format(info.short_src, info.currentline) or ""
+            user_error(("%sundefined global '%s'"):format(at, tostring(k)))
          end
          return v
       end,
@@ -184,9 +204,115 @@ local function as_list(v)
    return { v }
 end
 
+-- What a value is, for messages: `a string ("nope")`, `a table`, ...
+local function describe(v)
+   local t = type(v)
+   if t == "string" then
+      return ("a string (%q)"):format(#v > 40 and v:sub(1, 40) .. "..." or v)
+   elseif t == "number" or t == "boolean" then
+      return ("a %s (%s)"):format(t, tostring(v))
+   end
+   return (t == "nil" and "nil") or ("a" .. (t:match("^[aeiou]") and "n " or " ") .. t)
+end
+
+local function is_list_of_strings(v)
+   if type(v) ~= "table" or M.is_secret(v) then
+      return false
+   end
+   local n = 0
+   for _ in pairs(v) do
+      n = n + 1
+   end
+   if n ~= #v then
+      return false
+   end
+   for _, x in ipairs(v) do
+      if type(x) ~= "string" then
+         return false
+      end
+   end
+   return true
+end
+
+local function is_list(v)
+   if type(v) ~= "table" or M.is_secret(v) then
+      return false
+   end
+   local n = 0
+   for _ in pairs(v) do
+      n = n + 1
+   end
+   return n == #v
+end
+
+-- The type each optional field of a play or task takes: a checker and the
+-- words for the message. Everything here is checked at load time, so a
+-- wrong type never surfaces on host 3 of 5 (or as a traceback).
+local FIELD_TYPES = {
+   name = { function(v) return type(v) == "string" end, "a string" },
+   boolean = { function(v) return type(v) == "boolean" end, "true or false" },
+   strings = { function(v) return type(v) == "string" or is_list_of_strings(v) end,
+      "a string or a list of strings" },
+   condition = { function(v) return type(v) == "function" or type(v) == "boolean" end,
+      "a function(vars, result) or a boolean" },
+   count = { function(v) return math.type(v) == "integer" and v >= 0 end, "an integer >= 0" },
+   seconds = { function(v) return type(v) == "number" and v >= 0 and v == v and v < math.huge end,
+      "a number of seconds >= 0" },
+   positive_seconds = { function(v) return type(v) == "number" and v > 0 and v < math.huge end,
+      "a number of seconds > 0" },
+   loop = { function(v) return type(v) == "function" or is_list(v) end,
+      "a list of items or a function(vars) returning one" },
+   func = { function(v) return type(v) == "function" end, "a function" },
+   percentage = { function(v) return type(v) == "number" and v >= 0 and v <= 100 end,
+      "a number from 0 to 100" },
+   vars = { function(v)
+      if type(v) ~= "table" or M.is_secret(v) then
+         return false
+      end
+      for k in pairs(v) do
+         if type(k) ~= "string" then
+            return false
+         end
+      end
+      return true
+   end, "a table of name = value" },
+   list = { is_list, "a list" },
+}
+
+local TASK_TYPES = {
+   name = "name", when = "condition", until_ok = "condition", changed_when = "condition",
+   failed_when = "condition", notify = "strings", tags = "strings", listen = "strings", retries = "count",
+   delay = "seconds", loop = "loop", loop_label = "func", become = "boolean", ignore_errors = "boolean",
+   run_once = "boolean", timeout = "positive_seconds", check_mode = "boolean",
+}
+
+local PLAY_TYPES = {
+   name = "name", tasks = "list", handlers = "list", vars = "vars", any_errors_fatal = "boolean",
+   max_fail_percentage = "percentage", tags = "strings", become = "boolean", gather_facts = "boolean",
+}
+
+-- Raise `where: <kind> '<name>': <key> must be <type>, got <value>` for the
+-- first field of t whose value has the wrong type.
+local function check_types(t, types, where, kind)
+   local keys = {}
+   for k in pairs(types) do
+      keys[#keys + 1] = k
+   end
+   table.sort(keys)
+   for _, k in ipairs(keys) do
+      local v = t[k]
+      local ty = FIELD_TYPES[types[k]]
+      if v ~= nil and not ty[1](v) then
+         error(("%s: %s '%s': %s must be %s, got %s"):format(where, kind, tostring(t.name), k, ty[2], describe(v)),
+            0)
+      end
+   end
+end
+
 -- Normalise one task table; returns it or raises with file:line.
-local function prepare_task(t, kind, file, search, handler_names)
-   local where = ("%s:%s"):format(t._file or file, t._line or "?")
+local function prepare_task(t, kind, file, search, handler_names, fallback)
+   local where = ("%s:%s"):format(t._file or file, t._line or fallback or "?")
+   check_types(t, TASK_TYPES, where, kind)
    local mod_name
    for k in pairs(t) do
       if type(k) ~= "string" then
@@ -232,12 +358,6 @@ local function prepare_task(t, kind, file, search, handler_names)
             name), 0)
       end
    end
-   for _, key in ipairs({ "when", "until_ok", "changed_when", "failed_when" }) do
-      local v = t[key]
-      if v ~= nil and type(v) ~= "function" and type(v) ~= "boolean" then
-         error(("%s: %s '%s': %s must be a function(vars, result) or a boolean"):format(where, kind, t.name, key), 0)
-      end
-   end
    if t.register ~= nil and (type(t.register) ~= "string" or not t.register:match("^[%a_][%w_]*$")) then
       error(("%s: %s '%s': register must be a variable name"):format(where, kind, t.name), 0)
    end
@@ -248,7 +368,7 @@ local function prepare_task(t, kind, file, search, handler_names)
       kind = kind,
       name = t.name or mod_name or "run",
       file = t._file or file,
-      line = t._line,
+      line = t._line or fallback,
       module = mod_name or "run",
       mod = mod,
       args = mod_name and t[mod_name] or nil,
@@ -275,9 +395,22 @@ local function prepare_task(t, kind, file, search, handler_names)
    }
 end
 
-local function prepare_play(p, file, search)
+-- A list entry that is no task (a string, a number, a play): the message
+-- names the list, the entry and the play's file:line (the entry has none).
+local function check_entry(t, i, list, where, play_name)
+   if type(t) ~= "table" then
+      error(("%s: play '%s': %s[%d] is %s, expected a task (task \"name\" { ... })"):format(where,
+         tostring(play_name), list, i, describe(t)), 0)
+   end
+end
+
+local function prepare_play(p, file, search, index)
+   if type(p) ~= "table" then
+      error(("%s: play %d is %s, expected a play (play \"name\" { hosts = ..., tasks = {...} })"):format(file,
+         index or 1, describe(p)), 0)
+   end
    local where = ("%s:%s"):format(p._file or file, p._line or "?")
-   if kinds[p] ~= "play" and type(p) == "table" and p.hosts == nil then
+   if kinds[p] ~= "play" and p.hosts == nil then
       error(("%s: expected a play (play \"name\" { hosts = ..., tasks = {...} })"):format(where), 0)
    end
    for k in pairs(p) do
@@ -285,12 +418,21 @@ local function prepare_play(p, file, search)
          error(("%s: play '%s': unknown key '%s'"):format(where, tostring(p.name), tostring(k)), 0)
       end
    end
-   if type(p.hosts) ~= "string" and type(p.hosts) ~= "table" then
-      error(("%s: play '%s' needs hosts = \"pattern\""):format(where, tostring(p.name)), 0)
+   if type(p.hosts) ~= "string" and not is_list_of_strings(p.hosts) then
+      error(("%s: play '%s' needs hosts = \"pattern\" (or a list of patterns), got %s"):format(where,
+         tostring(p.name), describe(p.hosts)), 0)
    end
+   -- a malformed pattern is a mistake in the file, found before any host is touched
+   local terms, perr = hostpattern.split(p.hosts)
+   if not terms then
+      error(("%s: play '%s': hosts: %s"):format(where, tostring(p.name), perr), 0)
+   end
+   check_types(p, PLAY_TYPES, where, "play")
+   local line = p._line
    local handlers, handler_names = {}, {}
    for i, h in ipairs(p.handlers or {}) do
-      local ht = prepare_task(h, "handler", file, search, nil)
+      check_entry(h, i, "handlers", where, p.name)
+      local ht = prepare_task(h, "handler", file, search, nil, line)
       handlers[i] = ht
       handler_names[ht.name] = true
       for _, l in ipairs(ht.listen) do
@@ -298,14 +440,15 @@ local function prepare_play(p, file, search)
       end
    end
    local steps = {}
-   for _, t in ipairs(p.tasks or {}) do
+   for i, t in ipairs(p.tasks or {}) do
+      check_entry(t, i, "tasks", where, p.name)
       local kind = kinds[t]
       if kind == "barrier" or kind == "flush" then
-         steps[#steps + 1] = { kind = kind, name = t.name, file = t._file, line = t._line }
+         steps[#steps + 1] = { kind = kind, name = tostring(t.name), file = t._file, line = t._line }
       elseif kind == "play" or kind == "handler" then
          error(("%s:%s: a %s inside tasks"):format(t._file or file, t._line or "?", kind), 0)
       else
-         steps[#steps + 1] = prepare_task(t, "task", file, search, handler_names)
+         steps[#steps + 1] = prepare_task(t, "task", file, search, handler_names, line)
       end
    end
    local serial = p.serial
@@ -356,8 +499,11 @@ function M.from_value(value, path, opts)
    local list = kinds[value] == "play" and { value } or value
    local plays = {}
    local ok, err = pcall(function()
+      if not is_list(list) then
+         error(("%s: a playbook must return a play or a list of plays"):format(path), 0)
+      end
       for i, p in ipairs(list) do
-         plays[i] = prepare_play(p, path, search)
+         plays[i] = prepare_play(p, path, search, i)
       end
    end)
    if not ok then
