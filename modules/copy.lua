@@ -8,7 +8,6 @@
 -- of a file that changes and is small enough to show.
 local fs = require("etcdrun.fs")
 local fa = require("etcdrun.fileattrs")
-local shell = require("etcdrun.shell")
 
 local M = {
    doc = "Put content (inline or a controller file) into a file on the host, atomically, "
@@ -23,24 +22,34 @@ local M = {
       group = { type = "string", doc = "group name or gid; unset keeps the existing group" },
       force = { type = "boolean", default = true,
          doc = "replace an existing file whose content differs (false: only create a missing file)" },
+      follow = { type = "boolean", default = true,
+         doc = "a symlink at dest: true writes the file it points to and keeps the link (a dangling "
+            .. "link fails); false replaces the link with a regular file" },
    },
    exclusive = { { "content", "src" } },
    one_of = { { "content", "src" } },
 }
 
-local q = shell.quote
-
 -- The destination's stat line and, for a regular file, its sha256: one exec.
-local function gather(host, dest)
-   local cmd = ("p=%s; if [ -e \"$p\" ]; then %s && if [ -f \"$p\" ]; then sha256sum -- \"$p\"; fi; "
-      .. "else echo absent; fi"):format(q(dest), fa.stat_cmd(dest))
-   local r, err, code = fa.run(host, "copy", dest, cmd)
+-- A symlink at dest is resolved as fileattrs.dest_plan says (follow).
+local function gather(host, dest, follow)
+   local body = ("if [ -e \"$p\" ]; then %s && if [ -f \"$p\" ]; then sha256sum -- \"$p\"; fi; "
+      .. "else echo absent; fi"):format(fa.stat_p())
+   local r, err, code = fa.run(host, "copy", dest, fa.dest_cmd(dest, follow, body))
    if not r then
       return nil, err, code
    end
-   local first, second = r.stdout:match("^([^\n]*)\n?([^\n]*)")
+   local link, out = fa.split_dest(r.stdout)
+   local dp, why = fa.dest_plan(dest, link, follow)
+   if not dp then
+      return { failed = ("copy: %s:%s %s"):format(host.name, dest, why) }
+   end
+   if dp.replace then
+      return { exists = false, dp = dp }
+   end
+   local first, second = out:match("^([^\n]*)\n?([^\n]*)")
    if first == "absent" then
-      return { exists = false }
+      return { exists = false, dp = dp }
    end
    local st = fa.parse_stat(first)
    if not st then
@@ -48,6 +57,7 @@ local function gather(host, dest)
    end
    st.exists = true
    st.digest = second:match("^\\?(%x+)")
+   st.dp = dp
    return st
 end
 
@@ -88,73 +98,91 @@ function M.check(ctx, args)
       return nil, err, code
    end
    local st
-   st, err, code = gather(ctx.host, dest)
+   st, err, code = gather(ctx.host, dest, args.follow)
    if not st then
       return nil, err, code
    end
+   if st.failed then
+      return { failed = true, msg = st.failed }
+   end
+   local dp = st.dp
+   local path, via = dp.path, fa.via(dest, dp)
    if st.exists and st.type ~= "file" then
       local kind = st.type == "dir" and "directory" or st.type
-      return { failed = true, msg = ("copy: %s:%s is a %s, not a file"):format(ctx.host.name, dest, kind) }
+      return { failed = true, msg = ("copy: %s:%s is a %s, not a file%s"):format(ctx.host.name, dest, kind, via) }
+   end
+   local result = { dest = dest, checksum = src.digest, size = src.size }
+   if dp.replace and not args.force then
+      return { changed = false, result = result,
+         msg = ("exists (a symlink to %s), force=false: left as it is"):format(dp.link.target) }
    end
    local write = not st.exists or (st.digest ~= src.digest and args.force)
    local attrs = st.exists and fa.changes(st, args) or {}
-   local result = { dest = dest, checksum = src.digest, size = src.size }
    if not write and #attrs == 0 then
       local msg = st.digest ~= src.digest and "exists, content differs, force=false: left as it is"
          or "unchanged"
-      return { changed = false, msg = msg, result = result }
+      return { changed = false, msg = msg .. via, result = result }
    end
    local what = {}
    if write then
-      what[1] = st.exists and "content" or "file"
+      what[1] = dp.replace and ("the symlink (-> %s) with a file"):format(dp.link.target)
+         or st.exists and "content" or "file"
    end
    if #attrs > 0 then
       what[#what + 1] = fa.describe(attrs)
    end
    local diff
    if ctx.diff and write then
-      local before = ""
+      -- the diff is of the file that is written: the link's target when
+      -- following, the link itself when it is replaced
+      local before = dp.before or ""
       if st.exists then
-         before = st.size <= fa.DIFF_MAX and ctx.host:read(dest) or fa.note(st.size, st.digest)
+         before = st.size <= fa.DIFF_MAX and ctx.host:read(path) or fa.note(st.size, st.digest)
       end
       local after = src.content
       if not after then
          after = src.size <= fa.DIFF_MAX and ctx.controller:read(src.path) or fa.note(src.size, src.digest)
       end
-      diff = fa.content_diff(ctx, dest, before, after)
+      diff = fa.content_diff(ctx, path, before, after)
    elseif ctx.diff then
-      diff = fa.attr_diff(dest, attrs)
+      diff = fa.attr_diff(path, attrs)
    end
+   local verb = dp.replace and "would replace" or st.exists and "would change" or "would create"
    return {
       changed = true,
-      msg = sentence(st.exists and "would change" or "would create", what),
+      msg = sentence(verb, what) .. via,
       diff = diff,
       result = result,
       write = write,
       attrs = attrs,
       what = what,
       created = not st.exists,
+      replace = dp.replace,
+      path = path,
+      via = via,
       src = src,
    }
 end
 
 function M.apply(ctx, args, plan)
-   local host, dest = ctx.host, args.dest
-   local opts = { mode = args.mode, owner = args.owner, group = args.group }
+   local host, path = ctx.host, plan.path
+   -- a link replaced by a file gets the mode a new file gets, not its target's
+   local opts = { mode = args.mode or (plan.replace and 420 or nil), owner = args.owner, group = args.group }
    local ok, err, code
    if plan.write then
       if plan.src.path then
-         ok, err, code = host:put_file(plan.src.path, dest, opts)
+         ok, err, code = host:put_file(plan.src.path, path, opts)
       else
-         ok, err, code = host:write(dest, plan.src.content, opts)
+         ok, err, code = host:write(path, plan.src.content, opts)
       end
    else
-      ok, err, code = fa.run(host, "copy", dest, fa.fix_cmd(dest, args))
+      ok, err, code = fa.run(host, "copy", path, fa.fix_cmd(path, args))
    end
    if not ok then
       return nil, err, code
    end
-   return { msg = sentence(plan.created and "created" or "changed", plan.what) }
+   local verb = plan.replace and "replaced" or plan.created and "created" or "changed"
+   return { msg = sentence(verb, plan.what) .. plan.via }
 end
 
 return M

@@ -1,7 +1,8 @@
 -- template: render a template (etcdrun.template, Jinja2's syntax, see
 -- runtime/template.c) on the controller with the host's variables, then
 -- put the result on the host exactly as the copy module does (sha256
--- compare, atomic write, mode/owner/group, diff of rendered vs current).
+-- compare, atomic write, mode/owner/group, diff of rendered vs current,
+-- and the same `follow` rule for a symlink at dest).
 --
 -- Variables: the host's (ctx.template_vars(source) from the runner: a plain
 -- table with facts when the template mentions them), then `vars` over them.
@@ -21,6 +22,9 @@ local M = {
       owner = { type = "string", doc = "user name or uid" },
       group = { type = "string", doc = "group name or gid" },
       vars = { type = "table", doc = "extra variables, over the host's (ctx.vars)" },
+      follow = { type = "boolean", default = true,
+         doc = "a symlink at dest: true writes the file it points to and keeps the link (a dangling "
+            .. "link fails); false replaces the link with a regular file" },
    },
    exclusive = { { "src", "source" } },
    one_of = { { "src", "source" } },
@@ -61,6 +65,7 @@ function M.check(ctx, args)
    copy = copy or module.load("copy")
    return copy.check(ctx, {
       dest = args.dest, content = out, mode = args.mode, owner = args.owner, group = args.group, force = true,
+      follow = args.follow,
    })
 end
 

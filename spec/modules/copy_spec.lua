@@ -20,6 +20,7 @@ describe("copy arguments", function()
       { { dest = "/x", content = "a", mode = "rw" }, "argument 'mode' must be an octal mode" },
       { { dest = "/x", content = "a", force = "yes" }, "argument 'force' must be true or false" },
       { { dest = "/x", content = "a", backup = true }, "unknown argument 'backup'" },
+      { { dest = "/x", content = "a", follow = "no" }, "argument 'follow' must be true or false" },
    }
    for _, c in ipairs(cases) do
       it("refuses " .. c[2], function()
@@ -34,6 +35,7 @@ describe("copy arguments", function()
       local a = assert(modtest.validate("copy", { dest = "/x", content = "", mode = "0600" }))
       assert.are.equal(384, a.mode)
       assert.is_true(a.force)
+      assert.is_true(a.follow)
    end)
 end)
 
@@ -184,6 +186,129 @@ describe("copy on a node", function()
       assert.is_true(r.failed)
       assert.matches("no%-such%-user", r.msg)
       assert.matches("etcd1:" .. BASE:gsub("%-", "%%-") .. "/o%.conf", r.msg)
+   end)
+end)
+
+-- A symlink at dest (the rule of fileattrs.dest_plan), the same on a node
+-- and on the controller: in d, link -> real/f (relative) holding "old\n".
+local function symlink_cases(get)
+   local function sh(h, cmd)
+      local r = assert(h:exec(cmd))
+      assert(r.status == 0, r.stderr)
+      return r.stdout
+   end
+   -- kind, mode and content of d/p (a link shows its target instead of a mode)
+   local function look(h, d, p)
+      return sh(h, ("cd %s && if [ -L %s ]; then echo link $(readlink %s); else stat -c '%%F %%a' %s; fi; cat %s")
+         :format(d, p, p, p, p))
+   end
+   local function layout(h, d)
+      sh(h, ("rm -rf %s && mkdir -p %s/real && printf 'old\\n' > %s/real/f && chmod 0640 %s/real/f "
+         .. "&& ln -s real/f %s/link && ln -s nowhere %s/dangling"):format(d, d, d, d, d, d))
+   end
+
+   it("follows it by default: the diff shows the target's content, the target is written, the link stays", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      local args = { dest = d .. "/link", content = "new\n" }
+      local r = modtest.run("copy", args, h, { check = true })
+      assert.is_true(r.changed)
+      assert.are.equal(("would change content (through the symlink %s/link -> %s/real/f)"):format(d, d), r.msg)
+      assert.are.same({ path = d .. "/real/f", before = "old\n", after = "new\n" }, r.diff)
+      assert.are.equal("link real/f\nold\n", look(h, d, "link"))
+      r = modtest.run("copy", args, h)
+      assert.is_true(r.changed, r.msg)
+      assert.is_false(r.failed)
+      assert.are.equal("link real/f\nnew\n", look(h, d, "link"))
+      assert.are.equal("regular file 640\nnew\n", look(h, d, "real/f"))
+      assert.are.equal("", sh(h, "ls -A " .. d .. " " .. d .. "/real | grep -F .etcdrun- || true"))
+      r = modtest.run("copy", args, h)
+      assert.is_false(r.changed)
+      assert.matches("^unchanged %(through the symlink", r.msg)
+      -- attributes alone are set on the target too
+      r = modtest.run("copy", { dest = d .. "/link", content = "new\n", mode = "0600" }, h)
+      assert.is_true(r.changed)
+      assert.are.same({ path = d .. "/real/f", before = "mode 0640\n", after = "mode 0600\n" }, r.diff)
+      assert.are.equal("link real/f\nnew\n", look(h, d, "link"))
+      assert.are.equal("regular file 600\nnew\n", look(h, d, "real/f"))
+   end)
+
+   it("with follow=false replaces the link by a file, and the diff says so", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      local args = { dest = d .. "/link", content = "new\n", follow = false }
+      local r = modtest.run("copy", args, h, { check = true })
+      assert.is_true(r.changed)
+      assert.are.equal("would replace the symlink (-> real/f) with a file", r.msg)
+      assert.are.same({ path = d .. "/link", before = "symlink -> real/f\n", after = "new\n" }, r.diff)
+      r = modtest.run("copy", args, h)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("replaced the symlink (-> real/f) with a file", r.msg)
+      assert.are.equal("regular file 644\nnew\n", look(h, d, "link"))
+      assert.are.equal("regular file 640\nold\n", look(h, d, "real/f"))
+      assert.is_false(modtest.run("copy", args, h).changed)
+      -- force=false leaves a link alone: it exists
+      sh(h, ("ln -sfn real/f %s/link"):format(d))
+      r = modtest.run("copy", { dest = d .. "/link", content = "x\n", follow = false, force = false }, h)
+      assert.is_false(r.changed)
+      assert.are.equal("exists (a symlink to real/f), force=false: left as it is", r.msg)
+      assert.are.equal("link real/f\nold\n", look(h, d, "link"))
+   end)
+
+   it("refuses a dangling link when following; follow=false replaces it", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      local r = modtest.run("copy", { dest = d .. "/dangling", content = "new\n" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal(("copy: %s:%s/dangling is a symlink to nowhere, which does not exist (or loops): "
+         .. "create the target first, or give follow=false to replace the link with a file"):format(h.name, d), r.msg)
+      assert.are.equal("link nowhere\n", sh(h, ("cd %s && echo link $(readlink dangling)"):format(d)))
+      r = modtest.run("copy", { dest = d .. "/dangling", content = "new\n", follow = false }, h)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("regular file 644\nnew\n", look(h, d, "dangling"))
+   end)
+
+   it("copies a controller file (src) through the link too", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      local src = helper.tmpdir() .. "/src.txt"
+      helper.write(src, "from src\n")
+      local r = modtest.run("copy", { dest = d .. "/link", src = src }, h)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("link real/f\nfrom src\n", look(h, d, "link"))
+   end)
+end
+
+describe("copy through a symlink on the controller", function()
+   symlink_cases(function()
+      return localhost.new(), helper.tmpdir() .. "/links"
+   end)
+end)
+
+describe("copy through a symlink on a node", function()
+   local dir, why_not, h
+   setup(function()
+      dir, why_not = lab.ensure(10)
+      if dir then
+         h = lab.host(dir, 1)
+      end
+   end)
+   teardown(function()
+      if h then
+         h:exec("rm -rf /tmp/etcdrun-modtest-copy-links")
+         h:close()
+      end
+   end)
+   symlink_cases(function()
+      if not dir then
+         pending(why_not)
+         return nil
+      end
+      return h, "/tmp/etcdrun-modtest-copy-links"
    end)
 end)
 

@@ -134,3 +134,53 @@ describe("template on a node", function()
       assert.matches("etcd2:" .. BASE:gsub("%-", "%%-") .. "/nodir", r.msg)
    end)
 end)
+
+describe("template through a symlink on the controller", function()
+   -- the copy module's symlink rule (fileattrs.dest_plan), reached through template's own follow
+   local c = localhost.new()
+   local fs = require("etcdrun.core.fs")
+
+   local function layout()
+      local d = helper.tmpdir()
+      assert(fs.mkdir(d .. "/real"))
+      helper.write(d .. "/real/f", "old\n")
+      assert(fs.symlink("real/f", d .. "/link"))
+      return d
+   end
+
+   it("follows it by default: diff of the target's content, target written, link kept", function()
+      local d = layout()
+      local args = { source = "v={{ v }}\n", dest = d .. "/link" }
+      local r = modtest.run("template", args, c, { vars = { v = 1 }, check = true })
+      assert.is_true(r.changed)
+      assert.are.same({ path = d .. "/real/f", before = "old\n", after = "v=1\n" }, r.diff)
+      r = modtest.run("template", args, c, { vars = { v = 1 } })
+      assert.is_true(r.changed, r.msg)
+      assert.matches("through the symlink", r.msg)
+      assert.are.same({ "link", "real/f" }, { fs.stat(d .. "/link", { follow = false }).type,
+         fs.stat(d .. "/link", { follow = false }).target })
+      assert.are.equal("v=1\n", helper.read(d .. "/real/f"))
+      assert.is_false(modtest.run("template", args, c, { vars = { v = 1 } }).changed)
+   end)
+
+   it("with follow=false replaces the link by a file, and the diff says so", function()
+      local d = layout()
+      local args = { source = "v={{ v }}\n", dest = d .. "/link", follow = false }
+      local r = modtest.run("template", args, c, { vars = { v = 2 } })
+      assert.is_true(r.changed, r.msg)
+      assert.are.same({ path = d .. "/link", before = "symlink -> real/f\n", after = "v=2\n" }, r.diff)
+      assert.are.equal("file", fs.stat(d .. "/link", { follow = false }).type)
+      assert.are.equal("v=2\n", helper.read(d .. "/link"))
+      assert.are.equal("old\n", helper.read(d .. "/real/f"))
+   end)
+
+   it("refuses a dangling link when following", function()
+      local d = helper.tmpdir()
+      assert(fs.symlink("nowhere", d .. "/dangling"))
+      local r = modtest.run("template", { source = "x\n", dest = d .. "/dangling" }, c)
+      assert.is_true(r.failed)
+      assert.matches("dangling is a symlink to nowhere, which does not exist", r.msg)
+      assert.is_nil(helper.read(d .. "/nowhere"))
+      assert.are.equal("link", fs.stat(d .. "/dangling", { follow = false }).type)
+   end)
+end)
