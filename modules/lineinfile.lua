@@ -14,8 +14,9 @@
 --
 -- One command reads the file and its stat; the new content is written
 -- atomically (host:write), keeping the file's mode and owner unless given.
+-- A symlink at path is followed (the file it points to is edited, the link
+-- stays), as Ansible's lineinfile does; see fileattrs.dest_plan.
 local fa = require("etcdrun.fileattrs")
-local shell = require("etcdrun.shell")
 
 local M = {
    doc = "Make sure a line is in a text file (replacing the line a pattern matches) or is not.",
@@ -32,6 +33,9 @@ local M = {
       mode = { type = "mode", doc = "octal string, e.g. '0644'" },
       owner = { type = "string", doc = "user name or uid" },
       group = { type = "string", doc = "group name or gid" },
+      follow = { type = "boolean", default = true,
+         doc = "a symlink at path: true edits the file it points to and keeps the link (a dangling "
+            .. "link fails); false fails, as a link has no lines to edit" },
    },
    exclusive = { { "regexp", "search_string" }, { "insertafter", "insertbefore" } },
    required_if = { { "state", "present", { "line" } } },
@@ -135,19 +139,27 @@ function M.check(ctx, args)
    if args.state == "absent" and not (args.regexp or args.search_string or args.line) then
       return { failed = true, msg = "lineinfile: state=absent needs regexp, search_string or line" }
    end
-   local q = shell.quote(path)
-   local cmd = ("if [ -e %s ]; then %s && if [ -f %s ]; then cat -- %s; fi; else echo absent; fi")
-      :format(q, fa.stat_cmd(path), q, q)
-   local r, err, code = fa.run(host, "lineinfile", path, cmd)
+   local body = ("if [ -e \"$p\" ]; then %s && if [ -f \"$p\" ]; then cat -- \"$p\"; fi; else echo absent; fi")
+      :format(fa.stat_p())
+   local r, err, code = fa.run(host, "lineinfile", path, fa.dest_cmd(path, args.follow, body))
    if not r then
       return nil, err, code
    end
-   local first, content = r.stdout:match("^([^\n]*)\n?(.*)$")
+   local link, out = fa.split_dest(r.stdout)
+   local dp, why = fa.dest_plan(path, link, args.follow)
+   if not dp then
+      return { failed = true, msg = ("lineinfile: %s:%s %s"):format(host.name, path, why) }
+   elseif dp.replace then
+      return { failed = true, msg = ("lineinfile: %s:%s is a symlink to %s and follow=false: a link has no "
+         .. "lines to edit (follow=true edits the file it points to)"):format(host.name, path, link.target) }
+   end
+   local via = fa.via(path, dp)
+   local first, content = out:match("^([^\n]*)\n?(.*)$")
    local st
    if first ~= "absent" then
       st = fa.parse_stat(first)
       if not st or st.type ~= "file" then
-         return { failed = true, msg = ("lineinfile: %s:%s is not a regular file"):format(host.name, path) }
+         return { failed = true, msg = ("lineinfile: %s:%s is not a regular file%s"):format(host.name, path, via) }
       end
    elseif args.state == "absent" then
       return { changed = false, msg = "file does not exist" }
@@ -164,24 +176,25 @@ function M.check(ctx, args)
    local write = not st or what ~= nil
    local attrs = fa.changes(st, args)
    if not write and #attrs == 0 then
-      return { changed = false, msg = "unchanged" }
+      return { changed = false, msg = "unchanged" .. via }
    end
    local msgs = { write and ((st and "" or "file created, ") .. what) or nil }
    if #attrs > 0 then
       msgs[#msgs + 1] = fa.describe(attrs)
    end
-   local msg = table.concat(msgs, ", ")
-   local diff = write and fa.content_diff(ctx, path, st and content or "", new) or fa.attr_diff(path, attrs)
-   return { changed = true, msg = msg, diff = diff, content = write and new, created = not st }
+   local msg = table.concat(msgs, ", ") .. via
+   local diff = write and fa.content_diff(ctx, dp.path, st and content or "", new) or fa.attr_diff(dp.path, attrs)
+   return { changed = true, msg = msg, diff = diff, content = write and new, created = not st, path = dp.path }
 end
 
 function M.apply(ctx, args, plan)
    local ok, err, code
+   local path = plan.path -- the file a symlink at args.path points to
    if plan.content then
-      ok, err, code = ctx.host:write(args.path, plan.content,
+      ok, err, code = ctx.host:write(path, plan.content,
          { mode = args.mode or (plan.created and 420 or nil), owner = args.owner, group = args.group })
    else
-      ok, err, code = fa.run(ctx.host, "lineinfile", args.path, fa.fix_cmd(args.path, args))
+      ok, err, code = fa.run(ctx.host, "lineinfile", path, fa.fix_cmd(path, args))
    end
    if not ok then
       return nil, err, code

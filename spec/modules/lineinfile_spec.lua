@@ -160,3 +160,67 @@ describe("lineinfile on a node", function()
       assert.are.equal("lineinfile: etcd1:" .. BASE .. " is not a regular file", r.msg)
    end)
 end)
+
+describe("lineinfile through a symlink on the controller", function()
+   -- the rule of fileattrs.dest_plan: the file the link points to is edited
+   -- (the diff shows its lines) and the link stays; follow=false refuses
+   local c = localhost.new()
+   local fs = require("etcdrun.core.fs")
+
+   local function layout()
+      local d = helper.tmpdir()
+      assert(fs.mkdir(d .. "/real"))
+      helper.write(d .. "/real/profile", "a=1\n")
+      assert(fs.chmod(d .. "/real/profile", 416))
+      assert(fs.symlink("../real/profile", d .. "/real/hop"))
+      assert(fs.symlink("real/hop", d .. "/link")) -- a chain of two links
+      return d
+   end
+
+   local function is_link(p, target)
+      local st = fs.stat(p, { follow = false })
+      assert.are.same({ "link", target }, { st.type, st.target })
+   end
+
+   it("edits the file a chain of links resolves to, keeping the links; the diff shows its lines", function()
+      local d = layout()
+      local args = { path = d .. "/link", line = "b=2" }
+      local r = modtest.run("lineinfile", args, c, { check = true })
+      assert.is_true(r.changed)
+      assert.are.equal(("line added (through the symlink %s/link -> %s/real/profile)"):format(d, d), r.msg)
+      assert.are.same({ path = d .. "/real/profile", before = "a=1\n", after = "a=1\nb=2\n" }, r.diff)
+      assert.are.equal("a=1\n", helper.read(d .. "/real/profile"))
+      r = modtest.run("lineinfile", args, c)
+      assert.is_true(r.changed, r.msg)
+      is_link(d .. "/link", "real/hop")
+      is_link(d .. "/real/hop", "../real/profile")
+      assert.are.equal("a=1\nb=2\n", helper.read(d .. "/real/profile"))
+      assert.are.equal(416, fs.stat(d .. "/real/profile").mode)
+      assert.is_false(modtest.run("lineinfile", args, c).changed)
+      -- a mode alone is set on the target
+      r = modtest.run("lineinfile", { path = d .. "/link", line = "b=2", mode = "0600" }, c)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal(384, fs.stat(d .. "/real/profile").mode)
+      is_link(d .. "/link", "real/hop")
+   end)
+
+   it("with follow=false refuses: a link has no lines", function()
+      local d = layout()
+      local r = modtest.run("lineinfile", { path = d .. "/link", line = "b=2", follow = false }, c)
+      assert.is_true(r.failed)
+      assert.are.equal(("lineinfile: controller:%s/link is a symlink to real/hop and follow=false: a link has "
+         .. "no lines to edit (follow=true edits the file it points to)"):format(d), r.msg)
+      is_link(d .. "/link", "real/hop")
+      assert.are.equal("a=1\n", helper.read(d .. "/real/profile"))
+   end)
+
+   it("refuses a dangling link, even with create=true", function()
+      local d = helper.tmpdir()
+      assert(fs.symlink("nowhere", d .. "/dangling"))
+      local r = modtest.run("lineinfile", { path = d .. "/dangling", line = "x", create = true }, c)
+      assert.is_true(r.failed)
+      assert.matches("dangling is a symlink to nowhere, which does not exist", r.msg)
+      is_link(d .. "/dangling", "nowhere")
+      assert.is_nil(helper.read(d .. "/nowhere"))
+   end)
+end)
