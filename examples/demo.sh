@@ -22,6 +22,6 @@ esac
 # The lab serves an etcd release shaped like upstream's (no internet here).
 version=$(cat .lab/etcd_version)
 release=$(cat .lab/release_url)/v$version
-cd .lab
+# Exactly the command printed: the PKI is .lab/pki, next to the inventory.
 echo "demo: ./etcdrun -i .lab/hosts playbooks/tls-cluster.lua -e etcd_version=$version -e etcd_release_url=$release"
-exec ../etcdrun -i hosts ../playbooks/tls-cluster.lua -e etcd_version="$version" -e etcd_release_url="$release"
+exec ./etcdrun -i .lab/hosts playbooks/tls-cluster.lua -e etcd_version="$version" -e etcd_release_url="$release"

@@ -10,7 +10,7 @@
 -- Variables (inventory, -e; defaults in DEFAULTS below):
 --   etcd_version, etcd_release_url (the directory holding
 --   etcd-v<version>-linux-<arch>.tar.gz and SHA256SUMS), etcd_pki_dir
---   (controller, default ./pki), etcd_key_type (ec | rsa), etcd_key_bits,
+--   (controller, default pki, relative to the inventory file), etcd_key_type (ec | rsa), etcd_key_bits,
 --   etcd_address / etcd_interface (per member), etcd_cluster_token,
 --   etcd_client_port, etcd_peer_port, etcd_heartbeat_interval,
 --   etcd_election_timeout, etcd_extra_config (list of extra YAML lines),

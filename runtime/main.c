@@ -6,6 +6,7 @@
  */
 #include "etcdrun.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,7 +45,36 @@ static void on_sigint(int sig)
     int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
     signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
     er_set_interrupted(1);
-    lua_sethook(global_L, interrupt_hook, mask, 1);
+    if (global_L) /* NULL once the state is being closed */
+        lua_sethook(global_L, interrupt_hook, mask, 1);
+}
+
+/* Close the Lua state: every session's __gc cancels its job (a running remote
+   command is killed) and joins its worker thread, key jobs join theirs. After
+   this no thread of ours runs, so exit()'s library teardown is safe. */
+static void close_state(lua_State *L)
+{
+    global_L = NULL;
+    fflush(stdout);
+    lua_close(L);
+    curl_global_cleanup();
+}
+
+/*
+ * os.exit([code [, close]]), replacing Lua's: that one calls exit() at once,
+ * while SSH worker threads still use their sessions and OpenSSL, and exit's
+ * teardown then crashes them (SIGSEGV). This one always closes the state
+ * first, as Lua's does when asked to, whatever `close` says.
+ */
+static int safe_exit(lua_State *L)
+{
+    int status;
+    if (lua_isboolean(L, 1))
+        status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+    else
+        status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+    close_state(L); /* L is gone from here on */
+    exit(status);
 }
 
 /* Message handler: turn any error value into "message\ntraceback". */
@@ -174,6 +204,29 @@ static int runtime_getpass(lua_State *L)
     return 1;
 }
 
+/* runtime.abspath(path) -> path made absolute against the process's working
+ * directory as the kernel has it (not $PWD, which a parent may not have set). */
+static int runtime_abspath(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    if (strlen(path) != len)
+        return luaL_error(L, "runtime.abspath: path contains a NUL byte");
+    if (path[0] == '/') {
+        lua_settop(L, 1);
+        return 1;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return luaL_error(L, "runtime.abspath: working directory unknown: %s", strerror(errno));
+    if (strcmp(path, ".") == 0 || len == 0)
+        lua_pushstring(L, cwd);
+    else
+        lua_pushfstring(L, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/",
+                        strncmp(path, "./", 2) == 0 ? path + 2 : path);
+    return 1;
+}
+
 /* runtime.exit_code(n): remembered and used as the process's exit status */
 static int exit_code = 0;
 static int runtime_set_exit(lua_State *L)
@@ -191,6 +244,7 @@ static int luaopen_etcdrun_core_runtime(lua_State *L)
         {"set_exit", runtime_set_exit},
         {"monotonic", runtime_monotonic},
         {"getpass", runtime_getpass},
+        {"abspath", runtime_abspath},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);
@@ -230,6 +284,10 @@ static int pmain(lua_State *L)
     char root[PATH_MAX];
 
     luaL_openlibs(L);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, safe_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
     find_root(root, sizeof root);
     set_package_path(L, root);
     preload(L, root);
@@ -272,8 +330,6 @@ int main(int argc, char **argv)
         fflush(stderr);
         exit_code = 1;
     }
-    fflush(stdout);
-    lua_close(L);
-    curl_global_cleanup();
+    close_state(L);
     return exit_code;
 }

@@ -147,6 +147,64 @@ describe("tls-cluster.lua on the lab", function()
       assert.are.equal(0, changed_total(events))
    end)
 
+   it("finds the PKI next to the inventory, from any working directory", function()
+      if no_lab() or not ws then return end
+      -- run from elsewhere, naming the inventory by path: the default
+      -- etcd_pki_dir (pki) is the inventory's, so nothing changes
+      local elsewhere = helper.tmpdir()
+      local out, err, code = helper.run(("cd %s && %s -i %s/hosts %s/playbooks/tls-cluster.lua %s"):format(
+         q(elsewhere), q(helper.etcdrun), q(ws), q(lab.root), release_args()))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("PKI %(etcd_pki_dir%): " .. (ws .. "/pki"):gsub("%p", "%%%0") .. "\n", out)
+      assert.is_nil(out:match("changed%s+etcd"), out)
+      assert.is_nil(fs.stat(elsewhere .. "/pki"), "a PKI was made in the working directory")
+   end)
+
+   it("refuses to replace the CA of a running cluster: no CA, or another one, on the controller", function()
+      if no_lab() or not ws then return end
+      local ca_on_nodes = node(1, "sha256sum /etc/etcd/ssl/ca.crt /etc/etcd/ssl/peer.crt")
+      local pid = node(2, "systemctl show -p MainPID --value etcd")
+      -- the same inventory in another directory: its pki/ is empty
+      local other = workspace(1, 3)
+      local out, err, code = playbook(other)
+      assert.are.equal(1, code, out .. err)
+      assert.matches("preflight found problems; nothing was changed", out)
+      assert.matches("etcd1, etcd2, etcd3: etcd runs %(or has data%) trusting the CA in /etc/etcd/ssl/ca.crt", out)
+      assert.matches((other .. "/pki"):gsub("%p", "%%%0") .. " has no ca%.crt", out)
+      assert.matches("etcd_pki_dir", out)
+      assert.is_nil(fs.stat(other .. "/pki/ca.key"), "a new CA key was made")
+      -- a PKI with another CA: both fingerprints named
+      assert(fs.mkdir(other .. "/pki", { mode = 448 }))
+      local _, oerr, ocode = helper.run(("cd %s/pki && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+         .. "-nodes -keyout ca.key -out ca.crt -subj /CN=another -days 2 2>&1"):format(q(other)))
+      assert.are.equal(0, ocode, oerr)
+      out, err, code = playbook(other)
+      assert.are.equal(1, code, out .. err)
+      assert.matches("holds another CA, SHA%-256 %x%x:", out)
+      -- nothing changed on the members: same CA, same certificates, same process
+      assert.are.equal(ca_on_nodes, node(1, "sha256sum /etc/etcd/ssl/ca.crt /etc/etcd/ssl/peer.crt"))
+      assert.are.equal(pid, node(2, "systemctl show -p MainPID --value etcd"))
+      assert.is_nil(fs.stat(other .. "/pki/etcd1-peer.crt"))
+      for i = 1, 3 do
+         assert.is_true(etcd.health(("https://198.18.0.%d:2379"):format(10 + i), tls(ws)))
+      end
+   end)
+
+   it("names an unreachable member in preflight and changes nothing", function()
+      if no_lab() or not ws then return end
+      local conf = node(1, "sha256sum /etc/etcd/etcd.conf.yaml")
+      lab.run("cut", "etcd3")
+      finally(function()
+         lab.run("heal", "etcd3")
+      end)
+      local out, err, code = playbook(ws, "-e etcd_heartbeat_interval=120")
+      assert.are.equal(3, code, out .. err)
+      assert.matches("etcd3: unreachable %(ssh%.connect: [^\n]*%): every member must be up and reachable", out)
+      assert.is_nil((out .. err):find("attempt to index", 1, true))
+      assert.is_nil(out:match("changed%s+etcd"), out)
+      assert.are.equal(conf, node(1, "sha256sum /etc/etcd/etcd.conf.yaml"))
+   end)
+
    it("rolls a configuration change one member at a time, leader last, keeping quorum", function()
       if no_lab() or not ws then return end
       local t = tls(ws)

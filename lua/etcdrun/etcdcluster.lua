@@ -3,6 +3,7 @@
 -- verification and the operator's files. Each step is a function the
 -- playbook uses as a task (`run = lib.preflight`) or as a computed argument.
 local archive = require("etcdrun.core.archive")
+local codec = require("etcdrun.core.codec")
 local etcd = require("etcdrun.etcd")
 local fs = require("etcdrun.core.fs")
 local http = require("etcdrun.http")
@@ -43,11 +44,16 @@ function M.opt(v, name)
    return value
 end
 
---- The PKI directory on the controller, absolute.
+--- The PKI directory on the controller, absolute. A relative etcd_pki_dir
+-- (the default `pki` included) is relative to the inventory file's directory,
+-- not to the working directory: the same inventory always finds the same CA,
+-- from wherever the operator runs. Without an inventory file, the working
+-- directory.
 function M.pki(v)
    local dir = M.opt(v, "etcd_pki_dir")
    if dir:sub(1, 1) ~= "/" then
-      dir = (os.getenv("PWD") or ".") .. "/" .. dir
+      local base = v("inventory_dir", nil) or runtime.abspath(".")
+      dir = base .. "/" .. dir
    end
    return (dir:gsub("/+$", ""))
 end
@@ -138,6 +144,19 @@ function M.config_vars(v, state)
    }
 end
 
+M.MEMBER_CA = "/etc/etcd/ssl/ca.crt"
+
+-- SHA-256 fingerprint of the first certificate of a PEM (base64-wrapped as
+-- preflight reads it), or nil when there is none or it does not parse.
+local function ca_fingerprint(b64)
+   if not b64 or b64 == "" then
+      return nil
+   end
+   local pem = codec.unbase64(b64)
+   local info = pem and x509.info(pem)
+   return info and info.fingerprint_sha256 or nil
+end
+
 local function is_ipv4(s)
    return type(s) == "string" and s:match("^%d+%.%d+%.%d+%.%d+$") ~= nil
 end
@@ -153,6 +172,9 @@ function M.preflight(ctx, v)
       "echo now=$(date +%s)",
       "echo active=$(systemctl is-active etcd 2>/dev/null)",
       ("if [ -d %s/member ]; then echo has_data=yes; else echo has_data=no; fi"):format(shell.quote(data)),
+      -- the CA this member trusts: a running cluster's CA is never replaced
+      -- as a side effect (preflight_report compares it with the controller's)
+      ("echo ca=$(base64 -w0 %s 2>/dev/null)"):format(shell.quote(M.MEMBER_CA)),
       ("ss -Hltnp 2>/dev/null | grep -E ':(%d|%d)[[:space:]]' | sed 's/^/port=/'"):format(
          M.opt(v, "etcd_client_port"), M.opt(v, "etcd_peer_port")),
    }, "\n")
@@ -235,8 +257,44 @@ function M.preflight(ctx, v)
       arch = facts.arch_go,
       running = kv.active == "active" or kv.active == "activating",
       has_data = kv.has_data == "yes",
+      ca_fingerprint = ca_fingerprint(kv.ca),
       problems = problems,
    }
+end
+
+--- The CA guard: a member that runs (or holds data) trusts a CA; the
+-- controller's PKI must hold that same CA, or this run would issue
+-- certificates from another CA, push them, and cut every member off from the
+-- others at their next handshake. Replacing the CA of a running cluster is a
+-- CA rotation, never a side effect of a run from another directory.
+---@param lines string[] problems so far (appended to)
+---@param pki string the controller's PKI directory, absolute
+---@param reports table<string, table|nil> member name -> preflight result
+function M.ca_problems(lines, pki, reports)
+   local pem = fs.read(pki .. "/ca.crt")
+   local info = pem and x509.info(pem)
+   local mine = info and info.fingerprint_sha256 or nil
+   local by_ca, order = {}, {}
+   for name, p in pairs(reports) do
+      if p and p.ca_fingerprint and (p.running or p.has_data) and p.ca_fingerprint ~= mine then
+         if not by_ca[p.ca_fingerprint] then
+            by_ca[p.ca_fingerprint] = {}
+            order[#order + 1] = p.ca_fingerprint
+         end
+         table.insert(by_ca[p.ca_fingerprint], name)
+      end
+   end
+   table.sort(order)
+   for _, fp in ipairs(order) do
+      table.sort(by_ca[fp])
+      lines[#lines + 1] = ("  %s: etcd runs (or has data) trusting the CA in %s, SHA-256 %s; the PKI directory %s"
+         .. " %s. Issuing certificates from another CA would cut the members off from each other. Point"
+         .. " etcd_pki_dir at the directory that holds this cluster's ca.crt and ca.key (-e etcd_pki_dir=/path;"
+         .. " a relative path is relative to the inventory file's directory). Replacing a running cluster's CA"
+         .. " is a CA rotation, never a side effect of this playbook."):format(table.concat(by_ca[fp], ", "),
+         M.MEMBER_CA, fp, pki, mine and ("holds another CA, SHA-256 " .. mine) or "has no ca.crt")
+   end
+   return lines
 end
 
 --- On the controller: every member's problems at once, before any change.
@@ -246,9 +304,23 @@ function M.preflight_report(_, v)
       lines[#lines + 1] = ("  the play covers %d of the %d hosts of group etcd: tls-cluster.lua works on the whole"
          .. " cluster (a --limit would change its membership)"):format(#v.play_hosts, #(v.groups.etcd or {}))
    end
+   local pki = M.pki(v)
+   local reports = {}
+   for _, name in ipairs(v.play_hosts) do
+      local p = v.hostvars[name]("preflight", nil)
+      -- a host that was unreachable or failed registered its failure instead
+      if type(p) == "table" and type(p.problems) == "table" and not p.failed then
+         reports[name] = p
+      else
+         local why = type(p) == "table" and p.msg and tostring(p.msg) or "no preflight result"
+         lines[#lines + 1] = ("  %s: %s: every member must be up and reachable before anything changes"):format(
+            name, (type(p) == "table" and p.unreachable) and ("unreachable (" .. why .. ")") or why)
+      end
+   end
+   lines = M.ca_problems(lines, pki, reports)
    local seen = {}
    for _, name in ipairs(v.play_hosts) do
-      local p = v.hostvars[name].preflight
+      local p = reports[name] or { problems = {}, address = "" }
       for _, problem in ipairs(p.problems) do
          lines[#lines + 1] = ("  %s: %s"):format(name, problem)
       end
@@ -276,7 +348,8 @@ function M.preflight_report(_, v)
    if #lines > 0 then
       return nil, "preflight found problems; nothing was changed:\n" .. table.concat(lines, "\n")
    end
-   return { changed = false, msg = ("%d members ready"):format(#v.play_hosts) }
+   return { changed = false, msg = ("%d members ready; PKI %s"):format(#v.play_hosts, pki),
+      report = "PKI (etcd_pki_dir): " .. pki }
 end
 
 local function release_url(v)
