@@ -98,13 +98,20 @@ function Session:on(pattern)
    return true
 end
 
---- The PKI directory :etcd reads etcdctl.env from: set with :pki, else the
--- first target's `etcd_pki_dir`, else ./pki (the cluster playbook's default).
+--- The PKI directory :etcd reads etcdctl.env from: set with :pki (relative
+-- to the working directory), else the first target's `etcd_pki_dir`, else
+-- pki; those two relative to the inventory file's directory, as the cluster
+-- playbook resolves them.
 function Session:pki()
+   if self.pki_dir then
+      return self.pki_dir:sub(1, 1) == "/" and self.pki_dir or (self.cwd .. "/" .. self.pki_dir)
+   end
    local first = self.targets[1]
-   local dir = self.pki_dir or (first and first.vars and first.vars.etcd_pki_dir) or "pki"
+   local dir = (first and first.vars and first.vars.etcd_pki_dir) or "pki"
    if dir:sub(1, 1) ~= "/" then
-      dir = self.cwd .. "/" .. dir
+      local inv = self.inv.name and fs.stat(self.inv.name) and self.inv.name:match("^(.*)/[^/]*$")
+      local base = inv and (inv:sub(1, 1) == "/" and inv or (self.cwd .. "/" .. inv)) or self.cwd
+      dir = base .. "/" .. dir
    end
    return dir
 end

@@ -593,7 +593,10 @@ function M.run(pb, inv, opts)
       once_done = {},
       once_result = {},
       journal_path = opts.journal ~= false and journal.path(pb.file) or nil,
+      playbook_dir = pb.dir and runtime.abspath(pb.dir) or nil,
+      inventory_file = inv.name and fs.stat(inv.name) and runtime.abspath(inv.name) or nil,
    }
+   rs.inventory_dir = rs.inventory_file and rs.inventory_file:match("^(.*)/[^/]*$")
    for _, g in ipairs(inv:groups()) do
       local names = {}
       for i, h in ipairs(g.hosts or {}) do

@@ -5,6 +5,8 @@
 --   3. values registered by earlier tasks on this host (`register = "x"`)
 --   4. extra vars from the command line (`-e key=value`, `-e @vars.lua`)
 -- plus the built-ins inventory_hostname, groups, hostvars, play_hosts,
+-- inventory_file and inventory_dir (absolute; absent when the inventory is
+-- not a file), playbook_dir,
 -- facts (gathered on first use, one round trip, cached for the run),
 -- ansible_facts (the same in Ansible's shape) and, in a loop, item.
 --
@@ -19,6 +21,7 @@ local M = {}
 local BUILTINS = {
    inventory_hostname = true, groups = true, hostvars = true, play_hosts = true,
    facts = true, ansible_facts = true, item = true,
+   inventory_file = true, inventory_dir = true, playbook_dir = true,
 }
 
 --- Facts of a host, gathered once per run even when several coroutines ask.
@@ -96,6 +99,8 @@ function M.view(rs, hs, play_vars, item)
          return M.facts(hs).ansible
       elseif k == "item" and item ~= nil then
          return item
+      elseif (k == "inventory_file" or k == "inventory_dir" or k == "playbook_dir") and rs[k] then
+         return rs[k]
       end
       local v = lookup(rs, hs, play_vars, k)
       if v == nil then
