@@ -8,8 +8,16 @@
 -- second run reports no change. Without `state`, the path keeps the kind it
 -- has (attributes are set) and a missing path fails, as with `file`.
 --
+-- A symlink at path is followed (`follow`, default true, as Ansible's):
+-- state file/directory/touch and mode/owner/group apply to the file it
+-- resolves to, and a dangling link has none to apply them to (refused).
+-- follow=false manages the link itself: owner/group with chown -h, and a
+-- mode is refused (a Linux symlink has no mode of its own). state=link and
+-- state=absent are always about the link.
+--
 -- One command reads the current state (lstat, the target's stat when it is
--- a link, readlink, and for links whether src exists); one command applies.
+-- a link, readlink, realpath, and for links whether src exists); one
+-- command applies.
 local fa = require("etcdrun.fileattrs")
 local shell = require("etcdrun.shell")
 
@@ -27,18 +35,23 @@ local M = {
       src = { type = "string", doc = "the link's target (state=link), absolute or relative to the link's directory" },
       force = { type = "boolean", default = false,
          doc = "state=link: replace a regular file at path, or link to a src that does not exist" },
+      follow = { type = "boolean", default = true,
+         doc = "a symlink at path (other than for state=link/absent): true sets mode/owner/group on "
+            .. "the file it points to; false sets owner/group on the link itself and refuses a mode" },
    },
    required_if = { { "state", "link", { "src" } } },
 }
 
 local q = shell.quote
 
--- lstat; for a link also the target's stat (or "dangling") and readlink;
--- with src, whether it exists seen from the link's directory.
+-- lstat; for a link also the target's stat (or "dangling"), readlink and
+-- realpath (empty when dangling); with src, whether it exists seen from the
+-- link's directory.
 local function gather(host, path, src)
    local parent = path:match("^(.*)/[^/]*$")
    local cmd = ("p=%s; if [ -L \"$p\" ] || [ -e \"$p\" ]; then %s || exit 1; if [ -L \"$p\" ]; then "
-      .. "%s 2>/dev/null || echo dangling; readlink -- \"$p\"; fi; else echo absent; fi")
+      .. "%s 2>/dev/null || echo dangling; readlink -- \"$p\"; realpath -e -- \"$p\" 2>/dev/null || echo; fi; "
+      .. "else echo absent; fi")
       :format(q(path), fa.stat_cmd(path, false), fa.stat_cmd(path))
    if src then
       cmd = cmd .. ("; if cd %s 2>/dev/null && [ -e %s ]; then echo src=yes; else echo src=no; fi")
@@ -65,6 +78,7 @@ local function gather(host, path, src)
    if cur.kind == "link" then
       cur.target_stat = fa.parse_stat(lines[2]) -- nil when dangling
       cur.target = lines[3]
+      cur.real = lines[4] ~= "" and lines[4] or nil
    end
    return cur
 end
@@ -111,12 +125,23 @@ function M.check(ctx, args)
    if not cur then
       return nil, err, code
    end
-   -- a link to a file or directory counts as one (chmod and chown follow
-   -- it), except for state=link and state=absent, which are about the link
-   local kind, st = cur.kind, cur.lstat
-   if kind == "link" and state ~= "link" and state ~= "absent" and cur.target_stat then
-      kind, st = cur.target_stat.type, cur.target_stat
+   -- following, a link to a file or directory counts as one (its attributes
+   -- are set on cur.real), except for state=link and state=absent, which
+   -- are about the link
+   local kind, st, where = cur.kind, cur.lstat, path
+   local follow = args.follow ~= false
+   if kind == "link" and state ~= "link" and state ~= "absent" then
+      if follow and cur.target_stat and cur.real then
+         kind, st, where = cur.target_stat.type, cur.target_stat, cur.real
+      elseif follow and (args.mode or args.owner or args.group or state) then
+         return fail(ctx, path, ("is a symlink to %s, which does not exist (or loops): nothing to follow "
+            .. "(follow=false manages the link itself: owner and group)"):format(cur.target))
+      elseif args.mode then
+         return fail(ctx, path, "is a symlink and follow=false: mode cannot be set on a symlink itself "
+            .. "(Linux links have no mode; follow=true sets the mode of the file it points to)")
+      end
    end
+   local via = where ~= path and (" (through the symlink %s -> %s)"):format(path, where) or ""
    if state == nil then
       if kind == "absent" then
          return fail(ctx, path, "does not exist (give state=touch, directory or link to create it)")
@@ -143,19 +168,19 @@ function M.check(ctx, args)
       if kind == "absent" then
          cmd, what, new_kind = ("mkdir -p -- %s"):format(q(path)), "create the directory", "dir"
       elseif kind ~= "dir" then
-         return fail(ctx, path, ("exists and is a %s, not a directory"):format(KIND[kind]))
+         return fail(ctx, path, ("exists and is a %s, not a directory%s"):format(KIND[kind], via))
       end
    elseif state == "file" then
       if kind == "absent" then
          return fail(ctx, path, "does not exist (state=file never creates: use state=touch or copy)")
       elseif kind ~= "file" then
-         return fail(ctx, path, ("is a %s, not a file"):format(KIND[kind]))
+         return fail(ctx, path, ("is a %s, not a file%s"):format(KIND[kind], via))
       end
    elseif state == "touch" then
       if kind == "absent" then
          cmd, what, new_kind = (": >> %s"):format(q(path)), "create the file", "file"
       elseif kind ~= "file" and kind ~= "dir" then
-         return fail(ctx, path, ("is a %s"):format(KIND[kind]))
+         return fail(ctx, path, ("is a %s%s"):format(KIND[kind], via))
       end
    elseif state == "link" then
       if args.src and not cur.src_exists and not args.force then
@@ -180,9 +205,9 @@ function M.check(ctx, args)
    local link = state == "link"
    local changes = cmd and {} or fa.changes(st, args)
    if not cmd and #changes == 0 then
-      return { changed = false, msg = ("%s, attributes match"):format(KIND[kind]) }
+      return { changed = false, msg = ("%s, attributes match%s"):format(KIND[kind], via) }
    end
-   local fix = fa.fix_cmd(path, args, link)
+   local fix = fa.fix_cmd(where, args, link)
    if not cmd then
       what = "set " .. fa.describe(changes)
    end
@@ -192,8 +217,8 @@ function M.check(ctx, args)
    }
    return {
       -- "would create the directory" under --check, "created the directory" once done
-      changed = true, msg = "would " .. what, done = (what:gsub("^(%a+)e ", "%1ed ")),
-      diff = { path = path, before = before, after = describe(new_kind or kind, after_st, args, src) },
+      changed = true, msg = "would " .. what .. via, done = (what:gsub("^(%a+)e ", "%1ed ")) .. via,
+      diff = { path = where, before = before, after = describe(new_kind or kind, after_st, args, src) },
       cmd = cmd and fix and (cmd .. " && " .. fix) or cmd or fix,
    }
 end

@@ -208,3 +208,117 @@ describe("file on the controller", function()
       assert.is_false(modtest.run("file", args, c).changed)
    end)
 end)
+
+-- A symlink at path (the follow rule), the same on a node and on the
+-- controller: in d, link -> real/f (relative, mode 0640, root's) and
+-- dangling -> nowhere.
+local function symlink_cases(get)
+   local function sh(h, cmd)
+      local r = assert(h:exec(cmd))
+      assert(r.status == 0, r.stderr)
+      return r.stdout
+   end
+   local function layout(h, d)
+      sh(h, ("rm -rf %s && mkdir -p %s/real && echo x > %s/real/f && chmod 0640 %s/real/f && chown 0:0 %s/real/f "
+         .. "&& ln -s real/f %s/link && ln -s nowhere %s/dangling"):format(d, d, d, d, d, d, d))
+   end
+   -- the link itself (owner, target) and what it points to (mode, owner)
+   local function look(h, d, p)
+      return sh(h, ("cd %s && stat -c '%%F %%U' %s && readlink %s && (stat -L -c '%%a %%U' %s 2>/dev/null "
+         .. "|| echo none)"):format(d, p, p, p))
+   end
+
+   it("follows it by default: mode and owner go to the target, the link stays as it is", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      local args = { path = d .. "/link", mode = "0600", owner = "nobody" }
+      local r = modtest.run("file", args, h, { check = true })
+      assert.is_true(r.changed)
+      assert.are.equal(("would set mode 0640 -> 0600, owner root -> nobody (through the symlink %s/link -> %s/real/f)")
+         :format(d, d), r.msg)
+      assert.are.same({ path = d .. "/real/f", before = "state file\nmode 0640\nowner root\n",
+         after = "state file\nmode 0600\nowner nobody\n" }, r.diff)
+      assert.are.equal("symbolic link root\nreal/f\n640 root\n", look(h, d, "link"))
+      r = modtest.run("file", args, h)
+      assert.is_true(r.changed, r.msg)
+      assert.matches("^set mode 0640 %-> 0600, owner root %-> nobody %(through the symlink", r.msg)
+      assert.are.equal("symbolic link root\nreal/f\n600 nobody\n", look(h, d, "link"))
+      r = modtest.run("file", args, h)
+      assert.is_false(r.changed)
+      assert.matches("^file, attributes match %(through the symlink", r.msg)
+      -- state=file and state=touch take the link's target as the file
+      assert.is_false(modtest.run("file", { path = d .. "/link", state = "file", mode = "0600" }, h).changed)
+      assert.is_false(modtest.run("file", { path = d .. "/link", state = "touch" }, h).changed)
+   end)
+
+   it("with follow=false sets owner and group on the link itself and refuses a mode", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      local args = { path = d .. "/link", owner = "nobody", follow = false }
+      local r = modtest.run("file", args, h, { check = true })
+      assert.is_true(r.changed)
+      assert.are.same({ path = d .. "/link", before = "state link\nsrc real/f\nowner root\n",
+         after = "state link\nsrc real/f\nowner nobody\n" }, r.diff)
+      r = modtest.run("file", args, h)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("symbolic link nobody\nreal/f\n640 root\n", look(h, d, "link"))
+      assert.is_false(modtest.run("file", args, h).changed)
+      r = modtest.run("file", { path = d .. "/link", mode = "0600", follow = false }, h)
+      assert.is_true(r.failed)
+      assert.are.equal(("file: %s:%s/link is a symlink and follow=false: mode cannot be set on a symlink itself "
+         .. "(Linux links have no mode; follow=true sets the mode of the file it points to)"):format(h.name, d), r.msg)
+      r = modtest.run("file", { path = d .. "/link", state = "file", follow = false }, h)
+      assert.is_true(r.failed)
+      assert.matches("link is a link, not a file$", r.msg)
+      assert.are.equal("symbolic link nobody\nreal/f\n640 root\n", look(h, d, "link"))
+   end)
+
+   it("refuses to follow a dangling link; follow=false changes the link", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      for _, args in ipairs({ { mode = "0600" }, { owner = "nobody" }, { state = "touch" } }) do
+         args.path = d .. "/dangling"
+         local r = modtest.run("file", args, h)
+         assert.is_true(r.failed)
+         assert.are.equal(("file: %s:%s/dangling is a symlink to nowhere, which does not exist (or loops): "
+            .. "nothing to follow (follow=false manages the link itself: owner and group)"):format(h.name, d), r.msg)
+      end
+      assert.are.equal("symbolic link root\nnowhere\nnone\n", look(h, d, "dangling"))
+      -- nothing asked of it: a dangling link is left as it is
+      assert.is_false(modtest.run("file", { path = d .. "/dangling" }, h).changed)
+      assert.is_true(modtest.run("file", { path = d .. "/dangling", owner = "nobody", follow = false }, h).changed)
+      assert.are.equal("symbolic link nobody\nnowhere\nnone\n", look(h, d, "dangling"))
+   end)
+end
+
+describe("file through a symlink on the controller", function()
+   symlink_cases(function()
+      return localhost.new(), helper.tmpdir() .. "/links"
+   end)
+end)
+
+describe("file through a symlink on a node", function()
+   local dir, why_not, h
+   setup(function()
+      dir, why_not = lab.ensure(10)
+      if dir then
+         h = lab.host(dir, 3)
+      end
+   end)
+   teardown(function()
+      if h then
+         h:exec("rm -rf /tmp/etcdrun-modtest-file-links")
+         h:close()
+      end
+   end)
+   symlink_cases(function()
+      if not dir then
+         pending(why_not)
+         return nil
+      end
+      return h, "/tmp/etcdrun-modtest-file-links"
+   end)
+end)
