@@ -482,6 +482,17 @@ static int fs_symlink(lua_State *L)
     return 1;
 }
 
+/* fs.realpath(path) -> path with every symlink resolved | nil, err, code (ENOENT: dangling) */
+static int fs_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return er_fail_errno(L, "fs.realpath", path, errno);
+    lua_pushstring(L, real);
+    return 1;
+}
+
 int luaopen_etcdrun_core_fs(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
@@ -489,6 +500,7 @@ int luaopen_etcdrun_core_fs(lua_State *L)
         {"mkdir", fs_mkdir},     {"chmod", fs_chmod},       {"chown", fs_chown},
         {"remove", fs_remove},   {"list", fs_list},         {"sha256", fs_sha256},
         {"sha256_file", fs_sha256_file}, {"mkdtemp", fs_mkdtemp}, {"symlink", fs_symlink},
+        {"realpath", fs_realpath},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

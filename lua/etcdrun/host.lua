@@ -77,9 +77,20 @@ function M.new(spec, opts)
 end
 
 --- Append a newly trusted host key line to a known_hosts file, atomically:
--- readers see the old file or the new one, never a torn line.
+-- readers see the old file or the new one, never a torn line. A symlinked
+-- known_hosts stays a link: the file it resolves to is rewritten (the
+-- `follow` rule of modules/README.md); a dangling link is refused.
 function M.remember_host_key(path, line)
    path = expand_home(path)
+   local lst = fs.stat(path, { follow = false })
+   if lst and lst.type == "link" then
+      local real = fs.realpath(path)
+      if not real then
+         return nil, ("known_hosts %s is a symlink to %s, which does not exist: create that file to "
+            .. "accept new host keys into it"):format(path, lst.target or "?"), "ENOENT"
+      end
+      path = real
+   end
    local dir = path:match("^(.*)/[^/]*$")
    if dir and dir ~= "" then
       fs.mkdir(dir, { mode = 448 })
@@ -88,7 +99,9 @@ function M.remember_host_key(path, line)
    if old ~= "" and old:sub(-1) ~= "\n" then
       old = old .. "\n"
    end
-   return fs.write(path, old .. line .. "\n", { mode = fs.stat(path) and nil or 384 })
+   -- an existing file keeps its mode (fs.write's default); a new one is 0600.
+   -- libssh's exported line ends in a newline already: no blank line after it
+   return fs.write(path, old .. line:gsub("\n+$", "") .. "\n", { mode = not fs.stat(path) and 384 or nil })
 end
 
 --- Open the session (once). Later calls return the first outcome.
