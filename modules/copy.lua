@@ -108,7 +108,7 @@ function M.check(ctx, args)
    local dp = st.dp
    local path, via = dp.path, fa.via(dest, dp)
    if st.exists and st.type ~= "file" then
-      local kind = st.type == "dir" and "directory" or st.type
+      local kind = ({ dir = "directory", other = "special file" })[st.type] or st.type
       return { failed = true, msg = ("copy: %s:%s is a %s, not a file%s"):format(ctx.host.name, dest, kind, via) }
    end
    local result = { dest = dest, checksum = src.digest, size = src.size }

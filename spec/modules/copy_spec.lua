@@ -271,6 +271,21 @@ local function symlink_cases(get)
       assert.are.equal("regular file 644\nnew\n", look(h, d, "dangling"))
    end)
 
+   it("refuses a link to a directory or a device (a masked unit's link to /dev/null)", function()
+      local h, d = get()
+      if not h then return end
+      layout(h, d)
+      sh(h, ("ln -s /dev/null %s/masked && ln -s real %s/dirlink"):format(d, d))
+      local r = modtest.run("copy", { dest = d .. "/masked", content = "x\n" }, h)
+      assert.is_true(r.failed)
+      assert.are.equal(("copy: %s:%s/masked is a special file, not a file (through the symlink %s/masked -> /dev/null)")
+         :format(h.name, d, d), r.msg)
+      r = modtest.run("copy", { dest = d .. "/dirlink", content = "x\n" }, h)
+      assert.is_true(r.failed)
+      assert.matches("dirlink is a directory, not a file %(through the symlink", r.msg)
+      assert.are.equal("link /dev/null\n", sh(h, ("cd %s && echo link $(readlink masked)"):format(d)))
+   end)
+
    it("copies a controller file (src) through the link too", function()
       local h, d = get()
       if not h then return end
