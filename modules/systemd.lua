@@ -146,6 +146,25 @@ function M.check(ctx, args)
       acts[#acts + 1] = "daemon-reload"
    end
    if st.LoadState == "not-found" and not content then
+      -- in check mode an earlier task (a unit_file task, a package) that
+      -- would create the unit has not run: what this task would do is the
+      -- answer, as copy answers for a source an earlier task would create
+      if ctx.check and (args.state or args.enabled ~= nil) then
+         local would = {}
+         if args.enabled ~= nil then
+            would[#would + 1] = args.enabled and "enable" or "disable"
+         end
+         if args.state and args.state ~= "stopped" then
+            would[#would + 1] = args.state == "reloaded" and "start" or args.state:gsub("ed$", "")
+         end
+         if #would == 0 then
+            return { changed = false, msg = ("%s: not installed, nothing to stop"):format(unit),
+               result = { name = unit } }
+         end
+         return { changed = true, actions = would, result = { name = unit },
+            msg = ("would %s %s (not installed yet: an earlier task would create it)"):format(
+               table.concat(would, ", "), unit) }
+      end
       return fail(("unit %s not found on %s (give unit_file or unit to create it)"):format(unit, ctx.host.name))
    end
    local ufs = st.UnitFileState

@@ -89,7 +89,7 @@ end
 
 -- Extract (once) and describe the selected members:
 -- {dir=, entries = {{rel=, type="file"|"dir"|"link", sha256=, mode=}, ...}}
-local function extract(src, args)
+local function extract(src, args, readonly)
    local sha, err, code = archive_sha256(src)
    if not sha then
       return nil, err, code
@@ -100,6 +100,9 @@ local function extract(src, args)
    local tree = load_manifest(final)
    if tree then
       return tree
+   end
+   if readonly then -- check mode: the controller's cache is not written
+      return false
    end
    if fs.try.mkdir(trees, { mode = 448 }) == nil then
       return nil, ("unarchive: cannot create the cache %s"):format(trees), "EIO"
@@ -235,7 +238,11 @@ function M.check(ctx, args)
       end
       return nil, ("unarchive: archive not found (%s:%s)"):format(ctx.controller.name, src), "ENOENT"
    end
-   local tree, err, code = extract(src, args)
+   local tree, err, code = extract(src, args, ctx.check)
+   if tree == false then
+      return { changed = true, msg = ("would extract %s into %s (not unpacked on the controller yet; check mode"
+         .. " writes nothing)"):format(src, args.dest) }
+   end
    if not tree then
       return nil, err, code
    end

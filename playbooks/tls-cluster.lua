@@ -145,11 +145,12 @@ end
 
 local tasks = {
    -- 1-2: look before touching anything; every problem of every host at once
-   task "preflight" { run = lib.preflight, register = "preflight" },
-   controller "preflight report" { run = lib.preflight_report },
+   -- (read-only steps: check_mode = false runs them under --check too)
+   task "preflight" { run = lib.preflight, register = "preflight", check_mode = false },
+   controller "preflight report" { run = lib.preflight_report, check_mode = false },
 
    -- 3: the release, fetched once on the controller, verified against SHA256SUMS
-   controller "etcd release" { run = lib.fetch_release, register = "release" },
+   controller "etcd release" { run = lib.fetch_release, register = "release", check_mode = false },
    task "etcd binaries" {
       unarchive = {
          src = function(v)
@@ -246,6 +247,13 @@ for _, t in ipairs({
 
    -- a change on a running cluster: one member at a time, leader last
    controller "rolling restart" { run = lib.rolling_restart },
+   controller "rolling restart plan" {
+      run = lib.restart_plan,
+      check_mode = false,
+      when = function(v)
+         return v.ansible_check_mode
+      end,
+   },
 
    -- 10: after bootstrap the members' state is `existing` (no restart needed)
    config("config_existing", "existing"),

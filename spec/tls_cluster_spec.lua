@@ -98,6 +98,33 @@ describe("tls-cluster.lua on the lab", function()
       end
    end)
 
+   it("answers --check on bare nodes, writing nothing on the controller or the nodes", function()
+      if no_lab() then return end
+      local fresh = workspace(1, 3)
+      local home = fresh .. "/home"
+      helper.run("mkdir -p " .. q(home))
+      for i = 1, 3 do
+         node(i, "touch /tmp/etcdrun-check-marker")
+      end
+      helper.write(fresh .. "/.marker", "")
+      helper.run("sleep 1.1")
+      local out, err, code = helper.run(("cd %s && HOME=%s XDG_CACHE_HOME=%s/cache XDG_STATE_HOME=%s/state %s -C "
+         .. "-i hosts %s/playbooks/tls-cluster.lua %s"):format(q(fresh), q(home), q(home), q(home),
+         q(helper.etcdrun), q(lab.root), release_args()))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("changed%s+etcd1%s+start etcd", out)
+      assert.matches("changed%s+etcd2%s+etcd binaries", out)
+      assert.matches("changed%s+controller%s+CA key", out)
+      assert.matches("skipped%s+controller%s+verify", out)
+      local written = helper.run(("find %s -newer %s ! -path %s"):format(q(fresh), q(fresh .. "/.marker"), q(fresh)))
+      assert.are.equal("", written, "--check wrote on the controller")
+      for i = 1, 3 do
+         assert.are.equal("", node(i, "find / -xdev -newer /tmp/etcdrun-check-marker ! -path '/proc/*' "
+            .. "! -path '/sys/*' ! -path '/run' ! -path '/run/*' ! -path '/var/log/journal/*' 2>/dev/null"),
+            "--check wrote on etcd" .. i)
+      end
+   end)
+
    it("installs a 3-member TLS cluster from bare nodes and verifies it", function()
       if no_lab() then return end
       ws = workspace(1, 3)

@@ -367,13 +367,22 @@ function M.fetch_release(_, v)
    local version = M.opt(v, "etcd_version")
    local base = release_url(v)
    local cache = (os.getenv("XDG_CACHE_HOME") or ((os.getenv("HOME") or "/tmp") .. "/.cache")) .. "/etcdrun/releases"
-   fs.mkdir(cache, { mode = 448 })
+   if not v.ansible_check_mode then
+      fs.mkdir(cache, { mode = 448 })
+   end
    local tarballs = {}
    local fetched = {}
    for _, name in ipairs(v.play_hosts) do
       local arch = v.hostvars[name].preflight.arch
       if not tarballs[arch] then
          local file = ("etcd-v%s-linux-%s.tar.gz"):format(version, arch)
+         -- a read-only step under --check: report, fetch nothing (the real run
+         -- verifies the cached copy against SHA256SUMS)
+         if v.ansible_check_mode then
+            tarballs[arch] = cache .. "/" .. file
+            fetched[#fetched + 1] = ("%s (%s)"):format(file, fs.stat(tarballs[arch]) and "cached" or "would download")
+            goto next_host
+         end
          local r, err = http.try_download({
             url = base .. "/" .. file,
             sums_url = base .. "/SHA256SUMS",
@@ -386,6 +395,7 @@ function M.fetch_release(_, v)
          tarballs[arch] = r.path
          fetched[#fetched + 1] = ("%s (%s)"):format(file, r.cached and "cached" or "downloaded")
       end
+      ::next_host::
    end
    return { changed = false, msg = table.concat(fetched, ", "), tarballs = tarballs }
 end
@@ -427,9 +437,6 @@ end
 
 --- On the controller: wait (with a deadline) until every member is healthy.
 function M.wait_healthy(ctx, v)
-   if ctx.check then
-      return { changed = false, skipped = true, msg = "check mode: not waiting for health" }
-   end
    local urls = urls_of(v)
    local t0 = runtime.monotonic()
    local ok, why = etcd.wait_healthy(urls, M.tls(v), M.opt(v, "etcd_health_timeout"))
@@ -446,7 +453,7 @@ local RESTART_CAUSES = { "config", "unit", "binaries", "ca_pushed", "server_crt_
 --- On the controller: members that were running and whose config, unit,
 --- binary or certificates changed restart one at a time, each after the
 --- cluster is healthy again, the leader last, so quorum is never lost.
-function M.rolling_restart(ctx, v)
+local function restart_todo(v)
    local todo = {}
    for _, m in ipairs(M.members(v)) do
       local hv = v.hostvars[m.name]
@@ -463,17 +470,28 @@ function M.rolling_restart(ctx, v)
          end
       end
    end
+   return todo
+end
+
+--- Read-only, for --check: which members the rolling restart would restart.
+function M.restart_plan(_, v)
+   local todo = restart_todo(v)
+   if #todo == 0 then
+      return { changed = false, msg = "no member needs a restart" }
+   end
+   local names = {}
+   for i, t in ipairs(todo) do
+      names[i] = ("%s (%s)"):format(t.name, table.concat(t.why, ", "))
+   end
+   return { changed = true, msg = "would restart one at a time: " .. table.concat(names, ", ") }
+end
+
+function M.rolling_restart(ctx, v)
+   local todo = restart_todo(v)
    if #todo == 0 then
       return { changed = false, msg = "no member needs a restart" }
    end
    local tls = M.tls(v)
-   if ctx.check then
-      local names = {}
-      for i, t in ipairs(todo) do
-         names[i] = t.name
-      end
-      return { changed = true, msg = "would restart one at a time: " .. table.concat(names, ", ") }
-   end
    -- the leader goes last: restarting it first would force an extra election
    for _, t in ipairs(todo) do
       local s = etcd.status(t.url, tls)
@@ -508,10 +526,7 @@ end
 
 --- On the controller: health, membership as planned, a canary written on
 --- one member and read on another, and a client without a certificate refused.
-function M.verify(ctx, v)
-   if ctx.check then
-      return { changed = false, skipped = true, msg = "check mode: nothing to verify" }
-   end
+function M.verify(_, v)
    local tls = M.tls(v)
    local members = M.members(v)
    local urls = urls_of(v)
@@ -579,9 +594,6 @@ function M.operator_files(ctx, v)
       "",
    }, "\n")
    local changed = false
-   if ctx.check then
-      return { changed = fs.read(pki .. "/etcdctl.env") ~= env, msg = "check mode" }
-   end
    if fs.read(pki .. "/etcdctl.env") ~= env then
       assert(fs.write(pki .. "/etcdctl.env", env, { mode = 384 }))
       changed = true
@@ -613,10 +625,7 @@ local function human_bytes(n)
 end
 
 --- On the controller: the table an operator wants to see.
-function M.report(ctx, v)
-   if ctx.check then
-      return { changed = false, skipped = true, msg = "check mode" }
-   end
+function M.report(_, v)
    local tls = M.tls(v)
    local rows = { { "member", "client URL", "leader", "version", "DB size", "health", "cert expires" } }
    for _, m in ipairs(M.members(v)) do

@@ -9,6 +9,7 @@
 -- under --check.
 local runtime = require("etcdrun.core.runtime")
 local fs = require("etcdrun.core.fs")
+local checkguard = require("etcdrun.checkguard")
 
 local M = {}
 
@@ -328,7 +329,9 @@ end
 ---@param ctx table {host, controller, check, diff, vars, secret, ...}
 ---@param args table validated arguments
 function M.run(mod, ctx, args)
-   local ok, plan, err, code = pcall(mod.check, ctx, args)
+   -- under check mode the controller's file system is read-only to check
+   -- (etcdrun.checkguard), for every caller: runner, REPL, specs
+   local ok, plan, err, code = (ctx.check and checkguard.run or pcall)(mod.check, ctx, args)
    if not ok then
       return { failed = true, changed = false, msg = tostring(plan), code = "EMODULE" }
    end

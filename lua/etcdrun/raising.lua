@@ -11,8 +11,9 @@ function M.wrap(core, family)
    local facade = {}
    for name, fn in pairs(core) do
       if type(fn) == "function" then
+         -- looked up at each call: etcdrun.checkguard swaps the core's writers
          facade[name] = function(...)
-            local r = table.pack(fn(...))
+            local r = table.pack(core[name](...))
             if r[1] == nil and r.n >= 2 then
                error(r[2] or (family .. "." .. name .. ": failed"), 2)
             end

@@ -14,6 +14,7 @@ local template = require("etcdrun.template")
 local vars = require("etcdrun.vars")
 local fs = require("etcdrun.core.fs")
 local cjson = require("cjson")
+local checkguard = require("etcdrun.checkguard")
 
 local M = {}
 
@@ -110,6 +111,18 @@ local function eval(cond, v, r)
    return cond and true or false
 end
 
+-- Call fn, under --check with the controller's file system read-only to it
+-- (etcdrun.checkguard): a module that forgets check mode cannot write.
+local function guarded_if(check, fn)
+   if not check then
+      return fn()
+   end
+   local ok, err = checkguard.run(fn)
+   if not ok then
+      error(err, 0)
+   end
+end
+
 -- The host a task acts on: the node, or the controller when delegated.
 local function target(rs, hs, task, play)
    if task.delegate == "controller" or hs.is_controller then
@@ -172,8 +185,15 @@ local function run_once(rs, hs, play, task, item)
       end,
    }
    local r
-   local ok, err = pcall(function()
+   local ok, err = pcall(guarded_if, ctx.check, function()
       if task.run then
+         -- check mode is the runner's: a run step does not run under --check
+         -- unless it declares itself read-only (check_mode = false)
+         if ctx.check then
+            r = { skipped = true, changed = false,
+               msg = "not run in check mode (a read-only step says check_mode = false)" }
+            return
+         end
          local res, rerr = task.run(ctx, v)
          if res == nil and rerr then
             r = { failed = true, msg = rerr }

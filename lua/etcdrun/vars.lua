@@ -6,7 +6,7 @@
 --   4. extra vars from the command line (`-e key=value`, `-e @vars.lua`)
 -- plus the built-ins inventory_hostname, groups, hostvars, play_hosts,
 -- inventory_file and inventory_dir (absolute; absent when the inventory is
--- not a file), playbook_dir,
+-- not a file), playbook_dir, ansible_check_mode (a --check run),
 -- facts (gathered on first use, one round trip, cached for the run),
 -- ansible_facts (the same in Ansible's shape) and, in a loop, item.
 --
@@ -21,7 +21,7 @@ local M = {}
 local BUILTINS = {
    inventory_hostname = true, groups = true, hostvars = true, play_hosts = true,
    facts = true, ansible_facts = true, item = true,
-   inventory_file = true, inventory_dir = true, playbook_dir = true,
+   inventory_file = true, inventory_dir = true, playbook_dir = true, ansible_check_mode = true,
 }
 
 --- Facts of a host, gathered once per run even when several coroutines ask.
@@ -101,6 +101,8 @@ function M.view(rs, hs, play_vars, item)
          return item
       elseif (k == "inventory_file" or k == "inventory_dir" or k == "playbook_dir") and rs[k] then
          return rs[k]
+      elseif k == "ansible_check_mode" then
+         return rs.check == true
       end
       local v = lookup(rs, hs, play_vars, k)
       if v == nil then
@@ -135,6 +137,8 @@ local function plain_of(rs, hs, play_vars, with_facts)
    merge_into(t, hs.registered, rs)
    merge_into(t, rs.extra, rs)
    t.inventory_hostname = hs.name
+   t.inventory_file, t.inventory_dir, t.playbook_dir = rs.inventory_file, rs.inventory_dir, rs.playbook_dir
+   t.ansible_check_mode = rs.check == true
    if with_facts and hs.facts then
       t.facts = hs.facts
       t.ansible_facts = hs.facts.ansible
