@@ -55,6 +55,18 @@ lua_Integer er_opt_integer(lua_State *L, int idx, const char *key, lua_Integer d
 int er_opt_boolean(lua_State *L, int idx, const char *key, int def);
 
 /*
+ * Timeouts in seconds, as milliseconds for a deadline. NaN, a negative value
+ * or a non-number raise (misuse); math.huge, or anything from ER_NO_TIMEOUT_S
+ * up, is "no deadline" and gives -1, so no caller ever casts inf to an integer.
+ * er_timeout_ms reads the argument at idx (none/nil gives def_s, and a
+ * negative def_s means no deadline); er_opt_timeout_ms reads t[key].
+ */
+#define ER_NO_TIMEOUT_S 1e9
+long long er_timeout_ms(lua_State *L, int idx, const char *fname, double def_s);
+long long er_opt_timeout_ms(lua_State *L, int idx, const char *fname, const char *key,
+                            double def_s);
+
+/*
  * Set by main.c's SIGINT handler. Long waits in bindings (downloads, SSH)
  * poll it and give up with code "EINTR" so Ctrl-C is never ignored.
  */

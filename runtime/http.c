@@ -78,6 +78,8 @@ static double opt_number(lua_State *L, int idx, const char *fname, const char *k
         v = lua_tonumber(L, -1);
         if (!(v >= 0))
             luaL_error(L, "%s: option '%s' must not be negative", fname, key);
+        if (v > ER_NO_TIMEOUT_S) /* math.huge: no limit, never an inf cast to long */
+            v = ER_NO_TIMEOUT_S;
     }
     lua_pop(L, 1);
     return v;

@@ -30,9 +30,11 @@ static void close_pipe(int p[2])
         close(p[1]);
 }
 
-/* proc.run(command, {stdin=, timeout=seconds (600), max_output=bytes}) ->
+/* proc.run(command, {stdin=, timeout=seconds (600; math.huge: none), max_output=bytes}) ->
  *   {stdout=, stderr=, status=, signal=?, truncated=} | nil, err, code
- * command runs under /bin/sh -c in its own process group; on timeout the
+ * command runs under /bin/sh -c in its own process group. The deadline covers
+ * everything: writing stdin, reading output and waiting for the exit, even
+ * after the command closed its stdout and stderr; on timeout (or Ctrl-C) the
  * whole group is killed. */
 static int proc_run(lua_State *L)
 {
@@ -43,10 +45,11 @@ static int proc_run(lua_State *L)
     const char *in = NULL;
     if (lua_istable(L, 2) && lua_getfield(L, 2, "stdin") != LUA_TNIL)
         in = luaL_checklstring(L, -1, &in_len);
-    lua_Number timeout = 600;
-    if (lua_istable(L, 2) && lua_getfield(L, 2, "timeout") != LUA_TNIL)
-        timeout = luaL_checknumber(L, -1);
-    size_t max = (size_t)er_opt_integer(L, 2, "max_output", 32 * 1024 * 1024);
+    long long timeout_ms = er_opt_timeout_ms(L, 2, "proc.run", "timeout", 600);
+    lua_Integer max_opt = er_opt_integer(L, 2, "max_output", 32 * 1024 * 1024);
+    if (max_opt < 0)
+        return luaL_error(L, "proc.run: option 'max_output' must not be negative");
+    size_t max = (size_t)max_opt;
 
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
@@ -70,6 +73,7 @@ static int proc_run(lua_State *L)
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
+    setpgid(pid, pid); /* also here, so kill(-pid) cannot race the child's own call */
     close(pin[0]), close(pout[1]), close(perr[1]);
     int wfd = pin[1];
     fcntl(wfd, F_SETFL, O_NONBLOCK);
@@ -84,11 +88,25 @@ static int proc_run(lua_State *L)
     luaL_buffinit(L, &bout);
     char *ebuf = NULL;
     size_t elen = 0, ecap = 0;
-    int truncated = 0, timed_out = 0;
+    int truncated = 0, timed_out = 0, status = 0, reaped = 0;
     size_t olen = 0;
-    long long deadline = now_ms() + (long long)(timeout * 1000);
+    long long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     int open_out = 1, open_err = 1;
-    while (open_out || open_err) {
+    /* Done when both pipes are closed and the command has exited: a command
+       that closes its output early is still waited for, under the deadline. */
+    while (open_out || open_err || !reaped) {
+        if (!reaped) {
+            pid_t w = waitpid(pid, &status, WNOHANG);
+            if (w == pid || (w < 0 && errno == ECHILD))
+                reaped = 1;
+            if (reaped && !open_out && !open_err)
+                break;
+        }
+        long long left = deadline < 0 ? 100 : deadline - now_ms();
+        if (left <= 0 || er_interrupted()) {
+            timed_out = 1;
+            break;
+        }
         struct pollfd fds[3];
         int n = 0;
         if (open_out)
@@ -97,12 +115,9 @@ static int proc_run(lua_State *L)
             fds[n++] = (struct pollfd){.fd = perr[0], .events = POLLIN};
         if (wfd >= 0)
             fds[n++] = (struct pollfd){.fd = wfd, .events = POLLOUT};
-        long long left = deadline - now_ms();
-        if (left <= 0 || er_interrupted()) {
-            timed_out = 1;
-            break;
-        }
-        int r = poll(fds, (nfds_t)n, left > 100 ? 100 : (int)left);
+        /* with no pipe left, poll only paces the wait for the exit */
+        int slice = n == 0 || (!open_out && !open_err) ? 10 : 100;
+        int r = poll(fds, (nfds_t)n, left > slice ? slice : (int)left);
         if (r < 0 && errno != EINTR)
             break;
         for (int i = 0; i < n && r > 0; i++) {
@@ -112,7 +127,7 @@ static int proc_run(lua_State *L)
                 ssize_t w = write(wfd, in + in_off, in_len - in_off);
                 if (w > 0)
                     in_off += (size_t)w;
-                if (w < 0 && errno != EAGAIN) {
+                if (w < 0 && errno != EAGAIN && errno != EINTR) {
                     close(wfd); /* the command stopped reading: not an error */
                     wfd = -1;
                 } else if (in_off == in_len) {
@@ -123,6 +138,8 @@ static int proc_run(lua_State *L)
             }
             char tmp[16384];
             ssize_t got = read(fds[i].fd, tmp, sizeof tmp);
+            if (got < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
             if (got <= 0) {
                 if (fds[i].fd == pout[0])
                     open_out = 0;
@@ -158,16 +175,16 @@ static int proc_run(lua_State *L)
     close(pout[0]), close(perr[0]);
     if (timed_out)
         kill(-pid, SIGKILL);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (!reaped)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
     luaL_pushresult(&bout); /* stdout */
     if (timed_out) {
         free(ebuf);
         if (er_interrupted())
             return er_fail(L, "EINTR", "proc.run: interrupted, command killed (%s)", cmd);
         return er_fail(L, "ETIMEDOUT", "proc.run: command timed out after %.1f s and was killed (%s)",
-                       (double)timeout, cmd);
+                       (double)timeout_ms / 1000.0, cmd);
     }
     lua_createtable(L, 0, 5);
     lua_insert(L, -2);

@@ -160,6 +160,42 @@ int er_opt_boolean(lua_State *L, int idx, const char *key, int def)
     return v;
 }
 
+static long long seconds_to_ms(lua_State *L, double s, const char *fname, const char *what)
+{
+    if (s != s || s < 0)
+        luaL_error(L, "%s: %s must be a number of seconds >= 0 (math.huge for none), got %g",
+                   fname, what, s);
+    if (s >= ER_NO_TIMEOUT_S)
+        return -1;
+    return (long long)(s * 1000.0 + 0.5);
+}
+
+long long er_timeout_ms(lua_State *L, int idx, const char *fname, double def_s)
+{
+    if (lua_isnoneornil(L, idx))
+        return def_s < 0 ? -1 : seconds_to_ms(L, def_s, fname, "timeout");
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "%s: timeout must be a number of seconds, got %s", fname,
+                   luaL_typename(L, idx));
+    return seconds_to_ms(L, (double)lua_tonumber(L, idx), fname, "timeout");
+}
+
+long long er_opt_timeout_ms(lua_State *L, int idx, const char *fname, const char *key,
+                            double def_s)
+{
+    idx = lua_absindex(L, idx);
+    int t = push_opt(L, idx, key);
+    long long ms = def_s < 0 ? -1 : seconds_to_ms(L, def_s, fname, key);
+    if (t != LUA_TNIL) {
+        if (t != LUA_TNUMBER)
+            luaL_error(L, "%s: option '%s' must be a number of seconds, got %s", fname, key,
+                       lua_typename(L, t));
+        ms = seconds_to_ms(L, (double)lua_tonumber(L, -1), fname, key);
+    }
+    lua_pop(L, 1);
+    return ms;
+}
+
 void er_secure_free(void *p, size_t n)
 {
     if (!p)

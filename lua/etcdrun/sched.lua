@@ -29,6 +29,10 @@ end
 --- Sleep without blocking other hosts (for retries and polling).
 ---@param seconds number
 function M.sleep(seconds)
+   -- NaN never compares due and math.huge never comes: both would hang the run
+   if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 or seconds == math.huge then
+      error(("sched.sleep: seconds must be a finite number >= 0, got %s"):format(tostring(seconds)), 2)
+   end
    local co, is_main = coroutine.running()
    if not is_main and managed[co] then
       coroutine.yield(SLEEP, seconds)
