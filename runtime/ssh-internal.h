@@ -41,7 +41,7 @@ struct job {
     char *local; /* local file to put from / get into */
     struct buf in;
     int has_in;
-    long timeout_ms;
+    long long timeout_ms; /* -1: no deadline */
     size_t max_output;
     int mode, flag; /* flag: exclusive (put), recursive-free rmdir (remove), follow (stat) */
     /* outputs */
@@ -49,7 +49,7 @@ struct job {
     char code[20];
     char *errmsg;
     struct buf out, err;
-    int status, out_trunc, err_trunc;
+    int status, signal, out_trunc, err_trunc; /* signal: what killed it, or 0 */
     long remote_pid; /* the command's process group on the node, from its marker */
     char *kill_prefix; /* e.g. "sudo -n" when the command runs as another user */
     sftp_attributes st;

@@ -5,6 +5,8 @@
  */
 #include "ssh-internal.h"
 
+#include <libssh/callbacks.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -108,49 +110,152 @@ static void kill_remote(struct session *s, struct job *j, ssh_channel ch)
     ssh_channel_request_send_signal(ch, "KILL"); /* for servers that honour it */
 }
 
+/* How the command ended, from the channel's exit-status/exit-signal requests. */
+struct exec_end {
+    int seen, status, signal;
+};
+
+static void on_exit_status(ssh_session ss, ssh_channel ch, int status, void *userdata)
+{
+    (void)ss, (void)ch;
+    struct exec_end *e = userdata;
+    e->seen = 1;
+    e->status = status;
+}
+
+static void on_exit_signal(ssh_session ss, ssh_channel ch, const char *sig, int core,
+                           const char *errmsg, const char *lang, void *userdata)
+{
+    (void)ss, (void)ch, (void)core, (void)errmsg, (void)lang;
+    static const char *const names[] = {"",     "HUP",  "INT",  "QUIT", "ILL",  "TRAP",
+                                        "ABRT", "BUS",  "FPE",  "KILL", "USR1", "SEGV",
+                                        "USR2", "PIPE", "ALRM", "TERM", NULL};
+    struct exec_end *e = userdata;
+    e->seen = 1;
+    e->signal = 15; /* a name this table does not know: say TERM rather than nothing */
+    for (int i = 1; names[i]; i++)
+        if (sig && strcmp(sig, names[i]) == 0)
+            e->signal = i;
+    e->status = 128 + e->signal;
+}
+
+static int session_broken(struct session *s)
+{
+    return (ssh_get_status(s->ssh) & SSH_CLOSED_ERROR) != 0;
+}
+
+/*
+ * Wait up to ms for packets once the command's output has ended (the remote
+ * sent EOF): channel polls return at once then, so this waits for the exit
+ * status instead, with the session's protocol timeout briefly set to the
+ * slice. The command may close its output long before it exits.
+ */
+static void wait_exit(struct session *s, ssh_channel ch, int ms)
+{
+    long sec = 0, usec = (long)(ms > 0 ? ms : 1) * 1000L, zero = 0;
+    ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT, &sec);
+    ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT_USEC, &usec);
+    ssh_channel_get_exit_status(ch);
+    ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT, &s->timeout_s);
+    ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT_USEC, &zero);
+}
+
+/*
+ * Write what the remote window allows of stdin, never more, so a write never
+ * waits for the window while output piles up unread (a command like tee
+ * stops reading its input until its output is read). Returns 1 when some was
+ * written, 0 when none could be, -1 when the session broke.
+ */
+static int feed_stdin(struct session *s, struct job *j, ssh_channel ch, size_t *off, int *in_open)
+{
+    if (ssh_channel_is_closed(ch)) {
+        *in_open = 0; /* the command ended without reading it all, as a pipe allows */
+        return 0;
+    }
+    size_t n = j->in.len - *off;
+    uint32_t win = ssh_channel_window_size(ch);
+    if (win == 0)
+        return 0;
+    if (n > win)
+        n = win;
+    if (n > CHUNK)
+        n = CHUNK;
+    int w = ssh_channel_write(ch, j->in.p + *off, (uint32_t)n);
+    if (w < 0) {
+        if (session_broken(s))
+            return -1;
+        *in_open = 0; /* the remote end closed: nothing reads any more */
+        return 0;
+    }
+    *off += (size_t)w;
+    if (*off == j->in.len) {
+        ssh_channel_send_eof(ch);
+        *in_open = 0;
+    }
+    return w > 0;
+}
+
+/* The callbacks point into sx_run_exec's frame, and libssh keeps a freed
+   channel until the server's close arrives: unhook them before freeing. */
+static void free_channel(ssh_channel ch, struct ssh_channel_callbacks_struct *cb)
+{
+    ssh_remove_channel_callbacks(ch, cb);
+    ssh_channel_free(ch);
+}
+
 void sx_run_exec(struct session *s, struct job *j, const volatile int *closing)
 {
     if (!sx_need_connection(s, j, "exec"))
         return;
+    struct exec_end end = {0, -1, 0};
+    struct ssh_channel_callbacks_struct cb;
+    memset(&cb, 0, sizeof cb);
+    cb.userdata = &end;
+    cb.channel_exit_status_function = on_exit_status;
+    cb.channel_exit_signal_function = on_exit_signal;
+    ssh_callbacks_init(&cb);
     char *wrapped = wrap_command(j->a);
     ssh_channel ch = wrapped ? ssh_channel_new(s->ssh) : NULL;
-    int started = ch && ssh_channel_open_session(ch) == SSH_OK &&
+    int started = ch && ssh_set_channel_callbacks(ch, &cb) == SSH_OK &&
+                  ssh_channel_open_session(ch) == SSH_OK &&
                   ssh_channel_request_exec(ch, wrapped) == SSH_OK;
     free(wrapped);
     if (!started) {
         sx_job_fail(j, "ECHANNEL", "ssh.exec: cannot start command: %s (%s)",
                  ssh_get_error(s->ssh), s->name);
         if (ch)
-            ssh_channel_free(ch);
+            free_channel(ch, &cb);
         return;
     }
-    if (j->has_in && j->in.len > 0) {
-        size_t off = 0;
-        while (off < j->in.len) {
-            uint32_t n = (uint32_t)(j->in.len - off > CHUNK ? CHUNK : j->in.len - off);
-            int w = ssh_channel_write(ch, j->in.p + off, n);
-            if (w <= 0)
-                break; /* the command may exit without reading its input */
-            off += (size_t)w;
-        }
-    }
-    ssh_channel_send_eof(ch);
+    size_t off = 0;
+    int in_open = j->has_in && j->in.len > 0;
+    if (!in_open)
+        ssh_channel_send_eof(ch);
 
-    long long deadline = sx_now_ms() + j->timeout_ms;
-    int timed_out = 0, cancelled = 0;
+    /* The deadline covers writing stdin, reading output and waiting for the
+       exit status, whichever the command is doing when it runs out. */
+    long long deadline = j->timeout_ms < 0 ? -1 : sx_now_ms() + j->timeout_ms;
+    int timed_out = 0, cancelled = 0, lost = 0;
     for (;;) {
-        int rc = ssh_channel_poll_timeout(ch, 50, 0);
-        if (rc == SSH_ERROR) {
-            sx_job_fail(j, "ECONNLOST", "ssh.exec: connection lost: %s (%s)",
-                     ssh_get_error(s->ssh), s->name);
-            ssh_channel_free(ch);
-            s->connected = 0;
-            return;
+        int wrote = 0;
+        if (in_open && (wrote = feed_stdin(s, j, ch, &off, &in_open)) < 0) {
+            lost = 1;
+            break;
+        }
+        int slice = in_open ? (wrote ? 0 : 5) : 50;
+        int rc = 0;
+        if (!ssh_channel_is_eof(ch))
+            rc = ssh_channel_poll_timeout(ch, slice, 0);
+        else if (!end.seen && !ssh_channel_is_closed(ch))
+            wait_exit(s, ch, slice);
+        if (rc == SSH_ERROR || session_broken(s)) {
+            lost = 1;
+            break;
         }
         drain(ch, j);
-        if (rc == SSH_EOF || ssh_channel_is_eof(ch))
+        if (ssh_channel_is_eof(ch) && (end.seen || ssh_channel_is_closed(ch)))
             break;
-        if (sx_now_ms() > deadline) {
+        if (deadline >= 0 && sx_now_ms() > deadline) {
             timed_out = 1;
             break;
         }
@@ -159,14 +264,21 @@ void sx_run_exec(struct session *s, struct job *j, const volatile int *closing)
             break;
         }
     }
+    if (lost) {
+        sx_job_fail(j, "ECONNLOST", "ssh.exec: connection lost: %s (%s)", ssh_get_error(s->ssh),
+                 s->name);
+        free_channel(ch, &cb);
+        s->connected = 0;
+        return;
+    }
     if (timed_out || cancelled) {
         /* sshd signals the command's whole process group (it runs in its own session) */
         kill_remote(s, j, ch);
         ssh_channel_close(ch);
-        ssh_channel_free(ch);
+        free_channel(ch, &cb);
         if (timed_out)
             sx_job_fail(j, "ETIMEDOUT", "ssh.exec: command timed out after %.1f s and was killed (%s)",
-                     j->timeout_ms / 1000.0, s->name);
+                     (double)j->timeout_ms / 1000.0, s->name);
         else
             sx_job_fail(j, "EINTR", "ssh.exec: interrupted, command killed (%s)", s->name);
         return;
@@ -174,9 +286,15 @@ void sx_run_exec(struct session *s, struct job *j, const volatile int *closing)
     drain(ch, j);
     if (j->remote_pid == 0 && j->err.len > 0)
         j->remote_pid = -1; /* an incomplete marker is output, keep it */
-    j->status = ssh_channel_get_exit_status(ch);
     ssh_channel_close(ch);
-    ssh_channel_free(ch);
+    free_channel(ch, &cb);
+    if (!end.seen) {
+        sx_job_fail(j, "ECHANNEL", "ssh.exec: the command ended without an exit status (%s)",
+                 s->name);
+        return;
+    }
+    j->status = end.status;
+    j->signal = end.signal;
     j->ok = 1;
 }
 

@@ -245,6 +245,9 @@ static int l_session(lua_State *L)
     lua_Integer port = er_opt_integer(L, 1, "port", 0);
     if (port < 0 || port > 65535)
         return luaL_error(L, "ssh.session: port %d out of range", (int)port);
+    lua_Integer timeout = er_opt_integer(L, 1, "timeout", 10);
+    if (timeout < 1)
+        return luaL_error(L, "ssh.session: timeout must be at least 1 second");
 
     struct session_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
     ud->s = NULL;
@@ -264,7 +267,8 @@ static int l_session(lua_State *L)
     s->passphrase = opt_dup(L, 1, "passphrase");
     s->use_agent = er_opt_boolean(L, 1, "agent", 1);
     s->accept_new = strcmp(policy, "accept-new") == 0;
-    s->timeout_s = (long)er_opt_integer(L, 1, "timeout", 10);
+    /* libssh waits forever past INT_MAX ms: keep every protocol step bounded */
+    s->timeout_s = timeout > INT_MAX / 1000 ? INT_MAX / 1000 : (long)timeout;
     lua_getfield(L, 1, "config");
     if (lua_type(L, -1) == LUA_TBOOLEAN) {
         s->read_config = lua_toboolean(L, -1);
@@ -316,7 +320,7 @@ struct job_ud {
 
 /* Session:submit(kind, ...) -> Job
  *   "connect"
- *   "exec", command, {stdin=, timeout=seconds (600), max_output=bytes}
+ *   "exec", command, {stdin=, timeout=seconds (600; math.huge: none), max_output=bytes}
  *   "put", data|nil, remote_path, {mode=0644, exclusive=false, from=local_path}
  *   "get", remote_path, {to=local_path, mode=0600, max_size=bytes}
  *   "stat", remote_path, {follow=true}
@@ -357,16 +361,16 @@ static int l_submit(lua_State *L)
         if (lua_istable(L, 4) && lua_getfield(L, 4, "stdin") != LUA_TNIL) {
             in = luaL_checklstring(L, -1, &n);
         }
-        lua_Number t = 600;
-        if (lua_istable(L, 4) && lua_getfield(L, 4, "timeout") != LUA_TNIL)
-            t = luaL_checknumber(L, -1);
+        long long t = er_opt_timeout_ms(L, 4, "ssh.exec", "timeout", 600);
         lua_Integer max = er_opt_integer(L, 4, "max_output", DEFAULT_MAX_OUTPUT);
+        if (max < 0)
+            return luaL_error(L, "ssh.exec: option 'max_output' must not be negative");
         j->a = strdup(cmd);
         if (in) {
             j->has_in = 1;
             sx_buf_add(&j->in, in, n, (size_t)-1);
         }
-        j->timeout_ms = (long)(t * 1000);
+        j->timeout_ms = t;
         j->max_output = (size_t)max;
         j->kill_prefix = sx_strdup(er_opt_string(L, 4, "kill_prefix", NULL));
         break;
@@ -510,7 +514,8 @@ static void push_bytes(lua_State *L, struct buf *b)
 
 /* Job:result() -> per kind, or nil, err, code. Frees the job's memory.
  *   connect -> {host_key_type=, fingerprint=, known_hosts_line=? (accept-new)}
- *   exec    -> {stdout=, stderr=, status=, truncated=bool}
+ *   exec    -> {stdout=, stderr=, status=, signal=?, truncated=bool}
+ *              (killed by a signal: status 128 + signal, as a shell says it)
  *   put     -> bytes ; get -> data (or bytes with `to`) ; stat -> table
  *   mkdir, remove, chmod, rename -> true */
 static int l_job_result(lua_State *L)
@@ -546,6 +551,10 @@ static int l_job_result(lua_State *L)
             lua_setfield(L, -2, "stderr");
             lua_pushinteger(L, j->status);
             lua_setfield(L, -2, "status");
+            if (j->signal) {
+                lua_pushinteger(L, j->signal);
+                lua_setfield(L, -2, "signal");
+            }
             lua_pushboolean(L, j->out_trunc || j->err_trunc);
             lua_setfield(L, -2, "truncated");
             break;
@@ -617,8 +626,8 @@ static void wait_slice(long long until_ms)
 static int l_job_wait(lua_State *L)
 {
     struct job *j = check_job(L);
-    double t = luaL_optnumber(L, 2, -1);
-    long long until = t < 0 ? LLONG_MAX : sx_now_ms() + (long long)(t * 1000);
+    long long t = er_timeout_ms(L, 2, "Job:wait", -1);
+    long long until = t < 0 ? LLONG_MAX : sx_now_ms() + t;
     pthread_mutex_lock(&lock);
     while (!j->done && sx_now_ms() < until && !er_interrupted())
         wait_slice(until);
@@ -650,8 +659,9 @@ static int l_job_gc(lua_State *L)
  * Blocks until at least one job finishes, the timeout passes, or Ctrl-C. */
 static int l_wait(lua_State *L)
 {
-    double t = luaL_checknumber(L, 1);
-    long long until = sx_now_ms() + (long long)(t * 1000);
+    luaL_checkany(L, 1);
+    long long t = er_timeout_ms(L, 1, "ssh.wait", 0);
+    long long until = t < 0 ? LLONG_MAX : sx_now_ms() + t;
     pthread_mutex_lock(&lock);
     while (n_finished == 0 && sx_now_ms() < until && !er_interrupted())
         wait_slice(until);

@@ -6,6 +6,7 @@ local host = require("etcdrun.host")
 local sched = require("etcdrun.sched")
 local inventory = require("etcdrun.inventory")
 local fs = require("etcdrun.core.fs")
+local runtime = require("etcdrun.core.runtime")
 
 local q = helper.q
 local NODES = 10
@@ -69,6 +70,79 @@ describe("ssh on the lab", function()
          assert.matches("timed out after 1%.0 s and was killed %(etcd1%)", err)
          r = assert(h:exec("sleep 0.3; pgrep -fx 'sleep 77' || echo gone"))
          assert.are.equal("gone\n", r.stdout)
+      end)
+
+      it("feeds 20 MiB of stdin whole, through sha256sum and through tee", function()
+         if no_lab() then return end
+         local data = string.rep("0123456789abcdef", 65536 * 20) -- 20 MiB
+         local want = fs.sha256(data)
+         local r = assert(h:exec("sha256sum", { stdin = data, timeout = 120 }))
+         assert.are.equal(want, r.stdout:match("^(%x+)"))
+         -- tee writes as much output as it reads input: stdin and stdout flow together
+         r = assert(h:exec("tee /tmp/etcdrun-stdin.bin | sha256sum", { stdin = data, timeout = 120 }))
+         assert.are.equal(want, r.stdout:match("^(%x+)"))
+         r = assert(h:exec("tee /tmp/etcdrun-stdin.bin", { stdin = data, timeout = 120 }))
+         assert.are.equal(0, r.status)
+         assert.is_true(r.stdout == data, "stdout differs from stdin: " .. #r.stdout .. " bytes")
+         r = assert(h:exec("sha256sum </tmp/etcdrun-stdin.bin; rm -f /tmp/etcdrun-stdin.bin"))
+         assert.are.equal(want, r.stdout:match("^(%x+)"))
+         -- a command that reads its input only after a pause still gets all of it
+         r = assert(h:exec("sleep 2; wc -c", { stdin = data, timeout = 120 }))
+         assert.are.equal(#data, tonumber(r.stdout))
+         -- one that does not read it ends normally, as with a pipe
+         r = assert(h:exec("head -c 5", { stdin = data, timeout = 30 }))
+         assert.are.same({ "01234", 0 }, { r.stdout, r.status })
+      end)
+
+      it("counts writing stdin against the timeout", function()
+         if no_lab() then return end
+         local t = runtime.monotonic()
+         local r, err, code = h:exec("sleep 78; cat >/dev/null", { stdin = string.rep("x", 20 * 1024 * 1024),
+            timeout = 1 })
+         assert.is_nil(r)
+         assert.are.equal("ETIMEDOUT", code, err)
+         assert.is_true(runtime.monotonic() - t < 4)
+         r = assert(h:exec("sleep 0.3; pgrep -fx 'sleep 78' || echo gone"))
+         assert.are.equal("gone\n", r.stdout)
+      end)
+
+      it("times out a command that closed its stdout and stderr, and kills it on the node", function()
+         if no_lab() then return end
+         local t = runtime.monotonic()
+         local r, err, code = h:exec("exec >&- 2>&-; sleep 79", { timeout = 1 })
+         assert.is_nil(r)
+         assert.are.equal("ETIMEDOUT", code)
+         assert.matches("timed out after 1%.0 s and was killed %(etcd1%)", err)
+         assert.is_true(runtime.monotonic() - t < 4)
+         r = assert(h:exec("sleep 0.3; pgrep -fx 'sleep 79' || echo gone"))
+         assert.are.equal("gone\n", r.stdout)
+         -- one that closes its output early and then exits gives its real status
+         r = assert(h:exec("exec >&- 2>&-; sleep 0.5; exit 4", { timeout = 20 }))
+         assert.are.equal(4, r.status)
+      end)
+
+      it("reports the signal that killed a command", function()
+         if no_lab() then return end
+         local r = assert(h:exec("kill -TERM $$"))
+         assert.are.same({ 143, 15 }, { r.status, r.signal })
+         r = assert(h:exec("exit 3"))
+         assert.are.same({ 3 }, { r.status, r.signal })
+      end)
+
+      it("takes math.huge as no timeout and rejects NaN and negative ones", function()
+         if no_lab() then return end
+         assert.are.equal("ok\n", assert(h:exec("echo ok", { timeout = math.huge })).stdout)
+         assert.are.equal("ok\n", assert(h:exec("echo ok", { timeout = 1e300 })).stdout)
+         for _, bad in ipairs({ 0 / 0, -1, -math.huge }) do
+            assert.has_error(function() h:exec("true", { timeout = bad }) end)
+         end
+         assert.has_error(function() h:exec("true", { max_output = -1 }) end)
+         local ssh = require("etcdrun.core.ssh")
+         assert.has_error(function() ssh.wait(0 / 0) end)
+         assert.has_error(function() ssh.wait(-1) end)
+         assert.is_table(ssh.wait(0))
+         assert.has_error(function() ssh.session({ host = "x", timeout = -5 }) end)
+         assert.has_error(function() ssh.session({ host = "x", timeout = 0 }) end)
       end)
 
       it("bounds output and says it did", function()
@@ -479,6 +553,20 @@ ansible_ssh_common_args=-F %s
          assert.are.equal(NODES, most)
       end)
 
+      it("times out a command that closed its output in ad-hoc mode, with the reason", function()
+         if no_lab() then return end
+         local out, err, code = etcdrun(("-i %s etcd1 -a 'exec >&- 2>&-; sleep 81' --command-timeout 1 --json")
+            :format(q(dir .. "/hosts")))
+         assert.are.equal(1, code, err)
+         local r = require("cjson").decode(out)
+         assert.are.equal("error", r.status)
+         assert.are.equal("ETIMEDOUT", r.code)
+         assert.matches("timed out after 1%.0 s and was killed", r.error)
+         assert.is_true(r.duration < 4)
+         local left = assert(node_host(1):exec("sleep 0.3; pgrep -fx 'sleep 81' || echo gone"))
+         assert.are.equal("gone\n", left.stdout)
+      end)
+
       it("usage errors exit 2", function()
          local _, err, code = etcdrun("-a hostname")
          assert.are.equal(2, code)
@@ -493,5 +581,88 @@ ansible_ssh_common_args=-F %s
          assert.are.equal(1, code)
          assert.matches("cannot read /nonexistent/hosts", err)
       end)
+   end)
+end)
+
+-- os.exit while SSH jobs (and key jobs) run: once 5 runs in 40 died of
+-- SIGSEGV, worker threads using sessions and OpenSSL while exit() tore them
+-- down. Now every run exits with the code given, and the remote commands are
+-- killed, not left running.
+describe("exit while jobs run", function()
+   local dir, why_not
+
+   setup(function()
+      dir, why_not = lab.ensure(NODES)
+   end)
+
+   local function runs(script, n)
+      local codes = {}
+      for i = 1, n do
+         -- vary how long the jobs have run when os.exit comes
+         local _, err, code = helper.run(("D=%d %s -e %s"):format(i % 8, q(helper.etcdrun), q(script)))
+         codes[code] = (codes[code] or 0) + 1
+         assert.is_true(code < 128, ("run %d ended by a signal (%d): %s"):format(i, code, err))
+      end
+      return codes
+   end
+
+   it("exits cleanly with SSH jobs running on three nodes, 40 times", function()
+      if not dir then
+         pending(why_not)
+         return
+      end
+      local script = ([[
+         local ssh = require("etcdrun.core.ssh")
+         local keep = {}
+         for i = 1, 3 do
+            local s = ssh.session({ name = "etcd" .. i, host = ("198.18.0.%%d"):format(10 + i), user = "root",
+               config = %q })
+            keep[i] = { s, s:submit("connect"), s:submit("exec", "sleep 83"), s:submit("put", "x", "/tmp/etcdrun-x") }
+         end
+         ssh.wait(0.04 * tonumber(os.getenv("D")))
+         os.exit(5)
+      ]]):format(dir .. "/ssh_config")
+      assert.are.same({ [5] = 40 }, runs(script, 40))
+      for i = 1, 3 do
+         local left = lab.ssh(dir, "etcd" .. i, "pgrep -fx 'sleep 83' || true")
+         assert.are.equal("", left)
+      end
+   end)
+
+   it("exits cleanly from inside a scheduled host coroutine, 20 times", function()
+      if not dir then
+         pending(why_not)
+         return
+      end
+      local script = ([[
+         local host = require("etcdrun.host")
+         local sched = require("etcdrun.sched")
+         local tasks = {}
+         for i = 1, 3 do
+            local h = host.new({ name = "etcd" .. i, address = ("198.18.0.%%d"):format(10 + i), user = "root" },
+               { ssh_config = %q })
+            tasks[i] = function()
+               if i == 3 then
+                  sched.sleep(0.04 * tonumber(os.getenv("D")))
+                  os.exit(true)
+               end
+               return h:exec("sleep 84")
+            end
+         end
+         sched.run(tasks)
+      ]]):format(dir .. "/ssh_config")
+      assert.are.same({ [0] = 20 }, runs(script, 20))
+   end)
+
+   it("exits cleanly while keys are generated on threads, 40 times", function()
+      local script = [[
+         local x509 = require("etcdrun.core.x509")
+         local keep = {}
+         for i = 1, 4 do
+            keep[i] = x509.key_job({ type = "rsa", bits = 2048 })
+         end
+         os.exit(false)
+      ]]
+      assert.are.same({ [1] = 40 }, runs(script, 40))
    end)
 end)
