@@ -35,6 +35,7 @@ struct editor {
     History *hist;
     locale_t loc;     /* the user's LC_CTYPE, used on this thread only (uselocale) */
     lua_State *L;     /* set while readline() runs, for the completion callback */
+    int close_pending; /* close() from inside readline(): done when it returns */
     int has_complete; /* the Lua completer is the userdata's user value 1 */
     int infd;
     char *prompt;
@@ -57,8 +58,18 @@ static void on_prompt_signal(int sig)
 static struct editor *check_editor(lua_State *L)
 {
     struct editor *ed = luaL_checkudata(L, 1, EDITOR_MT);
-    if (!ed->el)
+    if (!ed->el || ed->close_pending)
         luaL_error(L, "edit: editor is closed");
+    return ed;
+}
+
+/* What libedit must not have changed under it while el_gets() runs (from
+   the completion callback): its history list, or a second el_gets(). */
+static struct editor *check_idle(lua_State *L, const char *what)
+{
+    struct editor *ed = check_editor(L);
+    if (ed->L)
+        luaL_error(L, "edit: %s is not allowed inside the completion callback", what);
     return ed;
 }
 
@@ -146,7 +157,8 @@ static unsigned char complete(EditLine *el, int ch)
     lua_pushinteger(L, width);
     unsigned char rc = CC_REFRESH_BEEP;
     if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-        fprintf(stdout, "\ncompletion failed: %s\n", lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stdout, "\ncompletion failed: %s\n", msg ? msg : luaL_typename(L, -1));
         rc = CC_REDISPLAY;
     } else {
         const char *insert = lua_tostring(L, -2);
@@ -215,11 +227,31 @@ static int l_new(lua_State *L)
     return 1;
 }
 
+/* Frees what libedit holds and restores the terminal; safe twice. */
+static void close_editor(struct editor *ed)
+{
+    ed->close_pending = 0;
+    if (ed->el) {
+        el_end(ed->el);
+        ed->el = NULL;
+    }
+    if (ed->hist) {
+        history_end(ed->hist);
+        ed->hist = NULL;
+    }
+    if (ed->loc) {
+        freelocale(ed->loc);
+        ed->loc = (locale_t)0;
+    }
+    free(ed->prompt);
+    ed->prompt = NULL;
+}
+
 /* Editor:readline(prompt) -> line | nil at end of input (Ctrl-D)
  *   | nil, "edit.readline: interrupted", "EINTR" (Ctrl-C: the line is dropped) */
 static int l_readline(lua_State *L)
 {
-    struct editor *ed = check_editor(L);
+    struct editor *ed = check_idle(L, "readline");
     const char *prompt = luaL_checkstring(L, 2);
     lua_settop(L, 2);
     char *copy = strdup(prompt);
@@ -249,27 +281,33 @@ static int l_readline(lua_State *L)
     sigaction(SIGWINCH, &old_winch, NULL);
     sigaction(SIGINT, &old_int, NULL);
 
+    int n;
     if (got_sigint) {
         got_sigint = 0;
-        return er_fail(L, "EINTR", "edit.readline: interrupted");
+        n = er_fail(L, "EINTR", "edit.readline: interrupted");
+    } else if (!line || count <= 0) {
+        if (count < 0 && err != EINTR) {
+            n = er_fail(L, er_errno_code(err), "edit.readline: %s (stdin)", strerror(err));
+        } else {
+            lua_pushnil(L);
+            n = 1;
+        }
+    } else {
+        size_t len = strlen(line);
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        lua_pushlstring(L, line, len); /* line is libedit's: copied before any close */
+        n = 1;
     }
-    if (!line || count <= 0) {
-        if (count < 0 && err != EINTR)
-            return er_fail(L, er_errno_code(err), "edit.readline: %s (stdin)", strerror(err));
-        lua_pushnil(L);
-        return 1;
-    }
-    size_t len = strlen(line);
-    if (len > 0 && line[len - 1] == '\n')
-        len--;
-    lua_pushlstring(L, line, len);
-    return 1;
+    if (ed->close_pending)
+        close_editor(ed);
+    return n;
 }
 
 /* Editor:add_history(line): also what the up arrow brings back */
 static int l_add_history(lua_State *L)
 {
-    struct editor *ed = check_editor(L);
+    struct editor *ed = check_idle(L, "add_history");
     const char *line = luaL_checkstring(L, 2);
     HistEvent ev;
     locale_t old = ed->loc ? uselocale(ed->loc) : (locale_t)0;
@@ -282,7 +320,7 @@ static int l_add_history(lua_State *L)
 /* Shared by load and save: libedit reports -1 and leaves errno set. */
 static int history_file(lua_State *L, int op, const char *name)
 {
-    struct editor *ed = check_editor(L);
+    struct editor *ed = op == H_LOAD ? check_idle(L, "load_history") : check_editor(L);
     const char *path = luaL_checkstring(L, 2);
     HistEvent ev;
     errno = 0;
@@ -312,24 +350,25 @@ static int l_save_history(lua_State *L)
     return history_file(L, H_SAVE, "edit.save_history");
 }
 
-/* Editor:close(): restores the terminal; safe twice, also __gc and __close */
+/* Editor:close(): restores the terminal; safe twice, also __close. From the
+ * completion callback (inside readline) the editor is closed when readline
+ * returns, because libedit is still using it. */
 static int l_close(lua_State *L)
 {
     struct editor *ed = luaL_checkudata(L, 1, EDITOR_MT);
-    if (ed->el) {
-        el_end(ed->el);
-        ed->el = NULL;
-    }
-    if (ed->hist) {
-        history_end(ed->hist);
-        ed->hist = NULL;
-    }
-    if (ed->loc) {
-        freelocale(ed->loc);
-        ed->loc = (locale_t)0;
-    }
-    free(ed->prompt);
-    ed->prompt = NULL;
+    if (ed->L)
+        ed->close_pending = 1;
+    else
+        close_editor(ed);
+    return 0;
+}
+
+/* __gc: readline's frame holds the editor while it runs, so it is collected
+ * inside readline only when the whole state closes (os.exit from the
+ * callback), and readline never resumes: close now, restoring the terminal. */
+static int l_gc(lua_State *L)
+{
+    close_editor(luaL_checkudata(L, 1, EDITOR_MT));
     return 0;
 }
 
@@ -349,6 +388,8 @@ static int l_clear_interrupt(lua_State *L)
 static int l_sleep(lua_State *L)
 {
     lua_Number s = luaL_checknumber(L, 1);
+    if (s != s)
+        return luaL_error(L, "edit.sleep: seconds must be a number, got nan");
     if (s <= 0)
         return 0;
     if (s > 10)
@@ -381,7 +422,7 @@ int luaopen_etcdrun_core_edit(lua_State *L)
     luaL_newmetatable(L, EDITOR_MT);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_close);
+    lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__close");
