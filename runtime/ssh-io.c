@@ -279,6 +279,8 @@ void sx_run_exec(struct session *s, struct job *j, const volatile int *closing)
         if (timed_out)
             sx_job_fail(j, "ETIMEDOUT", "ssh.exec: command timed out after %.1f s and was killed (%s)",
                      (double)j->timeout_ms / 1000.0, s->name);
+        else if (*closing && !er_interrupted()) /* Session:close(), os.exit, or collected */
+            sx_job_fail(j, "ECLOSED", "ssh.exec: session closed, command killed (%s)", s->name);
         else
             sx_job_fail(j, "EINTR", "ssh.exec: interrupted, command killed (%s)", s->name);
         return;
@@ -384,7 +386,9 @@ void sx_run_put(struct session *s, struct job *j, const volatile int *closing)
         if (n == 0)
             break;
         if (*closing || er_interrupted()) {
-            sx_job_fail(j, "EINTR", "ssh.put: interrupted (%s:%s)", s->name, j->b);
+            int closed = *closing && !er_interrupted();
+            sx_job_fail(j, closed ? "ECLOSED" : "EINTR", "ssh.put: %s (%s:%s)",
+                     closed ? "session closed" : "interrupted", s->name, j->b);
             goto fail;
         }
         ssize_t w = sftp_write(f, p, n);
@@ -444,7 +448,9 @@ void sx_run_get(struct session *s, struct job *j, const volatile int *closing)
     char tmp[CHUNK];
     for (;;) {
         if (*closing || er_interrupted()) {
-            sx_job_fail(j, "EINTR", "ssh.get: interrupted (%s:%s)", s->name, j->a);
+            int closed = *closing && !er_interrupted();
+            sx_job_fail(j, closed ? "ECLOSED" : "EINTR", "ssh.get: %s (%s:%s)",
+                     closed ? "session closed" : "interrupted", s->name, j->a);
             goto fail;
         }
         ssize_t n = sftp_read(f, tmp, sizeof tmp);

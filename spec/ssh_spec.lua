@@ -589,8 +589,6 @@ end)
 -- down. Now every run exits with the code given, and the remote commands are
 -- killed, not left running.
 describe("exit while jobs run", function()
-   local dir, why_not
-
    setup(function()
       dir, why_not = lab.ensure(NODES)
    end)
@@ -652,6 +650,71 @@ describe("exit while jobs run", function()
          sched.run(tasks)
       ]]):format(dir .. "/ssh_config")
       assert.are.same({ [0] = 20 }, runs(script, 20))
+   end)
+
+   it("survives closing, collecting and misusing sessions and jobs mid-flight", function()
+      if not dir then
+         pending(why_not)
+         return
+      end
+      local ssh = require("etcdrun.core.ssh")
+      local function sess(i)
+         return ssh.session({ name = "etcd" .. i, host = ("198.18.0.%d"):format(10 + i), user = "root",
+            config = dir .. "/ssh_config" })
+      end
+      -- closed with a job running and one queued; closed twice
+      local s = sess(1)
+      s:submit("connect")
+      local running, queued = s:submit("exec", "sleep 85"), s:submit("exec", "echo queued")
+      ssh.wait(0.5)
+      s:close()
+      s:close()
+      local r, err, code = running:wait(5)
+      assert.is_nil(r)
+      assert.are.equal("ECLOSED", code)
+      assert.matches("session closed, command killed %(etcd1%)", err)
+      assert.are.equal("ECLOSED", select(3, queued:wait(5)))
+      assert.has_error(function() running:result() end, "ssh: job result already taken")
+      assert.has_error(function() running:done() end)
+      assert.has_error(function() s:submit("exec", "true") end, "ssh: session is closed")
+      assert.has_error(function() s:name() end)
+      -- jobs and then the session collected while they run
+      s = sess(2)
+      s:submit("connect")
+      s:submit("exec", "sleep 1")
+      s:submit("put", "abc", "/tmp/etcdrun-misuse")
+      collectgarbage()
+      ssh.wait(0.2)
+      s = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      -- closed by one coroutine while another awaits a command on it
+      local s3 = sess(3)
+      local results = sched.run({
+         function()
+            sched.await(s3:submit("connect"))
+            return sched.await(s3:submit("exec", "sleep 86"))
+         end,
+         function()
+            sched.sleep(0.5)
+            s3:close()
+            return "closed"
+         end,
+      })
+      assert.is_true(results[1].ok, results[1].err)
+      assert.are.equal("ECLOSED", results[1].values[3])
+      assert.are.equal("closed", results[2].values[1])
+      -- the wrong object as self, a to-be-closed session
+      assert.has_error(function() s3.submit(running, "exec", "true") end)
+      local s4 = sess(1)
+      do
+         local t <close> = s4 -- luacheck: ignore
+      end
+      assert.has_error(function() s4:submit("connect") end, "ssh: session is closed")
+      for i, cmd in ipairs({ "sleep 85", "sleep 86" }) do
+         assert.are.equal("", lab.ssh(dir, "etcd" .. (i * 2 - 1), "pgrep -fx '" .. cmd .. "' || true"))
+      end
+      lab.ssh(dir, "etcd2", "rm -f /tmp/etcdrun-misuse")
    end)
 
    it("exits cleanly while keys are generated on threads, 40 times", function()
