@@ -39,7 +39,10 @@ static void close_pipe(int p[2])
 static int proc_run(lua_State *L)
 {
     static const char *const known[] = {"stdin", "timeout", "max_output", NULL};
-    const char *cmd = luaL_checkstring(L, 1);
+    size_t cmd_len;
+    const char *cmd = luaL_checklstring(L, 1, &cmd_len);
+    if (strlen(cmd) != cmd_len) /* sh would run only the part before it */
+        return luaL_argerror(L, 1, "contains a NUL byte");
     er_check_options(L, 2, "proc.run", known);
     size_t in_len = 0;
     const char *in = NULL;

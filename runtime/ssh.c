@@ -218,6 +218,17 @@ static struct session *check_session(lua_State *L)
     return ud->s;
 }
 
+/* A command or path: C strings end at a NUL, so one inside would silently
+   run or touch something else than asked; refuse it. */
+static const char *check_text(lua_State *L, int idx)
+{
+    size_t len;
+    const char *p = luaL_checklstring(L, idx, &len);
+    if (strlen(p) != len)
+        luaL_argerror(L, idx, "contains a NUL byte");
+    return p;
+}
+
 static char *opt_dup(lua_State *L, int idx, const char *key)
 {
     return sx_strdup(er_opt_string(L, idx, key, NULL));
@@ -283,7 +294,11 @@ static int l_session(lua_State *L)
             return luaL_error(L, "ssh.session: at most %d identities", MAX_IDENTITIES);
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            s->identities[s->n_identities++] = strdup(luaL_checkstring(L, -1));
+            size_t len;
+            const char *id = luaL_checklstring(L, -1, &len);
+            if (strlen(id) != len)
+                return luaL_error(L, "ssh.session: identity %d contains a NUL byte", i);
+            s->identities[s->n_identities++] = strdup(id);
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, -1)) {
@@ -354,7 +369,7 @@ static int l_submit(lua_State *L)
     case J_EXEC: {
         static const char *const known[] = {"stdin", "timeout", "max_output", "kill_prefix",
                                             NULL};
-        const char *cmd = luaL_checkstring(L, 3);
+        const char *cmd = check_text(L, 3);
         er_check_options(L, 4, "ssh.exec", known);
         size_t n = 0;
         const char *in = NULL;
@@ -379,7 +394,7 @@ static int l_submit(lua_State *L)
         static const char *const known[] = {"mode", "exclusive", "from", NULL};
         size_t n = 0;
         const char *data = lua_isnil(L, 3) ? NULL : luaL_checklstring(L, 3, &n);
-        const char *path = luaL_checkstring(L, 4);
+        const char *path = check_text(L, 4);
         er_check_options(L, 5, "ssh.put", known);
         const char *from = er_opt_string(L, 5, "from", NULL);
         if (!data == !from)
@@ -394,7 +409,7 @@ static int l_submit(lua_State *L)
     }
     case J_GET: {
         static const char *const known[] = {"to", "mode", "max_size", NULL};
-        const char *path = luaL_checkstring(L, 3);
+        const char *path = check_text(L, 3);
         er_check_options(L, 4, "ssh.get", known);
         j->local = sx_strdup(er_opt_string(L, 4, "to", NULL));
         j->mode = (int)er_opt_integer(L, 4, "mode", 0600);
@@ -404,7 +419,7 @@ static int l_submit(lua_State *L)
     }
     case J_STAT: {
         static const char *const known[] = {"follow", NULL};
-        const char *path = luaL_checkstring(L, 3);
+        const char *path = check_text(L, 3);
         er_check_options(L, 4, "ssh.stat", known);
         j->flag = er_opt_boolean(L, 4, "follow", 1);
         j->a = strdup(path);
@@ -412,7 +427,7 @@ static int l_submit(lua_State *L)
     }
     case J_MKDIR: {
         static const char *const known[] = {"mode", NULL};
-        const char *path = luaL_checkstring(L, 3);
+        const char *path = check_text(L, 3);
         er_check_options(L, 4, "ssh.mkdir", known);
         j->mode = (int)er_opt_integer(L, 4, "mode", 0755);
         j->a = strdup(path);
@@ -420,19 +435,19 @@ static int l_submit(lua_State *L)
     }
     case J_REMOVE: {
         static const char *const known[] = {"dir", NULL};
-        const char *path = luaL_checkstring(L, 3);
+        const char *path = check_text(L, 3);
         er_check_options(L, 4, "ssh.remove", known);
         j->flag = er_opt_boolean(L, 4, "dir", 0);
         j->a = strdup(path);
         break;
     }
     case J_CHMOD:
-        j->a = strdup(luaL_checkstring(L, 3));
+        j->a = strdup(check_text(L, 3));
         j->mode = (int)luaL_checkinteger(L, 4);
         break;
     case J_RENAME:
-        j->a = strdup(luaL_checkstring(L, 3));
-        j->b = strdup(luaL_checkstring(L, 4));
+        j->a = strdup(check_text(L, 3));
+        j->b = strdup(check_text(L, 4));
         break;
     }
     enqueue(L, s, j);
@@ -678,7 +693,7 @@ static int l_wait(lua_State *L)
 /* ssh.key_needs_passphrase(path) -> boolean | nil, err, code */
 static int l_key_needs_passphrase(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_text(L, 1);
     int asked = 0;
     ssh_key key = NULL;
     int rc = ssh_pki_import_privkey_file(path, NULL, sx_no_passphrase, &asked, &key);

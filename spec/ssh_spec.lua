@@ -711,6 +711,15 @@ describe("exit while jobs run", function()
          local t <close> = s4 -- luacheck: ignore
       end
       assert.has_error(function() s4:submit("connect") end, "ssh: session is closed")
+      -- a NUL inside a command or path would run or touch something else
+      local s5 = sess(1)
+      assert.has_error(function() s5:submit("exec", "true\0; reboot") end)
+      assert.has_error(function() s5:submit("stat", "/tmp/a\0b") end)
+      assert.has_error(function() s5:submit("rename", "/tmp/a", "/tmp/b\0c") end)
+      assert.has_error(function() s5:submit("put", "x", "/tmp/a\0b") end)
+      assert.has_error(function() ssh.session({ host = "x", identities = { "/a\0b" } }) end)
+      assert.has_error(function() ssh.key_needs_passphrase("/a\0b") end)
+      s5:close()
       for i, cmd in ipairs({ "sleep 85", "sleep 86" }) do
          assert.are.equal("", lab.ssh(dir, "etcd" .. (i * 2 - 1), "pgrep -fx '" .. cmd .. "' || true"))
       end

@@ -67,6 +67,10 @@ describe("proc.run", function()
       assert.has_error(function() proc.run("true", { max_output = -1 }) end)
    end)
 
+   it("refuses a NUL byte in the command (sh would run only the part before it)", function()
+      assert.has_error(function() proc.run("true\0; rm -rf /tmp/x") end)
+   end)
+
    it("reports the signal that killed a command", function()
       local r = assert(proc.run("kill -TERM $$"))
       assert.are.equal(143, r.status)
