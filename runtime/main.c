@@ -52,8 +52,12 @@ static void on_sigint(int sig)
 /* Close the Lua state: every session's __gc cancels its job (a running remote
    command is killed) and joins its worker thread, key jobs join theirs. After
    this no thread of ours runs, so exit()'s library teardown is safe. */
+static int exiting; /* close_state has begun: a finalizer calling os.exit must not re-enter */
+static int exit_code = 0;
+
 static void close_state(lua_State *L)
 {
+    exiting = 1;
     global_L = NULL;
     fflush(stdout);
     lua_close(L);
@@ -68,13 +72,14 @@ static void close_state(lua_State *L)
  */
 static int safe_exit(lua_State *L)
 {
-    int status;
     if (lua_isboolean(L, 1))
-        status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+        exit_code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
     else
-        status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+        exit_code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+    if (exiting) /* from a __gc while the state closes: the close goes on, with this code */
+        return luaL_error(L, "os.exit: already exiting");
     close_state(L); /* L is gone from here on */
-    exit(status);
+    exit(exit_code);
 }
 
 /* Message handler: turn any error value into "message\ntraceback". */
@@ -228,7 +233,6 @@ static int runtime_abspath(lua_State *L)
 }
 
 /* runtime.exit_code(n): remembered and used as the process's exit status */
-static int exit_code = 0;
 static int runtime_set_exit(lua_State *L)
 {
     exit_code = (int)luaL_checkinteger(L, 1);
