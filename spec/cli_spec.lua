@@ -209,7 +209,8 @@ describe("etcdrun PLAYBOOK.lua", function()
             "^etcdrun: site%.lua:1: play 'p': max_fail_percentage must be a number from 0 to 100" },
          { 'return {\n play "p" { hosts = "web", tasks = { "x" } } }',
             "^etcdrun: site%.lua:2: play 'p': tasks%[1%] is a string %(\"x\"%), expected a task" },
-         { 'return { play "p" { hosts = "web", tasks = {\n task "t" { command = { cmd = "true" }, retries = "3" } } } }',
+         { 'return { play "p" { hosts = "web", tasks = {\n'
+            .. ' task "t" { command = { cmd = "true" }, retries = "3" } } } }',
             "^etcdrun: site%.lua:2: task 't': retries must be an integer >= 0" },
          { 'return { play "p" { hosts = "web", tasks = {\n task(5) { command = { cmd = "true" } } } } }',
             "^etcdrun: site%.lua:2: task needs a name string" },
@@ -227,6 +228,112 @@ describe("etcdrun PLAYBOOK.lua", function()
          assert.is_nil(err:find("playbook.lua", 1, true), err)
          assert.is_nil(out:find("PLAY", 1, true), out)
       end
+   end)
+end)
+
+describe("Ctrl-C during a playbook", function()
+   -- Runs the playbook in the background, waits for `started` to appear (the
+   -- long task is running), sends SIGINT, and returns stdout, stderr, exit code.
+   local function interrupt(dir, args)
+      local script = ([[
+         cd %s || exit 99
+         %s -i hosts site.lua %s >out 2>err &
+         pid=$!
+         i=0
+         while [ ! -s started ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+         sleep 0.2
+         kill -INT $pid
+         wait $pid
+         echo $? >rc
+      ]]):format(q(dir), q(helper.etcdrun), args or "")
+      helper.run(script)
+      return helper.read(dir .. "/out") or "", helper.read(dir .. "/err") or "",
+         tonumber(helper.read(dir .. "/rc"))
+   end
+
+   local function setup(body)
+      local dir = helper.tmpdir()
+      helper.write(dir .. "/hosts", "[web]\na ansible_connection=local\nb ansible_connection=local\n")
+      helper.write(dir .. "/site.lua", body:gsub("DIR", dir))
+      return dir
+   end
+
+   local COMMAND = [[
+      return { play "p" { hosts = "a", tasks = {
+         task "first" { command = { cmd = "true" } },
+         task "long" { command = { cmd = "sh -c 'echo $$ > DIR/started; exec sleep 30'" }, notify = "h" },
+         task "after" { command = { cmd = "touch DIR/after" } },
+      }, handlers = { handler "h" { command = { cmd = "touch DIR/handler" } } } } }
+   ]]
+
+   it("kills the command in flight, prints an interrupted recap and exits 130, no traceback", function()
+      local dir = setup(COMMAND)
+      local t0 = os.time()
+      local out, err, code = interrupt(dir)
+      assert.are.equal(130, code, out .. err)
+      assert.is_true(os.time() - t0 < 20) -- not the 30 s of the command
+      assert.matches("changed%s+a%s+first", out)
+      assert.matches("failed%s+a%s+long .*interrupted", out)
+      assert.matches("PLAY RECAP\na%s+: ok=1%s+changed=1%s+unreachable=0%s+failed=1", out)
+      assert.matches("\nINTERRUPTED %(Ctrl%-C%) after [%d.]+ s: the rest did not run\n$", out)
+      assert.is_nil(helper.read(dir .. "/after"))
+      assert.is_nil(helper.read(dir .. "/handler"))
+      local text = out .. err
+      assert.is_nil(text:lower():find("traceback", 1, true), text)
+      assert.is_nil(text:lower():find("stack", 1, true), text)
+      -- the command was killed, not left running
+      local pid = helper.read(dir .. "/started"):match("%d+")
+      local _, _, alive = helper.run("kill -0 " .. pid .. " 2>/dev/null")
+      assert.are_not.equal(0, alive)
+   end)
+
+   it("stops hosts working in parallel and ends --json with run_end interrupted", function()
+      local dir = setup([[
+         return { play "p" { hosts = "web", tasks = {
+            task "nap" { run = function(_, v)
+               local f = io.open("DIR/started." .. v.inventory_hostname, "w")
+               f:write("x")
+               f:close()
+               if v.inventory_hostname == "b" then
+                  io.open("DIR/started", "w"):write("x")
+               end
+               require("etcdrun.sched").sleep(30)
+            end },
+            task "after" { command = { cmd = "touch DIR/after" } },
+         } } }
+      ]])
+      local out, err, code = interrupt(dir, "--json")
+      assert.are.equal(130, code, out .. err)
+      local events = {}
+      for line in out:gmatch("[^\n]+") do
+         events[#events + 1] = require("cjson").decode(line)
+      end
+      local doc = require("support.jsonschema").load_doc("docs/events.md")
+      for _, e in ipairs(events) do
+         local ok, verr = require("support.jsonschema").validate_event(doc, e)
+         assert.is_true(ok, verr)
+      end
+      local last, recap = events[#events], events[#events - 1]
+      assert.are.equal("run_end", last.event)
+      assert.is_true(last.interrupted)
+      assert.are.equal(130, last.exit)
+      assert.are.equal("recap", recap.event)
+      assert.is_true(recap.interrupted)
+      assert.is_true(recap.failed)
+      for _, h in ipairs({ "a", "b" }) do
+         assert.are.equal(1, recap.hosts[h].failed)
+      end
+      local nap = 0
+      for _, e in ipairs(events) do
+         if e.event == "task_result" and e.task == "nap" then
+            nap = nap + 1
+            assert.are.equal("failed", e.status)
+            assert.are.equal("interrupted (Ctrl-C)", e.msg)
+         end
+      end
+      assert.are.equal(2, nap)
+      assert.is_nil(helper.read(dir .. "/after"))
+      assert.is_nil((out .. err):lower():find("traceback", 1, true), out .. err)
    end)
 end)
 
@@ -250,10 +357,14 @@ describe("etcdrun PATTERN -a COMMAND", function()
          { "'&'", "host pattern '&': '&' needs a name after it" },
          { "web -l ',,'", "limit: host pattern ',,' is empty" },
          { "web --limit 'web[0]'", "limit: host pattern 'web%[0%]': subscripts" },
+         -- and a playbook's --limit, checked before any host is touched
+         { "site.lua -l ',,'", "limit: host pattern ',,' is empty", playbook = true },
       }
+      helper.write(dir .. "/site.lua", 'return { play "p" { hosts = "web", tasks = {\n'
+         .. ' task "t" { command = { cmd = "touch ran" } } } } }\n')
       for _, c in ipairs(cases) do
-         local out, err, code = helper.run(("cd %s && %s -i hosts %s -a 'touch ran'"):format(q(dir),
-            q(helper.etcdrun), c[1]))
+         local out, err, code = helper.run(("cd %s && %s -i hosts %s %s"):format(q(dir),
+            q(helper.etcdrun), c[1], c.playbook and "" or "-a 'touch ran'"))
          assert.are.equal(2, code, c[1] .. ": " .. out .. err)
          assert.matches("^etcdrun: " .. c[2], err)
          assert.is_nil(err:find("traceback", 1, true), err)

@@ -369,6 +369,71 @@ describe("playbook runner", function()
       assert.matches("pw <secret>", json)
    end)
 
+   it("fails the host, the recap, the JSON and the exit status when user code raises, naming file:line", function()
+      local function boom(what)
+         return function()
+            error("boom in " .. what)
+         end
+      end
+      local ok_run = function() return { changed = true } end
+      local cases = {
+         { "failed_when", task "t" { run = ok_run, failed_when = boom("failed_when") } },
+         { "changed_when", task "t" { run = ok_run, changed_when = boom("changed_when") } },
+         { "when", task "t" { run = ok_run, when = boom("when") } },
+         { "until_ok", task "t" { run = ok_run, until_ok = boom("until_ok"), retries = 3, delay = 0.01 } },
+         { "loop", task "t" { run = ok_run, loop = boom("loop") } },
+         { "loop_label", task "t" { run = ok_run, loop = { "x" }, loop_label = boom("loop_label") } },
+         { "loop_label", task "t" { run = ok_run, loop = { "x", "y" }, loop_label = boom("loop_label") } },
+         { nil, task "t" { run = boom("run") } },
+         { nil, task "t" { marker = { path = dir .. "/m", text = boom("an argument") } } },
+         { nil, task "t" { run = ok_run, notify = "h" }, handler = handler "h" { run = boom("a handler") } },
+         { nil, controller "t" { run = boom("a controller step") } },
+      }
+      for _, c in ipairs(cases) do
+         local what = c[1] or c[2].run and "run" or "x"
+         local ran_after = false
+         local code, _, events = run({ play "raises" {
+            hosts = "a",
+            tasks = { c[2], task "after" { run = function() ran_after = true end } },
+            handlers = { c.handler },
+         } }, { json = true })
+         assert.are.equal(1, code, what)
+         local recap = events[#events]
+         assert.are.equal("recap", recap.event)
+         assert.is_true(recap.failed, what)
+         local host = c[2]._barrier and "controller" or "a"
+         assert.are.equal(1, recap.hosts[host].failed, what)
+         if not c.handler then
+            assert.is_false(ran_after, what) -- the rest is skipped on that host
+         end
+         local failed
+         for _, e in ipairs(events) do
+            if e.event:match("_result$") and e.status == "failed" then
+               failed = e
+            end
+         end
+         assert.is_table(failed, what)
+         local where = ("[%%w/_]*runner_spec%%.lua:%d: "):format(failed.line)
+         assert.matches((c[1] and c[1] .. ": " or "") .. where .. ".*boom in ", failed.msg)
+         local all = cjson.encode(events)
+         assert.is_nil(all:find("traceback", 1, true), all)
+         assert.is_nil(all:find("runner.lua", 1, true), all)
+         assert.is_nil(all:find("internal error", 1, true), all)
+      end
+   end)
+
+   it("fails the host when its coroutine dies: no silent success", function()
+      local code, text = run({ play "dies" { hosts = "a", tasks = {
+         task "odd yield" { run = function() coroutine.yield("not a job") end },
+         task "after" { run = function() end },
+      } } })
+      assert.are.equal(1, code)
+      assert.matches("failed%s+a%s+odd yield .*internal error: scheduler: a task yielded something that is not a job",
+         text)
+      assert.matches("a%s+: ok=0%s+changed=0%s+unreachable=0%s+failed=1", text)
+      assert.is_nil(text:find("traceback", 1, true))
+   end)
+
    it("emits JSON events that validate against docs/events.md", function()
       local doc = jsonschema.load_doc("docs/events.md")
       local code, _, events = run({ play "json" { hosts = "web", tasks = {
@@ -450,17 +515,22 @@ describe("loading playbooks", function()
          { play "p" { hosts = "web", any_errors_fatal = "yes", tasks = {} },
             "play 'p': any_errors_fatal must be true or false, got a string (\"yes\")" },
          { play "p" { hosts = "web", become = 1, tasks = {} }, "play 'p': become must be true or false" },
-         { play "p" { hosts = "web", gather_facts = "no", tasks = {} }, "play 'p': gather_facts must be true or false" },
-         { play "p" { hosts = "web", tags = { 1 }, tasks = {} }, "play 'p': tags must be a string or a list of strings" },
-         { play "p" { hosts = 5, tasks = {} }, "play 'p' needs hosts = \"pattern\" (or a list of patterns), got a number" },
+         { play "p" { hosts = "web", gather_facts = "no", tasks = {} },
+            "play 'p': gather_facts must be true or false" },
+         { play "p" { hosts = "web", tags = { 1 }, tasks = {} },
+            "play 'p': tags must be a string or a list of strings" },
+         { play "p" { hosts = 5, tasks = {} },
+            "play 'p' needs hosts = \"pattern\" (or a list of patterns), got a number" },
          { play "p" { hosts = { "web", 2 }, tasks = {} }, "play 'p' needs hosts" },
          { play "p" { hosts = "web[0]", tasks = {} }, "play 'p': hosts: host pattern 'web[0]': subscripts" },
          { play "p" { hosts = ",,", tasks = {} }, "play 'p': hosts: host pattern ',,' is empty" },
          { play "p" { hosts = "web", tasks = { ok_task({ retries = "3" }) } },
             "task 't': retries must be an integer >= 0, got a string (\"3\")" },
          { play "p" { hosts = "web", tasks = { ok_task({ retries = -1 }) } }, "retries must be an integer >= 0" },
-         { play "p" { hosts = "web", tasks = { ok_task({ delay = "1s" }) } }, "task 't': delay must be a number of seconds" },
-         { play "p" { hosts = "web", tasks = { ok_task({ timeout = 0 }) } }, "task 't': timeout must be a number of seconds > 0" },
+         { play "p" { hosts = "web", tasks = { ok_task({ delay = "1s" }) } },
+            "task 't': delay must be a number of seconds" },
+         { play "p" { hosts = "web", tasks = { ok_task({ timeout = 0 }) } },
+            "task 't': timeout must be a number of seconds > 0" },
          { play "p" { hosts = "web", tasks = { ok_task({ loop = "abc" }) } },
             "task 't': loop must be a list of items or a function(vars) returning one" },
          { play "p" { hosts = "web", tasks = { ok_task({ loop = { a = 1 } }) } }, "task 't': loop must be a list" },
@@ -468,14 +538,19 @@ describe("loading playbooks", function()
             "task 't': loop_label must be a function" },
          { play "p" { hosts = "web", tasks = { ok_task({ ignore_errors = "yes" }) } },
             "task 't': ignore_errors must be true or false" },
-         { play "p" { hosts = "web", tasks = { ok_task({ run_once = 1 }) } }, "task 't': run_once must be true or false" },
-         { play "p" { hosts = "web", tasks = { ok_task({ check_mode = "no" }) } }, "task 't': check_mode must be true or false" },
-         { play "p" { hosts = "web", tasks = { ok_task({ become = "root" }) } }, "task 't': become must be true or false" },
-         { play "p" { hosts = "web", tasks = { ok_task({ tags = { x = 1 } }) } }, "task 't': tags must be a string or a list" },
+         { play "p" { hosts = "web", tasks = { ok_task({ run_once = 1 }) } },
+            "task 't': run_once must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ check_mode = "no" }) } },
+            "task 't': check_mode must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ become = "root" }) } },
+            "task 't': become must be true or false" },
+         { play "p" { hosts = "web", tasks = { ok_task({ tags = { x = 1 } }) } },
+            "task 't': tags must be a string or a list" },
          { play "p" { hosts = "web", tasks = { ok_task({ name = 7 }) } }, "task '7': name must be a string" },
          { play "p" { hosts = "web", tasks = { ok_task({ when = "x == 1" }) } },
             "task 't': when must be a function(vars, result) or a boolean" },
-         { play "p" { hosts = "web", tasks = { ok_task({ notify = { 1 } }) } }, "task 't': notify must be a string or a list" },
+         { play "p" { hosts = "web", tasks = { ok_task({ notify = { 1 } }) } },
+            "task 't': notify must be a string or a list" },
          { play "p" { hosts = "web", tasks = {}, handlers = { handler "h" { run = function() end, listen = 3 } } },
             "handler 'h': listen must be a string or a list of strings, got a number (3)" },
       }

@@ -1,6 +1,6 @@
 --- The command line: parses argv (handed over by main.c) and runs what it
 -- asks for. Exit codes: 0 success, 1 the script failed (or a host failed),
--- 2 usage error, 3 a host was unreachable. Errors raised by a script
+-- 2 usage error, 3 a host was unreachable, 130 interrupted. Errors raised by a script
 -- propagate to main.c, which prints the message (file:line: message) with a
 -- traceback and exits 1.
 local runtime = require("etcdrun.core.runtime")
@@ -46,7 +46,10 @@ options:
   -h, --help              print this help
   --                      stop handling options
 
-exit status: 0 success, 1 failure, 2 usage error, 3 a host was unreachable
+exit status: 0 success, 1 failure (a host failed, a playbook did not load),
+2 usage error (a malformed host pattern or --limit too), 3 a host was
+unreachable, 130 interrupted (Ctrl-C: commands in flight are killed, the
+recap says what ran)
 ]==]
 
 -- name -> {key, takes_value, repeatable}
@@ -296,6 +299,13 @@ local function run_playbook(value, opts)
    if not pb then
       io.stderr:write("etcdrun: ", err, "\n")
       return 1
+   end
+   if opts.limit then
+      -- a malformed --limit is found before any host is touched
+      local terms, perr = require("etcdrun.hostpattern").split(opts.limit)
+      if not terms then
+         return usage_error("limit: " .. perr)
+      end
    end
    local inventory = require("etcdrun.inventory")
    local inv

@@ -241,7 +241,9 @@ end
 --- The recap: one line per host in Ansible's shape, then the total time.
 ---@param order string[] host names in inventory order
 ---@param stats table name -> {ok, changed, unreachable, failed, skipped}
-function Out:recap(order, stats)
+---@param info? {interrupted?: boolean} a run cut short by Ctrl-C says so
+function Out:recap(order, stats, info)
+   local interrupted = info and info.interrupted or false
    local dt = runtime.monotonic() - self.started
    local any_failed = false
    for _, name in ipairs(order) do
@@ -251,7 +253,8 @@ function Out:recap(order, stats)
       end
    end
    if self.json then
-      return self:event("recap", { hosts = stats, order = order, duration = dt, failed = any_failed })
+      return self:event("recap", { hosts = stats, order = order, duration = dt, failed = any_failed or interrupted,
+         interrupted = interrupted })
    end
    self:write("\nPLAY RECAP\n")
    local width = 10
@@ -264,7 +267,15 @@ function Out:recap(order, stats)
          .. " rescued=0    ignored=%d\n"
       self:write(fmt:format(name, s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.ignored or 0))
    end
+   if interrupted then
+      return self:write(("\nINTERRUPTED (Ctrl-C) after %.2f s: the rest did not run\n"):format(dt))
+   end
    self:write(("\n%s in %.2f s\n"):format(any_failed and "FAILED" or "done", dt))
+end
+
+--- The end of a run cut short (JSON only, after the recap): {interrupted, exit}.
+function Out:run_end(info)
+   self:event("run_end", info)
 end
 
 return M

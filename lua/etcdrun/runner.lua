@@ -111,6 +111,27 @@ local function eval(cond, v, r)
    return cond and true or false
 end
 
+-- The one door user code goes through (a run function, a module, argument
+-- functions, when/until/changed_when/failed_when, loop, loop_label): an error
+-- becomes `nil, "what: FILE:LINE: error"` naming the task, never a traceback
+-- and never a silent pass. Returns true, results... on success.
+local function protect(task, what, fn, ...)
+   local res = table.pack(pcall(fn, ...))
+   if res[1] then
+      return true, table.unpack(res, 2, res.n)
+   end
+   local err = res[2]
+   if type(err) ~= "string" then
+      local mt = getmetatable(err)
+      err = mt and mt.__tostring and tostring(err) or ("(error object is a %s value)"):format(type(err))
+   end
+   local where = ("%s:%s"):format(task.file or "?", task.line or "?")
+   if not err:find(where .. ":", 1, true) then -- unless it names the task's line already
+      err = ("%s: %s"):format(where, err)
+   end
+   return nil, what and ("%s: %s"):format(what, err) or err
+end
+
 -- Call fn, under --check with the controller's file system read-only to it
 -- (etcdrun.checkguard): a module that forgets check mode cannot write.
 local function guarded_if(check, fn)
@@ -145,7 +166,10 @@ end
 -- Run a task's module (or run function) once on a host; returns a result.
 local function run_once(rs, hs, play, task, item)
    local v = vars.view(rs, hs, play.vars, item)
-   local tgt = target(rs, hs, task, play)
+   local got, tgt = protect(task, "host", target, rs, hs, task, play)
+   if not got then
+      return { failed = true, changed = false, msg = tgt }
+   end
    if tgt ~= rs.controller then
       local ok, err, code = tgt:connect()
       if not ok then
@@ -185,7 +209,8 @@ local function run_once(rs, hs, play, task, item)
       end,
    }
    local r
-   local ok, err = pcall(guarded_if, ctx.check, function()
+   -- (the result line names the module or run already)
+   local ok, err = protect(task, nil, guarded_if, ctx.check, function()
       if task.run then
          -- check mode is the runner's: a run step does not run under --check
          -- unless it declares itself read-only (check_mode = false)
@@ -221,13 +246,22 @@ local function run_once(rs, hs, play, task, item)
       r = module.run(mod, ctx, vargs)
    end)
    if not ok then
-      return { failed = true, changed = false, msg = tostring(err) }
+      return { failed = true, changed = false, msg = err }
    end
    if task.changed_when ~= nil and not r.failed then
-      r.changed = eval(task.changed_when, v, r)
+      local cok, res = protect(task, "changed_when", eval, task.changed_when, v, r)
+      if not cok then
+         r.failed, r.msg, r.raised = true, res, true
+         return r
+      end
+      r.changed = res
    end
    if task.failed_when ~= nil then
-      r.failed = eval(task.failed_when, v, r)
+      local fok, res = protect(task, "failed_when", eval, task.failed_when, v, r)
+      r.failed = res or not fok
+      if not fok then
+         r.msg, r.raised = res, true
+      end
    end
    return r
 end
@@ -242,9 +276,16 @@ local function run_with_retries(rs, hs, play, task, item)
          return r
       end
       local done
-      if task.until_ok ~= nil then
-         local ok, res = pcall(eval, task.until_ok, vars.view(rs, hs, play.vars, item), r)
-         done = ok and res
+      if r.raised then
+         -- a condition that raised is a mistake, not a state to wait out
+         return r
+      elseif task.until_ok ~= nil then
+         local ok, res = protect(task, "until_ok", eval, task.until_ok, vars.view(rs, hs, play.vars, item), r)
+         if not ok then
+            r.failed, r.msg, r.attempts = true, res, attempt
+            return r
+         end
+         done = res
          if done and r.failed and task.failed_when == nil then
             done = false
          end
@@ -293,12 +334,42 @@ local function tags_selected(rs, task, play)
 end
 
 local function record(rs, hs, play, task, r, dt, kind)
+   hs.current = nil
    count(rs.stats[hs.name], r)
    rs.out:result(kind or "task", play.name, task, hs.name, r, dt)
 end
 
+-- A host whose coroutine ended without a result (Ctrl-C, or a fault of the
+-- runner itself): its task in flight is recorded as failed, so the recap,
+-- the JSON and the exit status say so.
+local function lost(rs, play, hs, err)
+   local cur = hs.current
+   hs.failed = true
+   if not cur and (err == nil or runtime.interrupted()) then
+      return -- it was between tasks: nothing was cut short
+   end
+   local msg
+   if runtime.interrupted() then
+      msg = "interrupted (Ctrl-C)"
+   else
+      msg = "internal error: " .. tostring(err)
+      local short = msg:gsub("\nstack traceback:.*$", "")
+      if rs.out.verbose == 0 and short ~= msg then
+         -- the runtime's own stack helps a bug report, not a playbook author
+         msg = short .. " (-v shows where)"
+      end
+   end
+   local task = cur and cur.task or { name = "(runner)", file = play.file, line = play.line }
+   record(rs, hs, play, task, { failed = true, changed = false, msg = msg },
+      cur and runtime.monotonic() - cur.t0 or 0, cur and cur.kind)
+end
+
 -- One task on one host, with when, loop, register, notify and failure.
 local function run_task(rs, hs, play, task, kind)
+   if runtime.interrupted() then
+      -- Ctrl-C: start nothing more (remote commands in flight are killed)
+      rs.abort, rs.interrupted = true, true
+   end
    if hs.failed or hs.unreachable or rs.abort then
       return
    end
@@ -307,10 +378,11 @@ local function run_task(rs, hs, play, task, kind)
    end
    local t0 = runtime.monotonic()
    rs.out:task_start(kind or "task", play.name, task, hs.name)
+   hs.current = { task = task, kind = kind, t0 = t0 }
    if task.when ~= nil then
-      local ok, res = pcall(eval, task.when, vars.view(rs, hs, play.vars), nil)
+      local ok, res = protect(task, "when", eval, task.when, vars.view(rs, hs, play.vars), nil)
       if not ok then
-         local r = { failed = true, msg = ("when: %s"):format(tostring(res)) }
+         local r = { failed = true, msg = res }
          hs.failed = true
          return record(rs, hs, play, task, r, runtime.monotonic() - t0, kind)
       end
@@ -323,10 +395,14 @@ local function run_task(rs, hs, play, task, kind)
    if task.loop ~= nil then
       local items = task.loop
       if type(items) == "function" then
-         local ok, res = pcall(items, vars.view(rs, hs, play.vars))
+         local ok, res = protect(task, "loop", items, vars.view(rs, hs, play.vars))
          if not ok then
             items = nil
-            r = { failed = true, msg = ("loop: %s"):format(tostring(res)) }
+            r = { failed = true, msg = res }
+         elseif type(res) ~= "table" then
+            items = nil
+            r = { failed = true, msg = ("%s:%s: loop: the function returned a %s, not a list"):format(task.file,
+               task.line or "?", type(res)) }
          else
             items = res
          end
@@ -336,8 +412,17 @@ local function run_task(rs, hs, play, task, kind)
          for i, item in ipairs(items) do
             local ti = runtime.monotonic()
             local ir = run_with_retries(rs, hs, play, task, item)
-            local label = task.loop_label and task.loop_label(item) or item
-            ir.item_label = type(label) == "table" and (label.name or ("#" .. i)) or tostring(label)
+            local label = item
+            if task.loop_label then
+               local lok, res = protect(task, "loop_label", task.loop_label, item)
+               if lok then
+                  label = res or item
+               else
+                  ir.failed, ir.msg = true, res
+               end
+            end
+            ir.item_label = type(label) == "table" and (type(label.name) == "string" and label.name or ("#" .. i))
+               or tostring(label)
             r.results[i] = ir
             r.changed = r.changed or ir.changed
             if ir.unreachable then
@@ -392,6 +477,7 @@ local function run_task(rs, hs, play, task, kind)
    if not (task.loop ~= nil and r.results and #r.results > 1) then
       record(rs, hs, play, task, r, runtime.monotonic() - t0, kind)
    else
+      hs.current = nil
       count(rs.stats[hs.name], r)
    end
 end
@@ -424,7 +510,11 @@ local function run_handlers(rs, play, batch)
                hs.failed = hs.failed or was_failed
             end
          end
-         sched.run(tasks, { forks = rs.forks })
+         for i, res in ipairs(sched.run(tasks, { forks = rs.forks })) do
+            if not res.ok then
+               lost(rs, play, targets[i], res.err)
+            end
+         end
       end
    end
    for _, hs in ipairs(batch) do
@@ -456,7 +546,7 @@ local function run_controller_step(rs, play, task, batch)
       end
    end
    local result
-   sched.run({
+   local res = sched.run({
       function()
          local t0 = runtime.monotonic()
          run_task(rs, cs, play, task)
@@ -467,6 +557,10 @@ local function run_controller_step(rs, play, task, batch)
          return runtime.monotonic() - t0
       end,
    })
+   if not res[1].ok then
+      lost(rs, play, cs, res[1].err)
+      rs.abort = true
+   end
    if task.register and result then
       for _, hs in ipairs(batch) do
          hs.registered[task.register] = result
@@ -511,9 +605,13 @@ local function run_batch(rs, play, batch)
                   run_task(rs, hs, play, task)
                elseif hs == batch[1] then
                   -- the batch's first host runs it; the others take its result
-                  run_task(rs, hs, play, task)
+                  -- (and are released even if it dies: no host waits forever)
+                  local ok, err = pcall(run_task, rs, hs, play, task)
                   rs.once_result[task] = hs.registered[task.register or ""] or false
                   rs.once_done[task] = true
+                  if not ok then
+                     error(err, 0)
+                  end
                else
                   while not rs.once_done[task] do
                      sched.sleep(0.01)
@@ -527,9 +625,7 @@ local function run_batch(rs, play, batch)
       end
       for i, res in ipairs(sched.run(tasks, { forks = rs.forks })) do
          if not res.ok then
-            local hs = batch[i]
-            hs.failed = true
-            rs.out:message(("internal error on %s: %s"):format(hs.name, res.err), "error")
+            lost(rs, play, batch[i], res.err)
          end
       end
    end
@@ -585,12 +681,46 @@ local function host_state(rs, spec)
    return hs
 end
 
---- Run a loaded playbook.
----@param pb table from etcdrun.playbook.load
----@param inv table an etcdrun.inventory
----@param opts table {check, diff, forks, limit, tags, skip_tags, extra, conn, json, verbose}
----@return integer exit code: 0 ok, 1 a host failed, 3 a host was unreachable
-function M.run(pb, inv, opts)
+-- The exit status of a run cut short by Ctrl-C (128 + SIGINT, as a shell says).
+local INTERRUPTED = 130
+
+-- The recap, the hosts' sessions closed (a command still running on a node
+-- is killed), and the exit status: 0 ok, 1 a host failed, 3 a host was
+-- unreachable, 130 interrupted.
+local function finish(rs)
+   rs.finished = true
+   local out = rs.out
+   local order = {}
+   for _, name in ipairs(rs.order) do
+      order[#order + 1] = name
+   end
+   if rs.used_controller then
+      table.insert(order, 1, "controller")
+   end
+   if rs.interrupted and next(rs.pending) then
+      out:message("  interrupted: the handlers notified so far are kept and run on the next run", "warning")
+   end
+   out:recap(order, rs.stats, { interrupted = rs.interrupted })
+   for _, name in ipairs(rs.order) do
+      rs.hosts[name].close()
+   end
+   local code = rs.failed_run and 1 or 0
+   for _, name in ipairs(order) do
+      local s = rs.stats[name]
+      if s.unreachable > 0 then
+         code = 3
+      elseif s.failed > 0 and code == 0 then
+         code = 1
+      end
+   end
+   if rs.interrupted then
+      code = INTERRUPTED
+      out:run_end({ interrupted = true, exit = code })
+   end
+   return code
+end
+
+local function run_plays(pb, inv, opts, state)
    local out = opts.out or output.new({ json = opts.json, verbose = opts.verbose, diff = opts.diff })
    if opts.conn and opts.conn.become_pass then
       out:secret(opts.conn.become_pass)
@@ -638,13 +768,15 @@ function M.run(pb, inv, opts)
       end,
    }
    rs.stats.controller = new_stats()
+   state.rs = rs
    out:run_start({ playbook = pb.file, check = rs.check, diff = rs.diff })
-   local used_controller = false
+   rs.used_controller = false
    for _, play in ipairs(pb.plays) do
       local specs, err = inv:hosts(play.hosts, opts.limit)
       if not specs then
          out:message(("play '%s': %s"):format(play.name, err), "error")
-         return 1
+         rs.failed_run = true
+         break
       end
       local hosts = {}
       for i, spec in ipairs(specs) do
@@ -655,6 +787,7 @@ function M.run(pb, inv, opts)
          rs.play_hosts[i] = hs.name
       end
       rs.any_errors_fatal = play.any_errors_fatal
+      rs.play = play
       out:play_start(play.name, hosts)
       -- handlers a killed earlier run left pending: run them this time
       local handler_names = {}
@@ -677,7 +810,7 @@ function M.run(pb, inv, opts)
          out:message("  no hosts matched", "warning")
       end
       for _, step in ipairs(play.steps) do
-         used_controller = used_controller or step.barrier == true
+         rs.used_controller = rs.used_controller or step.barrier == true
       end
       local failed_total = 0
       for _, batch in ipairs(batches(hosts, play.serial)) do
@@ -709,27 +842,48 @@ function M.run(pb, inv, opts)
          break
       end
    end
-   local order = {}
-   for _, name in ipairs(rs.order) do
-      order[#order + 1] = name
+   return finish(rs)
+end
+
+--- Run a loaded playbook.
+---@param pb table from etcdrun.playbook.load
+---@param inv table an etcdrun.inventory
+---@param opts table {check, diff, forks, limit, tags, skip_tags, extra, conn, json, verbose}
+---@return integer exit code: 0 ok, 1 a host failed, 3 a host was unreachable, 130 interrupted
+function M.run(pb, inv, opts)
+   local state = {}
+   -- the message handler runs Lua: a Ctrl-C hook not fired yet fires in it, inside this call
+   local ok, res = xpcall(run_plays, function(e)
+      return runtime.interrupted() and "interrupted" or debug.traceback(tostring(e), 2)
+   end, pb, inv, opts, state)
+   if ok then
+      return res
    end
-   if used_controller then
-      table.insert(order, 1, "controller")
-   end
-   out:recap(order, rs.stats)
-   for _, name in ipairs(rs.order) do
-      rs.hosts[name].close()
-   end
-   local code = 0
-   for _, name in ipairs(order) do
-      local s = rs.stats[name]
-      if s.unreachable > 0 then
-         code = 3
-      elseif s.failed > 0 and code == 0 then
-         code = 1
+   local rs = state.rs
+   if not rs then
+      if runtime.interrupted() then
+         io.stderr:write("etcdrun: interrupted\n")
+         return INTERRUPTED
       end
+      error(res, 0)
    end
-   return code
+   if rs.finished then
+      return runtime.interrupted() and INTERRUPTED or 1
+   end
+   if runtime.interrupted() then
+      rs.interrupted = true
+   else
+      -- a fault of the runner itself: said, and never a success
+      rs.out:message("internal error: " .. tostring(res), "error")
+      rs.failed_run = true
+   end
+   if rs.play then
+      for _, name in ipairs(rs.order) do
+         lost(rs, rs.play, rs.hosts[name], nil)
+      end
+      lost(rs, rs.play, rs.controller_state, nil)
+   end
+   return finish(rs)
 end
 
 return M
