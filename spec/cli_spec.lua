@@ -373,6 +373,30 @@ describe("etcdrun PATTERN -a COMMAND", function()
       end
    end)
 
+   it("stops on Ctrl-C with each host's outcome, exit 130, the command killed, no traceback", function()
+      local dir = setup()
+      helper.run(([[
+         cd %s || exit 99
+         %s -i hosts web -a 'echo $$ > started.$(basename $PWD); exec sleep 30' >out 2>err &
+         pid=$!
+         i=0
+         while ! ls started.* >/dev/null 2>&1 && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+         sleep 0.2
+         kill -INT $pid
+         wait $pid
+         echo $? >rc
+      ]]):format(q(dir), q(helper.etcdrun)))
+      local out, err = helper.read(dir .. "/out"), helper.read(dir .. "/err")
+      assert.are.equal("130\n", helper.read(dir .. "/rc"), out .. err)
+      assert.matches("^a | FAILED | .*interrupted", out)
+      assert.matches("\nb | FAILED | .*interrupted", out)
+      assert.matches("etcdrun: interrupted %(Ctrl%-C%)", err)
+      assert.is_nil((out .. err):lower():find("traceback", 1, true), out .. err)
+      local pid = helper.run("cat " .. q(dir) .. "/started.*"):match("%d+")
+      local _, _, alive = helper.run("kill -0 " .. pid .. " 2>/dev/null")
+      assert.are_not.equal(0, alive)
+   end)
+
    it("runs ansible_connection=local hosts on the controller, as a playbook does", function()
       local dir = setup()
       local out, err, code = helper.run(("cd %s && %s -i hosts web -l b -a 'echo ran-on-$(hostname) > $PWD/ran.b'")

@@ -109,7 +109,7 @@ end
 ---@param conn table connection options
 ---@param forks integer
 function M.run(hosts, command, conn, forks)
-   local tasks, objs = {}, {}
+   local tasks, objs, done = {}, {}, {}
    for i, h in ipairs(hosts) do
       -- ansible_connection=local: the controller runs it, as in a playbook
       objs[i] = h.connection == "local" and localhost.new(h.name, conn) or host.new(h, conn)
@@ -119,15 +119,16 @@ function M.run(hosts, command, conn, forks)
          local dt = runtime.monotonic() - t0
          if not r then
             local unreachable = objs[i]:unreachable()
-            return {
+            done[i] = {
                host = h.name,
                status = unreachable and "unreachable" or "error",
                error = err,
                code = code,
                duration = dt,
             }
+            return done[i]
          end
-         return {
+         done[i] = {
             host = h.name,
             status = r.status == 0 and "ok" or "failed",
             rc = r.status,
@@ -136,16 +137,36 @@ function M.run(hosts, command, conn, forks)
             truncated = r.truncated,
             duration = dt,
          }
+         return done[i]
       end
    end
-   local results = sched.run(tasks, { forks = forks })
+   -- Ctrl-C stops the scheduler (the message handler runs Lua, so a pending
+   -- interrupt hook fires inside this call); the hosts that had finished keep
+   -- their results, the others say they were interrupted
+   local ok, results = xpcall(sched.run, function(e)
+      return runtime.interrupted() and "interrupted" or debug.traceback(tostring(e), 2)
+   end, tasks, { forks = forks })
+   if not ok and not runtime.interrupted() then
+      for i in ipairs(objs) do
+         objs[i]:close()
+      end
+      error(results, 0)
+   end
    local out = {}
-   for i, res in ipairs(results) do
-      out[i] = res.ok and res.values[1]
-         or { host = hosts[i].name, status = "error", error = res.err, code = "EINTERNAL", duration = 0 }
+   for i, h in ipairs(hosts) do
+      local res = ok and results[i] or { ok = false }
+      if res.ok then
+         out[i] = res.values[1]
+      elseif runtime.interrupted() then
+         out[i] = done[i] or { host = h.name, status = "error", error = "interrupted (Ctrl-C)", code = "EINTR",
+            duration = 0 }
+      else
+         out[i] = { host = h.name, status = "error", error = res.err, code = "EINTERNAL", duration = 0 }
+      end
+      -- closing a session finishes its job: a command still running is killed
       objs[i]:close()
    end
-   return out
+   return out, runtime.interrupted()
 end
 
 ---@param opts table parsed CLI options (pattern, command, ...)
@@ -168,7 +189,7 @@ function M.main(opts)
       io.stderr:write("etcdrun: ", err, "\n")
       return 1
    end
-   local results = M.run(hosts, opts.command, conn, opts.forks or 50)
+   local results, interrupted = M.run(hosts, opts.command, conn, opts.forks or 50)
    local counts = { ok = 0, failed = 0, unreachable = 0 }
    local cjson = opts.json and require("cjson")
    for _, r in ipairs(results) do
@@ -187,6 +208,10 @@ function M.main(opts)
    end
    io.stderr:write(("%d hosts: %d ok, %d failed, %d unreachable (%.2f s)\n"):format(
       #results, counts.ok, counts.failed, counts.unreachable, runtime.monotonic() - t0))
+   if interrupted then
+      io.stderr:write("etcdrun: interrupted (Ctrl-C): commands still running were killed\n")
+      return 130
+   end
    if counts.unreachable > 0 then
       return 3
    end
