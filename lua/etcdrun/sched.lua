@@ -73,8 +73,11 @@ function M.run(fns, opts)
          -- not an SSH job: nothing signals its end, so it is polled
          polled[#polled + 1] = { co = co, i = i, job = r[2] }
       else
-         running = running - 1
-         results[i] = { ok = false, err = "scheduler: a task yielded something that is not a job" }
+         -- a bare coroutine.yield (or of a value that is not a job) from user
+         -- code: never abandon the coroutine (a run_once waiter would wait
+         -- forever); resume it at once, its yield returning nil and why
+         sleeping[#sleeping + 1] = { co = co, i = i, at = now(),
+            resume = { nil, ("scheduler: yielded a %s, which is not a job"):format(type(r[2])) } }
       end
    end
 
@@ -103,7 +106,7 @@ function M.run(fns, opts)
          local s = sleeping[k]
          if s.at <= t then
             table.remove(sleeping, k)
-            step(s.i, s.co)
+            step(s.i, s.co, table.unpack(s.resume or {}, 1, 2))
          else
             timeout = math.min(timeout, s.at - t)
          end
