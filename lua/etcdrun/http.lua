@@ -64,9 +64,24 @@ local function rename_op(msg)
    return (msg:gsub("^http%.%a+: ", "http.download: "))
 end
 
--- Credentials in a URL never reach a message (the core redacts the same way).
+--- Text with the credentials of every URL in it hidden:
+--- scheme://user:pass@host -> scheme://***@host (the core shows URLs the
+--- same way). Output redaction (etcdrun.output) applies it to everything
+--- printed, so no caller has to remember.
+---@param text string
+---@return string
+function M.redact_urls(text)
+   if not text:find("://", 1, true) then
+      return text
+   end
+   -- userinfo holds no whitespace, quotes or brackets: stop at them, so a
+   -- later '@' on the same line is not taken for the end of one
+   return (text:gsub("(%f[%w][%a][%w+.-]*://)[^/?#@%s\"'<>%[%]]*@", "%1***@"))
+end
+
+-- Credentials in a URL never reach a message.
 local function shown(url)
-   return (url:gsub("^(%a[%w+.-]*://)[^/?#@]*@", "%1***@"))
+   return M.redact_urls(url)
 end
 
 local function dirname(path)
