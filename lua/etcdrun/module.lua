@@ -275,8 +275,13 @@ function M.validate(mod, args, where)
          end
       else
          local err
+         local given = v
          v, err = check_value(where, name, arg, s, v)
          if v == nil then
+            if s.secret and type(given) == "string" and given ~= "" then
+               -- a secret argument's value is not repeated in the message
+               err = err:gsub(given:gsub("%p", "%%%0"), "<secret>")
+            end
             return nil, err
          end
       end

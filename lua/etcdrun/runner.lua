@@ -760,6 +760,14 @@ local function run_plays(pb, inv, opts, state)
       end
       rs.extra[k] = v
    end
+   -- secret() values anywhere in the inventory and the plays' vars (nested
+   -- ones too) are hidden from the start, whether or not a task reads them
+   for _, spec in ipairs(inv:hosts("all") or {}) do
+      out:learn(spec.vars)
+   end
+   for _, play in ipairs(pb.plays) do
+      out:learn(play.vars)
+   end
    rs.pending = rs.journal_path and journal.load(rs.journal_path) or {}
    rs.controller_state = {
       name = "controller", vars = {}, registered = {}, notified = {}, is_controller = true,
