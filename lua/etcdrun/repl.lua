@@ -33,6 +33,7 @@ Session.__index = Session
 -- each line, so a variable holding one prints later).
 local printed = setmetatable({}, { __mode = "k" })
 
+-- Before a session exists (no secret is known yet).
 local function write_err(msg)
    io.stderr:write(msg, "\n")
    io.stderr:flush()
@@ -70,6 +71,15 @@ function M.session(opts)
       pool = targets.pool(opts.conn or {}),
       targets = {},
    }, Session)
+   -- everything the session prints goes through self.out's redaction: the
+   -- inventory's secrets, the passwords given, and every value a module or
+   -- secret() marks during the session
+   local conn = opts.conn or {}
+   self.out:secret(conn.become_pass)
+   self.out:secret(conn.passphrase)
+   for _, spec in ipairs(inv:hosts("all") or {}) do
+      self.out:learn(spec.vars)
+   end
    local ok, err = self:on(opts.pattern or "all")
    if not ok then
       return nil, err
@@ -78,8 +88,15 @@ function M.session(opts)
    return self
 end
 
+--- Print a value's text (a result, command output): redacted.
 function Session:write(s)
-   self.stdout:write(s)
+   self.stdout:write(self.out:redact(s))
+end
+
+--- Print an error or a warning on stderr: redacted.
+function Session:write_err(msg)
+   io.stderr:write(self.out:redact(tostring(msg)), "\n")
+   io.stderr:flush()
 end
 
 --- Set the targets from a host pattern; on no match the old targets stay.
@@ -89,7 +106,7 @@ function Session:on(pattern)
       return nil, warning
    end
    if warning and #hosts > 0 then
-      write_err("warning: " .. warning)
+      self:write_err("warning: " .. warning)
    end
    if #hosts == 0 then
       return nil, ("no hosts match '%s'"):format(pattern)
@@ -195,6 +212,12 @@ function Session:make_env()
       end,
       sh = function(cmd)
          return self:command(cmd)
+      end,
+      -- as in a playbook: the value prints as <secret>, and its text is
+      -- hidden in everything the session prints from now on
+      secret = function(v)
+         self.out:secret(v)
+         return require("etcdrun.playbook").secret(v)
       end,
    }
    self.module_names = module.list(self.search)
@@ -342,25 +365,25 @@ function Session:step(reader, edit)
          return true
       end
       if err then
-         write_err("etcdrun: " .. err)
+         self:write_err("etcdrun: " .. err)
       end
       if self.buffer then
          self.buffer = nil
          self.failures = self.failures + 1
-         write_err("stdin: unfinished chunk at the end of input")
+         self:write_err("stdin: unfinished chunk at the end of input")
       end
       return false
    end
    local ok, perr = xpcall(self.feed, message_of, self, line)
    self.stdout:flush()
    if runtime.interrupted() then
-      write_err("interrupted")
+      self:write_err("interrupted")
       self.buffer = nil
       self:settle(edit)
    elseif not ok then
       self.buffer = nil
       self.failures = self.failures + 1
-      write_err(perr)
+      self:write_err(perr)
    end
    return not self.done
 end
@@ -402,7 +425,7 @@ function Session:loop(edit)
       elseif not ok then
          if not runtime.interrupted() then
             -- not Ctrl-C but a fault of the REPL itself: stop rather than spin
-            write_err("etcdrun: " .. message_of(more))
+            self:write_err("etcdrun: " .. message_of(more))
             self.failures = self.failures + 1
             break
          end

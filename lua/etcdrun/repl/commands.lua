@@ -94,11 +94,11 @@ function commands.etcd(self, arg)
    end
    self:write(r.stdout)
    if r.stderr ~= "" then
-      io.stderr:write(r.stderr)
+      self:write_err((r.stderr:gsub("\n$", "")))
    end
    if r.status ~= 0 then
       self.failures = self.failures + 1
-      io.stderr:write(("etcdctl exited %d (on %s)\n"):format(r.status, r.name))
+      self:write_err(("etcdctl exited %d (on %s)"):format(r.status, r.name))
    end
 end
 

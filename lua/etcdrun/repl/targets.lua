@@ -106,6 +106,24 @@ local function names(group)
    return table.concat(list, ", ") .. (#group > 1 and (" (%d)"):format(#group) or "")
 end
 
+-- A host's inventory variables as a module sees them in a playbook: secret()
+-- values unwrapped (the session knows them already, so output hides them).
+local function revealed(vars, out, depth)
+   depth = depth or 0
+   local playbook = require("etcdrun.playbook")
+   if playbook.is_secret(vars) then
+      out:secret(vars)
+      return vars.value
+   elseif type(vars) ~= "table" or depth > 8 or getmetatable(vars) ~= nil then
+      return vars
+   end
+   local t = {}
+   for k, v in pairs(vars) do
+      t[k] = revealed(v, out, depth + 1)
+   end
+   return t
+end
+
 local function indent(text)
    return (text:gsub("\n$", ""):gsub("[^\n]*", "  %0", 1):gsub("\n", "\n  "))
 end
@@ -174,7 +192,7 @@ function M.module(session, mod, vargs)
          controller = controller,
          check = session.check,
          diff = true,
-         vars = spec.vars or {},
+         vars = revealed(spec.vars or {}, session.out),
          secret = function(s)
             return session.out:secret(s)
          end,
