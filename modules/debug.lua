@@ -5,6 +5,10 @@
 -- numbers for list items: "hostname_out.stdout", "groups.etcd.1". An
 -- undefined variable is shown as such, as Ansible does, not failed: debug
 -- is for looking. Tables are shown with sorted keys, so output is stable.
+--
+-- Strings are quoted with \n, \" and \\ escaped; the runner's output
+-- redaction hides a secret in that escaped form too (etcdrun.output), so
+-- `debug var=` of a registered key or password prints <secret>.
 local M = {
    doc = "Show a message or a variable's value; changes nothing.",
    args = {
@@ -31,6 +35,10 @@ local function render(v, top, seen)
       return top and v or quote(v)
    elseif t ~= "table" then
       return tostring(v)
+   end
+   local mt = getmetatable(v)
+   if type(mt) == "table" and mt.__tostring then
+      return tostring(v) -- a secret() value shows as <secret>, not its fields
    end
    seen = seen or {}
    if seen[v] then

@@ -109,7 +109,22 @@ local function stage(args, sha)
    return dest
 end
 
+-- user:password in a URL is a secret: the output hides it wherever it shows
+-- (URLs themselves are shown as scheme://***@host by every output).
+local function mark_credentials(ctx, url)
+   local userinfo = url and url:match("^%a[%w+.-]*://([^/?#@]*)@")
+   if userinfo and userinfo ~= "" then
+      ctx.secret(userinfo)
+      local pass = userinfo:match(":(.+)$")
+      if pass then
+         ctx.secret(pass)
+      end
+   end
+end
+
 function M.check(ctx, args)
+   mark_credentials(ctx, args.url)
+   mark_credentials(ctx, args.sums_url)
    local sha, err, code = expected_sha256(args)
    if not sha then
       return nil, err, code

@@ -15,6 +15,10 @@ local function sandbox()
       ipairs = ipairs, pairs = pairs, next = next, select = select, type = type,
       tonumber = tonumber, tostring = tostring, error = error, assert = assert,
       pcall = pcall, os = { getenv = os.getenv },
+      -- as in a playbook: a value printed as <secret> in every output
+      secret = function(v)
+         return require("etcdrun.playbook").secret(v)
+      end,
    }
    return setmetatable(env, {
       __index = function(_, k)
