@@ -335,6 +335,20 @@ describe("Ctrl-C during a playbook", function()
       assert.is_nil(helper.read(dir .. "/after"))
       assert.is_nil((out .. err):lower():find("traceback", 1, true), out .. err)
    end)
+
+   it("says so, exit 130 and no traceback, when Ctrl-C comes while the playbook loads", function()
+      local dir = setup([[
+         io.open("DIR/started", "w"):write("x")
+         local t = os.clock()
+         while os.clock() - t < 20 do end
+         return { play "p" { hosts = "a", tasks = { task "t" { command = { cmd = "touch DIR/after" } } } } }
+      ]])
+      local out, err, code = interrupt(dir)
+      assert.are.equal(130, code, out .. err)
+      assert.matches("etcdrun: interrupted %(Ctrl%-C%) in site%.lua\n$", err)
+      assert.is_nil((out .. err):lower():find("traceback", 1, true), out .. err)
+      assert.is_nil(helper.read(dir .. "/after"))
+   end)
 end)
 
 describe("etcdrun PATTERN -a COMMAND", function()

@@ -340,6 +340,8 @@ local function run_playbook(value, opts)
    })
 end
 
+local INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end })
+
 local function run_script(argv, opts)
    _G.arg = make_arg(argv, opts.script_index)
    _G.etcdrun = require("etcdrun")
@@ -366,12 +368,20 @@ local function run_script(argv, opts)
          if playbook.is_user_error(e) then
             return e
          end
+         if runtime.interrupted() then -- Ctrl-C while the file ran: nothing to debug
+            return INTERRUPTED
+         end
          if type(e) ~= "string" then
             local mt = getmetatable(e)
             e = mt and mt.__tostring and tostring(e) or ("(error object is a %s value)"):format(type(e))
          end
          return debug.traceback(e, 2)
       end, table.unpack(_G.arg, 1, #_G.arg))
+      if rc == INTERRUPTED then
+         io.stderr:write(("etcdrun: interrupted (Ctrl-C) in %s\n"):format(
+            path or "standard input"))
+         return 130
+      end
       if not ok then
          io.stderr:write("etcdrun: ", tostring(rc), "\n")
          return 1
