@@ -725,6 +725,9 @@ local function run_plays(pb, inv, opts, state)
    if opts.conn and opts.conn.become_pass then
       out:secret(opts.conn.become_pass)
    end
+   if opts.conn and opts.conn.passphrase then
+      out:secret(opts.conn.passphrase)
+   end
    local rs = {
       out = out,
       check = opts.check or false,
