@@ -176,6 +176,10 @@ describe("secrets", function()
       local text, code = run(dir, "-D")
       assert.are.equal(0, code, text)
       hidden(text)
+      -- a file holding a secret: its diff is hidden whole
+      has(text, "--- " .. dir .. "/f\n      +++ " .. dir .. "/f\n      (content hidden: secret)")
+      has(text, "--- " .. dir .. "/g\n      +++ " .. dir .. "/g\n      (content hidden: secret)")
+      -- a step's own diff: the secret and each of its lines hidden
       has(text, "+++ /x")
       has(text, "+  <secret>")
       has(text, " keep")

@@ -218,11 +218,21 @@ function M.looks_secret(s)
    return type(s) == "string" and s:find("-----BEGIN [%w ]*PRIVATE KEY-----") ~= nil
 end
 
---- Whether s is, or contains, a value the task marked secret.
+--- Whether s is, or contains, a value marked secret: asked of the output's
+--- redaction (ctx.contains_secret: every form of every secret known to the
+--- run) when the context has it, else of the list ctx.secrets, where a value
+--- shorter than 4 characters counts only as a whole word (as output hides it).
 function M.is_marked_secret(ctx, s)
+   if ctx.contains_secret then
+      return ctx.contains_secret(s) and true or false
+   end
    for _, v in ipairs(ctx.secrets or {}) do
-      if type(v) == "string" and v ~= "" and s:find(v, 1, true) then
-         return true
+      if type(v) == "string" and v ~= "" then
+         if #v >= 4 and s:find(v, 1, true) then
+            return true
+         elseif #v < 4 and s:find("%f[%w_]" .. v:gsub("%p", "%%%0") .. "%f[^%w_]") then
+            return true
+         end
       end
    end
    return false

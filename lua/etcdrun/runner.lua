@@ -187,6 +187,10 @@ local function run_once(rs, hs, play, task, item)
       secret = function(s)
          return rs.out:secret(s)
       end,
+      -- whether a text holds a secret (a diff of it is then hidden whole)
+      contains_secret = function(s)
+         return rs.out:contains_secret(s)
+      end,
       path = function(p)
          return p:sub(1, 1) == "/" and p or (rs.dir .. "/" .. p)
       end,

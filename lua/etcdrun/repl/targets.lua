@@ -196,6 +196,9 @@ function M.module(session, mod, vargs)
          secret = function(s)
             return session.out:secret(s)
          end,
+         contains_secret = function(s)
+            return session.out:contains_secret(s)
+         end,
          path = function(p)
             return p:sub(1, 1) == "/" and p or (session.cwd .. "/" .. p)
          end,
