@@ -428,8 +428,7 @@ describe("playbook runner", function()
          task "after" { run = function() end },
       } } })
       assert.are.equal(1, code)
-      assert.matches("failed%s+a%s+odd yield .*internal error: scheduler: a task yielded something that is not a job",
-         text)
+      assert.matches("failed%s+a%s+odd yield .*scheduler: a task yielded a string, which is not a job", text)
       assert.matches("a%s+: ok=0%s+changed=0%s+unreachable=0%s+failed=1", text)
       assert.is_nil(text:find("traceback", 1, true))
    end)

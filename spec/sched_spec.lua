@@ -1,46 +1,48 @@
 -- The scheduler never abandons a coroutine: a task that yields something
--- that is not a job (a bare coroutine.yield in a run step, say) is resumed
--- with nil and a reason, and a run_once waiter on another host is released.
+-- that is not a job (a bare coroutine.yield in a run step, say) gets an error
+-- raised where it yielded, so it fails through its own error handling, and a
+-- run_once waiter on another host is released.
 local sched = require("etcdrun.sched")
 local helper = require("support.helper")
 
 describe("scheduler", function()
-   it("resumes a coroutine that yields something that is not a job", function()
-      local why = {}
+   it("raises in a coroutine that yields something that is not a job, where it yielded", function()
       local res = sched.run({
          function()
-            local _, err = coroutine.yield()
-            why[1] = err
-            return "one"
+            coroutine.yield()
+            return "never"
          end,
          function()
-            local _, err = coroutine.yield({})
-            why[2] = err
-            return "two"
+            coroutine.yield({})
+            return "never"
+         end,
+         function()
+            return "three"
          end,
       })
-      assert.is_true(res[1].ok)
-      assert.are.equal("one", res[1].values[1])
-      assert.are.equal("two", res[2].values[1])
-      assert.matches("yielded a nil, which is not a job", why[1])
-      assert.matches("yielded a table, which is not a job", why[2])
+      assert.is_false(res[1].ok)
+      assert.matches("scheduler: a task yielded a nil, which is not a job", res[1].err)
+      assert.is_false(res[2].ok)
+      assert.matches("scheduler: a task yielded a table, which is not a job", res[2].err)
+      assert.are.equal("three", res[3].values[1])
    end)
 
-   it("does not hang a run_once whose step yields", function()
+   it("fails a run_once step that yields, and releases the other hosts", function()
       local ws = helper.tmpdir()
       helper.write(ws .. "/hosts", "[web]\na ansible_connection=local\nb ansible_connection=local\n")
       helper.write(ws .. "/play.lua", [[
 return { play "p" { hosts = "web", tasks = {
    task "once" { run_once = true, register = "r", run = function()
       coroutine.yield()
-      return { changed = false, msg = "yielded and went on" }
+      return { changed = false, msg = "went on" }
    end },
-   task "after" { debug = { msg = "{{ r.msg }}" } },
+   task "after" { debug = { msg = "after" } },
 } } }
 ]])
-      local out, _, code = helper.run(("cd %s && timeout 20 %s -v -i hosts play.lua 2>&1"):format(helper.q(ws),
+      local out, _, code = helper.run(("cd %s && timeout 20 %s -i hosts play.lua 2>&1"):format(helper.q(ws),
          helper.q(helper.etcdrun)))
-      assert.are.equal(0, code, out)
-      assert.matches("ok%s+b%s+after.*yielded and went on", out)
+      assert.are.equal(1, code, out)
+      assert.matches("failed%s+a%s+once .*scheduler: a task yielded a nil, which is not a job", out)
+      assert.is_nil(out:find("traceback", 1, true), out)
    end)
 end)

@@ -75,9 +75,14 @@ function M.run(fns, opts)
       else
          -- a bare coroutine.yield (or of a value that is not a job) from user
          -- code: never abandon the coroutine (a run_once waiter would wait
-         -- forever); resume it at once, its yield returning nil and why
-         sleeping[#sleeping + 1] = { co = co, i = i, at = now(),
-            resume = { nil, ("scheduler: yielded a %s, which is not a job"):format(type(r[2])) } }
+         -- forever): resume it with an error raised where it yielded, so the
+         -- task fails through the runner's own error handling
+         local what = type(r[2])
+         debug.sethook(co, function()
+            debug.sethook(co)
+            error(("scheduler: a task yielded a %s, which is not a job"):format(what), 2)
+         end, "", 1)
+         sleeping[#sleeping + 1] = { co = co, i = i, at = now() }
       end
    end
 
@@ -106,7 +111,7 @@ function M.run(fns, opts)
          local s = sleeping[k]
          if s.at <= t then
             table.remove(sleeping, k)
-            step(s.i, s.co, table.unpack(s.resume or {}, 1, 2))
+            step(s.i, s.co)
          else
             timeout = math.min(timeout, s.at - t)
          end
