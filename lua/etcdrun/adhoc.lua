@@ -7,6 +7,7 @@ local ssh = require("etcdrun.core.ssh")
 local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 local sched = require("etcdrun.sched")
+local output = require("etcdrun.output")
 
 local M = {}
 
@@ -84,7 +85,7 @@ local function indent(text)
    return (text:gsub("\n$", ""):gsub("[^\n]+", "  %0"))
 end
 
-local function print_human(r)
+local function print_human(out, r)
    local head
    if r.status == "unreachable" then
       head = ("%s | UNREACHABLE | %s"):format(r.host, r.error)
@@ -94,12 +95,13 @@ local function print_human(r)
       head = ("%s | %s | rc=%d | %.2f s%s"):format(r.host, r.status == "ok" and "ok" or "FAILED", r.rc,
          r.duration, r.truncated and " | output truncated" or "")
    end
-   io.stdout:write(head, "\n")
+   -- values are redacted before they are indented, the line again after
+   out:write(head .. "\n")
    if r.stdout and r.stdout ~= "" then
-      io.stdout:write(indent(r.stdout), "\n")
+      out:write(indent(out:redact(r.stdout)) .. "\n")
    end
    if r.stderr and r.stderr ~= "" then
-      io.stdout:write(indent(r.stderr):gsub("^  ", "  stderr: "), "\n")
+      out:write((indent(out:redact(r.stderr)):gsub("^  ", "  stderr: ")) .. "\n")
    end
 end
 
@@ -189,6 +191,14 @@ function M.main(opts)
       io.stderr:write("etcdrun: ", err, "\n")
       return 1
    end
+   -- the same redaction as a playbook run: the inventory's secret() values,
+   -- the passwords asked for, private keys and URL credentials never print
+   local out = output.new({ stream = io.stdout, color = false })
+   for _, h in ipairs(hosts) do
+      out:learn(h.vars)
+   end
+   out:secret(conn.become_pass)
+   out:secret(conn.passphrase)
    local results, interrupted = M.run(hosts, opts.command, conn, opts.forks or 50)
    local counts = { ok = 0, failed = 0, unreachable = 0 }
    local cjson = opts.json and require("cjson")
@@ -201,9 +211,9 @@ function M.main(opts)
          counts.failed = counts.failed + 1
       end
       if cjson then
-         io.stdout:write(cjson.encode(r), "\n")
+         out:write(cjson.encode(out:redact_all(r)) .. "\n")
       else
-         print_human(r)
+         print_human(out, r)
       end
    end
    io.stderr:write(("%d hosts: %d ok, %d failed, %d unreachable (%.2f s)\n"):format(
