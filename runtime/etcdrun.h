@@ -29,6 +29,50 @@
 #include "families.h"
 #define ER_DECLARE_FAMILY(name) int luaopen_etcdrun_core_##name(lua_State *L);
 ETCDRUN_FAMILIES(ER_DECLARE_FAMILY)
+/*
+ * Paths: C strings end at a NUL, so a path holding one would silently name
+ * another file; such a path is misuse and raises "<fname>: path contains a
+ * NUL byte (...)". er_checkpath reads argument idx; er_opt_path reads the
+ * option t[key] of the table at idx (nil gives def, another type raises).
+ */
+const char *er_checkpath(lua_State *L, int idx, const char *fname);
+const char *er_opt_path(lua_State *L, int idx, const char *key, const char *def,
+                        const char *fname);
+
+/*
+ * Modes: an octal string ("0644", "644", "01777", "0o600"; a Lua number is
+ * decimal, so 0644 written as a number would be mode 01204) or an integer
+ * within 0..07777. Anything else raises "<fname>: mode ... (<object>)".
+ * er_opt_mode reads t[key] of the table at idx; absent gives def.
+ */
+int er_checkmode(lua_State *L, int idx, const char *fname, const char *object);
+int er_opt_mode(lua_State *L, int idx, const char *key, int def, const char *fname,
+                const char *object);
+
+/*
+ * Temporary files next to a target, named ".<base>.etcdrun-<pid>-<random>" so
+ * that a later run can tell a dead writer's leftovers from a live one's:
+ * before a new one is made, siblings of the same base whose pid is not alive
+ * on this machine and which were not modified for ER_TEMP_STALE_S seconds
+ * are removed (and names of older versions, without a pid, after a day).
+ * er_temp_open creates the file in dirfd exclusively with mode (umask
+ * applies) and returns its fd, its name in name; -1 and errno on failure.
+ * er_temp_path fills out with "<dir>/.<base>.etcdrun-<pid>-<random>" for
+ * path, sweeping first, without creating it (for a caller that creates it
+ * exclusively itself); 0, or -1 and errno.
+ * er_temp_sweep removes the stale entries of dirfd named <prefix><pid>-...,
+ * directories recursively; returns how many.
+ * All three are thread-safe and touch nothing process-wide.
+ */
+#define ER_TEMP_STALE_S 600
+int er_temp_open(int dirfd, const char *base, int mode, char *name, size_t size);
+int er_temp_path(const char *path, char *out, size_t size);
+int er_temp_sweep(int dirfd, const char *prefix);
+
+/* Remove name in dirfd, a directory recursively without following any
+ * symlink; 0 or -1 and errno. */
+int er_remove_at(int dirfd, const char *name);
+
 #endif
 #endif
 
@@ -75,5 +119,49 @@ void er_set_interrupted(int on);
 
 /* Zero a buffer in a way the compiler may not optimise away, then free it. */
 void er_secure_free(void *p, size_t n);
+
+/*
+ * Paths: C strings end at a NUL, so a path holding one would silently name
+ * another file; such a path is misuse and raises "<fname>: path contains a
+ * NUL byte (...)". er_checkpath reads argument idx; er_opt_path reads the
+ * option t[key] of the table at idx (nil gives def, another type raises).
+ */
+const char *er_checkpath(lua_State *L, int idx, const char *fname);
+const char *er_opt_path(lua_State *L, int idx, const char *key, const char *def,
+                        const char *fname);
+
+/*
+ * Modes: an octal string ("0644", "644", "01777", "0o600"; a Lua number is
+ * decimal, so 0644 written as a number would be mode 01204) or an integer
+ * within 0..07777. Anything else raises "<fname>: mode ... (<object>)".
+ * er_opt_mode reads t[key] of the table at idx; absent gives def.
+ */
+int er_checkmode(lua_State *L, int idx, const char *fname, const char *object);
+int er_opt_mode(lua_State *L, int idx, const char *key, int def, const char *fname,
+                const char *object);
+
+/*
+ * Temporary files next to a target, named ".<base>.etcdrun-<pid>-<random>" so
+ * that a later run can tell a dead writer's leftovers from a live one's:
+ * before a new one is made, siblings of the same base whose pid is not alive
+ * on this machine and which were not modified for ER_TEMP_STALE_S seconds
+ * are removed (and names of older versions, without a pid, after a day).
+ * er_temp_open creates the file in dirfd exclusively with mode (umask
+ * applies) and returns its fd, its name in name; -1 and errno on failure.
+ * er_temp_path fills out with "<dir>/.<base>.etcdrun-<pid>-<random>" for
+ * path, sweeping first, without creating it (for a caller that creates it
+ * exclusively itself); 0, or -1 and errno.
+ * er_temp_sweep removes the stale entries of dirfd named <prefix><pid>-...,
+ * directories recursively; returns how many.
+ * All three are thread-safe and touch nothing process-wide.
+ */
+#define ER_TEMP_STALE_S 600
+int er_temp_open(int dirfd, const char *base, int mode, char *name, size_t size);
+int er_temp_path(const char *path, char *out, size_t size);
+int er_temp_sweep(int dirfd, const char *prefix);
+
+/* Remove name in dirfd, a directory recursively without following any
+ * symlink; 0 or -1 and errno. */
+int er_remove_at(int dirfd, const char *name);
 
 #endif

@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -58,7 +57,7 @@ static void push_group(lua_State *L, gid_t gid)
 static int fs_stat(lua_State *L)
 {
     static const char *const known[] = {"follow", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.stat");
     er_check_options(L, 2, "fs.stat", known);
     int follow = er_opt_boolean(L, 2, "follow", 1);
     struct stat st;
@@ -95,7 +94,7 @@ static int fs_stat(lua_State *L)
 /* fs.read(path) -> data | nil, err, code */
 static int fs_read(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.read");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return er_fail_errno(L, "fs.read", path, errno);
@@ -172,33 +171,44 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* fsync the directory holding path, so the rename itself survives a crash. */
-static void sync_parent(const char *path)
+/* Open the directory holding path (following symlinks, as writing path
+ * itself would); its last component in *base. */
+static int open_parent(const char *path, const char **base)
 {
-    char copy[PATH_MAX];
-    snprintf(copy, sizeof copy, "%s", path);
-    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    *base = slash ? slash + 1 : path;
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else {
+        errno = ENAMETOOLONG;
+        return -1;
     }
+    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 /*
  * fs.write(path, data, {mode=, owner=, group=}) -> true | nil, err, code
- * Written to a temporary file in the same directory, fsynced, given its mode
- * and owner, then renamed over path: a reader sees the old file or the new
- * one, never half of one, and a full disk leaves the old file in place.
- * Without mode, an existing file keeps its mode; a new one gets 0666 & ~umask.
+ * Written to a temporary file in the same directory (".NAME.etcdrun-<pid>-*";
+ * a dead run's leftovers are swept first, see util-temp.c), fsynced, given
+ * its mode and owner, then renamed over path: a reader sees the old file or
+ * the new one, never half of one, and a full disk leaves the old file in
+ * place. mode is an octal string ("0600") or an integer. Without mode, an
+ * existing file keeps its mode; a new one gets 0666 & ~umask (applied by
+ * the kernel at creation: the umask is never changed, other threads rely on it).
  */
 static int fs_write(lua_State *L)
 {
     static const char *const known[] = {"mode", "owner", "group", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.write");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     er_check_options(L, 3, "fs.write", known);
-    lua_Integer mode = er_opt_integer(L, 3, "mode", -1);
+    int mode = er_opt_mode(L, 3, "mode", -1, "fs.write", path);
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
     const char *uname = NULL, *gname = NULL;
@@ -213,61 +223,72 @@ static int fs_write(lua_State *L)
         if (!ok_g)
             return er_fail(L, "ENOGROUP", "fs.write: no such group '%s' (%s)", gname, path);
     }
-    if (mode < -1 || mode > 07777)
-        return luaL_error(L, "fs.write: mode %d out of range (%s)", (int)mode, path);
 
     struct stat old;
     int exists = stat(path, &old) == 0;
     if (exists && S_ISDIR(old.st_mode))
         return er_fail_errno(L, "fs.write", path, EISDIR);
-    if (mode < 0) {
-        if (exists) {
-            mode = old.st_mode & 07777;
-        } else {
-            mode_t mask = umask(0);
-            umask(mask);
-            mode = 0666 & ~mask;
-        }
-    }
+    if (mode < 0 && exists)
+        mode = old.st_mode & 07777;
 
-    char tmp[PATH_MAX];
-    char copy[PATH_MAX];
-    snprintf(copy, sizeof copy, "%s", path);
-    char *base = basename(copy);
-    char copy2[PATH_MAX];
-    snprintf(copy2, sizeof copy2, "%s", path);
-    char *dir = dirname(copy2);
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s/.%s.etcdrun-XXXXXX", dir, base) >= sizeof tmp)
-        return er_fail_errno(L, "fs.write", path, ENAMETOOLONG);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
+    const char *base;
+    char tmp[NAME_MAX + 1];
+    int dfd = open_parent(path, &base);
+    if (dfd < 0)
         return er_fail_errno(L, "fs.write", path, errno);
+    if (*base == '\0') {
+        close(dfd);
+        return er_fail_errno(L, "fs.write", path, EISDIR);
+    }
+    /* a new file without a mode: 0666 & ~umask, as open() makes it */
+    int fd = er_temp_open(dfd, base, mode < 0 ? 0666 : 0600, tmp, sizeof tmp);
+    if (fd < 0) {
+        int err = errno;
+        close(dfd);
+        return er_fail_errno(L, "fs.write", path, err);
+    }
     /* mode before data: a secret never sits in a world-readable temp file */
-    if (fchmod(fd, (mode_t)mode) != 0 || write_all(fd, data, len) != 0 ||
+    if ((mode >= 0 && fchmod(fd, (mode_t)mode) != 0) || write_all(fd, data, len) != 0 ||
         ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) != 0) ||
-        fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0) {
+        (mode >= 0 && fchmod(fd, (mode_t)mode) != 0) || fsync(fd) != 0) {
         int err = errno;
         close(fd);
-        unlink(tmp);
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
         return er_fail_errno(L, "fs.write", path, err);
     }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
+    if (close(fd) != 0 || renameat(dfd, tmp, dfd, base) != 0) {
         int err = errno;
-        unlink(tmp);
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
         return er_fail_errno(L, "fs.write", path, err);
     }
-    sync_parent(path);
+    fsync(dfd); /* so the rename itself survives a crash */
+    close(dfd);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* fs.mkdir(path, {mode=0755, parents=true}) -> created:boolean | nil, err, code */
+/* fs.tempname(path) -> a fresh name ".NAME.etcdrun-<pid>-XXXXXX" next to path,
+ * not created (the caller creates it exclusively), after removing the
+ * siblings a dead run left behind | nil, err, code */
+static int fs_tempname(lua_State *L)
+{
+    const char *path = er_checkpath(L, 1, "fs.tempname");
+    char out[PATH_MAX];
+    if (er_temp_path(path, out, sizeof out) != 0)
+        return er_fail_errno(L, "fs.tempname", path, errno);
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* fs.mkdir(path, {mode="0755", parents=true}) -> created:boolean | nil, err, code */
 static int fs_mkdir(lua_State *L)
 {
     static const char *const known[] = {"mode", "parents", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.mkdir");
     er_check_options(L, 2, "fs.mkdir", known);
-    mode_t mode = (mode_t)er_opt_integer(L, 2, "mode", 0755);
+    mode_t mode = (mode_t)er_opt_mode(L, 2, "mode", 0755, "fs.mkdir", path);
     int parents = er_opt_boolean(L, 2, "parents", 1);
     struct stat st;
     if (stat(path, &st) == 0) {
@@ -302,12 +323,11 @@ static int fs_mkdir(lua_State *L)
     return 1;
 }
 
-/* fs.chmod(path, mode) -> true | nil, err, code */
+/* fs.chmod(path, mode: "0644" | integer) -> true | nil, err, code */
 static int fs_chmod(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
-    lua_Integer mode = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode out of range");
+    const char *path = er_checkpath(L, 1, "fs.chmod");
+    int mode = er_checkmode(L, 2, "fs.chmod", path);
     if (chmod(path, (mode_t)mode) != 0)
         return er_fail_errno(L, "fs.chmod", path, errno);
     lua_pushboolean(L, 1);
@@ -317,7 +337,7 @@ static int fs_chmod(lua_State *L)
 /* fs.chown(path, owner|nil, group|nil) -> true | nil, err, code (names or ids) */
 static int fs_chown(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.chown");
     uid_t uid;
     gid_t gid;
     const char *uname = NULL, *gname = NULL;
@@ -345,7 +365,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static int fs_remove(lua_State *L)
 {
     static const char *const known[] = {"recursive", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.remove");
     er_check_options(L, 2, "fs.remove", known);
     int recursive = er_opt_boolean(L, 2, "recursive", 0);
     char real[PATH_MAX];
@@ -377,7 +397,7 @@ static int fs_remove(lua_State *L)
 /* fs.list(path) -> {names...} (sorted, without . and ..) | nil, err, code */
 static int fs_list(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.list");
     DIR *d = opendir(path);
     if (!d)
         return er_fail_errno(L, "fs.list", path, errno);
@@ -424,7 +444,7 @@ static int fs_sha256(lua_State *L)
 /* fs.sha256_file(path) -> hex digest | nil, err, code (streams; any size) */
 static int fs_sha256_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.sha256_file");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return er_fail_errno(L, "fs.sha256_file", path, errno);
@@ -458,13 +478,24 @@ static int fs_sha256_file(lua_State *L)
     return 1;
 }
 
-/* fs.mkdtemp(prefix) -> path of a new private directory | nil, err, code */
+/* fs.mkdtemp(prefix) -> path of a new private directory "<prefix><pid>-XXXXXX"
+ *                       | nil, err, code
+ * Directories "<prefix><pid>-*" of processes gone for ER_TEMP_STALE_S are
+ * removed first (those a killed run left behind). */
 static int fs_mkdtemp(lua_State *L)
 {
-    const char *prefix = luaL_optstring(L, 1, "/tmp/etcdrun-");
+    const char *prefix = lua_isnoneornil(L, 1) ? "/tmp/etcdrun-" : er_checkpath(L, 1, "fs.mkdtemp");
     char tmpl[PATH_MAX];
-    if ((size_t)snprintf(tmpl, sizeof tmpl, "%sXXXXXX", prefix) >= sizeof tmpl)
+    if ((size_t)snprintf(tmpl, sizeof tmpl, "%s%ld-XXXXXX", prefix, (long)getpid())
+        >= sizeof tmpl)
         return er_fail_errno(L, "fs.mkdtemp", prefix, ENAMETOOLONG);
+    const char *name;
+    int dfd = open_parent(prefix, &name);
+    if (dfd >= 0) {
+        if (*name)              /* never sweep a whole directory's pid-like names */
+            er_temp_sweep(dfd, name);
+        close(dfd);
+    }
     if (!mkdtemp(tmpl))
         return er_fail_errno(L, "fs.mkdtemp", prefix, errno);
     lua_pushstring(L, tmpl);
@@ -474,8 +505,8 @@ static int fs_mkdtemp(lua_State *L)
 /* fs.symlink(target, path) -> true | nil, err, code */
 static int fs_symlink(lua_State *L)
 {
-    const char *target = luaL_checkstring(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *target = er_checkpath(L, 1, "fs.symlink");
+    const char *path = er_checkpath(L, 2, "fs.symlink");
     if (symlink(target, path) != 0)
         return er_fail_errno(L, "fs.symlink", path, errno);
     lua_pushboolean(L, 1);
@@ -485,7 +516,7 @@ static int fs_symlink(lua_State *L)
 /* fs.realpath(path) -> path with every symlink resolved | nil, err, code (ENOENT: dangling) */
 static int fs_realpath(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = er_checkpath(L, 1, "fs.realpath");
     char real[PATH_MAX];
     if (!realpath(path, real))
         return er_fail_errno(L, "fs.realpath", path, errno);
@@ -500,7 +531,7 @@ int luaopen_etcdrun_core_fs(lua_State *L)
         {"mkdir", fs_mkdir},     {"chmod", fs_chmod},       {"chown", fs_chown},
         {"remove", fs_remove},   {"list", fs_list},         {"sha256", fs_sha256},
         {"sha256_file", fs_sha256_file}, {"mkdtemp", fs_mkdtemp}, {"symlink", fs_symlink},
-        {"realpath", fs_realpath},
+        {"realpath", fs_realpath}, {"tempname", fs_tempname},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

@@ -203,3 +203,122 @@ void er_secure_free(void *p, size_t n)
     OPENSSL_cleanse(p, n);
     free(p);
 }
+
+/* A path for an error message: the bytes up to a NUL, then "\0..." so the
+ * reader sees where the path was cut. */
+static const char *shown_path(lua_State *L, const char *p, size_t len)
+{
+    size_t n = strlen(p);
+    if (n == len)
+        return p;
+    return lua_pushfstring(L, "%s\\0%s", p, p + n + 1 < p + len ? "..." : "");
+}
+
+const char *er_checkpath(lua_State *L, int idx, const char *fname)
+{
+    size_t len;
+    const char *p = luaL_checklstring(L, idx, &len);
+    if (strlen(p) != len)
+        luaL_error(L, "%s: path contains a NUL byte (%s)", fname, shown_path(L, p, len));
+    return p;
+}
+
+const char *er_opt_path(lua_State *L, int idx, const char *key, const char *def,
+                        const char *fname)
+{
+    idx = lua_absindex(L, idx);
+    int t = push_opt(L, idx, key);
+    const char *p = def;
+    if (t == LUA_TSTRING) {
+        size_t len;
+        p = lua_tolstring(L, -1, &len); /* anchored in the options table */
+        if (strlen(p) != len)
+            luaL_error(L, "%s: option '%s' contains a NUL byte (%s)", fname, key,
+                       shown_path(L, p, len));
+    } else if (t != LUA_TNIL) {
+        luaL_error(L, "%s: option '%s' must be a path string, got %s", fname, key,
+                   lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+    return p;
+}
+
+/*
+ * A mode as an octal string ("0644", "644", "01777", "0o600") or an integer
+ * within 0..07777. Returns the mode, or -1 with why filled in.
+ */
+static int parse_mode(lua_State *L, int idx, const char **why)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        int isint = 0;
+        lua_Integer m = lua_tointegerx(L, idx, &isint);
+        if (!isint) {
+            *why = "is not an integer";
+            return -1;
+        }
+        if (m < 0 || m > 07777) {
+            *why = "is out of range 0..07777";
+            return -1;
+        }
+        return (int)m;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING) {
+        *why = "must be an octal string like \"0644\" or an integer";
+        return -1;
+    }
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (len > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O'))
+        s += 2, len -= 2;
+    /* 3 or 4 digits, or 5 with a leading 0 ("01777"): a one-digit typo is
+       not silently a mode */
+    int ok = len >= 3 && len <= 5 && (len < 5 || s[0] == '0');
+    int m = 0;
+    for (size_t i = 0; ok && i < len; i++) {
+        if (s[i] < '0' || s[i] > '7')
+            ok = 0;
+        else
+            m = m * 8 + (s[i] - '0');
+    }
+    if (!ok) {
+        *why = "is not an octal mode like \"0644\"";
+        return -1;
+    }
+    return m;
+}
+
+static void mode_error(lua_State *L, int idx, const char *fname, const char *what,
+                       const char *object, const char *why)
+{
+    const char *v = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
+        ? lua_pushfstring(L, lua_type(L, idx) == LUA_TSTRING ? "'%s'" : "%s",
+                          luaL_tolstring(L, idx, NULL))
+        : luaL_typename(L, idx);
+    luaL_error(L, "%s: %s %s %s (%s)", fname, what, v, why, object ? object : "?");
+}
+
+int er_checkmode(lua_State *L, int idx, const char *fname, const char *object)
+{
+    const char *why = NULL;
+    idx = lua_absindex(L, idx);
+    int m = parse_mode(L, idx, &why);
+    if (m < 0)
+        mode_error(L, idx, fname, "mode", object, why);
+    return m;
+}
+
+int er_opt_mode(lua_State *L, int idx, const char *key, int def, const char *fname,
+                const char *object)
+{
+    idx = lua_absindex(L, idx);
+    int m = def;
+    if (push_opt(L, idx, key) != LUA_TNIL) {
+        const char *why = NULL;
+        m = parse_mode(L, -1, &why);
+        if (m < 0)
+            mode_error(L, lua_gettop(L), fname, lua_pushfstring(L, "option '%s'", key), object,
+                       why);
+    }
+    lua_pop(L, 1);
+    return m;
+}

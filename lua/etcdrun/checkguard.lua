@@ -12,7 +12,7 @@
 local M = {}
 
 local WRITERS = {
-   ["etcdrun.core.fs"] = { "write", "mkdir", "chmod", "chown", "remove", "mkdtemp", "symlink" },
+   ["etcdrun.core.fs"] = { "write", "mkdir", "chmod", "chown", "remove", "mkdtemp", "symlink", "tempname" },
    ["etcdrun.core.archive"] = { "extract" },
    ["etcdrun.core.http"] = { "fetch" },
 }
