@@ -1,12 +1,15 @@
 --- Modules: finding them, checking their arguments, running them.
 --
 -- A module is a Lua file returning a table (see modules/README.md):
---   { name, doc, args = { <arg> = spec }, check = fn(ctx, args), apply = fn(ctx, args, plan) }
--- check reads current state and returns a plan: { changed = bool, msg = ...,
--- diff = { before = ..., after = ..., path = ... }, result = { extra fields } }.
+--   { name, doc, args = { <arg> = spec }, gather = fn(ctx, args),
+--     plan = fn(state, args, opts), apply = fn(ctx, args, plan) }
+-- gather reads the current state (read-only); plan, a pure function of that
+-- state, the arguments and opts {check, diff, host}, returns { changed = bool,
+-- msg = ..., diff = { before, after, path }, result = { extra fields } };
 -- apply makes the change and returns a table of result fields. The runner
 -- (this file's M.run), not the module, enforces check mode: apply never runs
--- under --check.
+-- under --check. (A site module may still give check(ctx, args), gather and
+-- plan in one: the contract before the split.)
 local runtime = require("etcdrun.core.runtime")
 local fs = require("etcdrun.core.fs")
 local checkguard = require("etcdrun.checkguard")
@@ -22,7 +25,7 @@ local SPEC_KEYS = {
    doc = true, elements = true, absolute = true,
 }
 local MODULE_KEYS = {
-   name = true, doc = true, args = true, check = true, apply = true, exclusive = true,
+   name = true, doc = true, args = true, check = true, gather = true, plan = true, apply = true, exclusive = true,
    one_of = true, required_if = true, secret_result = true, examples = true,
 }
 
@@ -58,8 +61,13 @@ local function check_shape(mod, file)
          error(("%s: unknown module field '%s'"):format(file, tostring(k)), 0)
       end
    end
-   if type(mod.check) ~= "function" then
-      error(("%s: a module needs a check(ctx, args) function"):format(file), 0)
+   local split = mod.gather ~= nil or mod.plan ~= nil
+   if split and (type(mod.gather) ~= "function" or type(mod.plan) ~= "function" or mod.check ~= nil) then
+      error(("%s: a module has gather(ctx, args) and plan(state, args, opts) functions (and no check)"):format(file),
+         0)
+   end
+   if not split and type(mod.check) ~= "function" then
+      error(("%s: a module needs gather(ctx, args) and plan(state, args, opts) functions"):format(file), 0)
    end
    if mod.apply ~= nil and type(mod.apply) ~= "function" then
       error(("%s: apply must be a function"):format(file), 0)
@@ -333,10 +341,35 @@ end
 ---@param mod table
 ---@param ctx table {host, controller, check, diff, vars, secret, ...}
 ---@param args table validated arguments
+-- gather then plan, or a site module's older check (the two in one).
+local function decide(mod, ctx, args)
+   if not mod.plan then
+      return mod.check(ctx, args)
+   end
+   local state, err, code = mod.gather(ctx, args)
+   if state == nil then
+      return nil, err, code
+   end
+   return mod.plan(state, args, { check = ctx.check or false, diff = ctx.diff or false,
+      host = ctx.host and ctx.host.name or "controller" })
+end
+
+--- The decision alone, for specs and tools: plan(state, args, opts) of a
+-- module, with args validated (defaults filled) and opts = {check, diff, host}.
+---@return table plan
+function M.plan(mod, state, args, opts)
+   local vargs, err = M.validate(mod, args, "plan")
+   if not vargs then
+      error(err, 2)
+   end
+   opts = opts or {}
+   return mod.plan(state, vargs, { check = opts.check or false, diff = opts.diff or false, host = opts.host or "h" })
+end
+
 function M.run(mod, ctx, args)
-   -- under check mode the controller's file system is read-only to check
+   -- under check mode the controller's file system is read-only to gather
    -- (etcdrun.checkguard), for every caller: runner, REPL, specs
-   local ok, plan, err, code = (ctx.check and checkguard.run or pcall)(mod.check, ctx, args)
+   local ok, plan, err, code = (ctx.check and checkguard.run or pcall)(decide, mod, ctx, args)
    if not ok then
       return { failed = true, changed = false, msg = tostring(plan), code = "EMODULE" }
    end

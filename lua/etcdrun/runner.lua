@@ -15,6 +15,7 @@ local vars = require("etcdrun.vars")
 local fs = require("etcdrun.core.fs")
 local cjson = require("cjson")
 local checkguard = require("etcdrun.checkguard")
+local context = require("etcdrun.context")
 
 local M = {}
 
@@ -176,7 +177,7 @@ local function run_once(rs, hs, play, task, item)
          return { unreachable = true, failed = true, msg = err, code = code }
       end
    end
-   local ctx = {
+   local ctx = context.new({
       host = tgt,
       controller = rs.controller,
       -- check_mode = false: a read-only task (a command whose output later
@@ -184,24 +185,11 @@ local function run_once(rs, hs, play, task, item)
       check = rs.check and task.check_mode ~= false,
       diff = rs.diff,
       vars = v,
-      secret = function(s)
-         return rs.out:secret(s)
-      end,
-      -- whether a text holds a secret (a diff of it is then hidden whole)
-      contains_secret = function(s)
-         return rs.out:contains_secret(s)
-      end,
-      path = function(p)
-         return p:sub(1, 1) == "/" and p or (rs.dir .. "/" .. p)
-      end,
-      sleep = sched.sleep,
-      await = sched.await,
-      -- the plain variables a template sees (facts gathered if it mentions them)
+      out = rs.out,
+      base = rs.dir,
       template_vars = function(source)
          return vars.plain(rs, hs, play.vars, item, source)
       end,
-      -- other hosts of the run, for controller steps that coordinate them
-      -- (a rolling restart, journal tails on failure)
       hosts = function(name)
          local other = rs.hosts[name]
          return other and other.host()
@@ -211,7 +199,7 @@ local function run_once(rs, hs, play, task, item)
             rs.out:message(("      [%s] %s"):format(hs.name, msg))
          end
       end,
-   }
+   })
    local r
    -- (the result line names the module or run already)
    local ok, err = protect(task, nil, guarded_if, ctx.check, function()

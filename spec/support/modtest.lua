@@ -2,7 +2,8 @@
 -- unless check mode), against a host object, for module specs.
 local module = require("etcdrun.module")
 local localhost = require("etcdrun.localhost")
-local sched = require("etcdrun.sched")
+local context = require("etcdrun.context")
+local output = require("etcdrun.output")
 
 local M = {}
 
@@ -19,26 +20,30 @@ function M.run(name, args, host, opts)
    if not vargs then
       return { failed = true, msg = secrets, code = "EARGS" }
    end
-   local base = opts.playbook_dir or os.getenv("PWD") or "."
-   local ctx = {
+   -- the runner's own ctx, with an output sink that remembers secrets
+   local out = output.new({ stream = io.open("/dev/null", "w"), color = false })
+   for _, v in ipairs(secrets) do
+      out:secret(v)
+   end
+   local marked = {}
+   local ctx = context.new({
       host = host,
       controller = localhost.new(),
       check = opts.check or false,
       diff = opts.diff ~= false,
       vars = opts.vars or host.vars or {},
-      secrets = secrets,
-      secret = function(v)
-         secrets[#secrets + 1] = v
-         return v
-      end,
-      path = function(p)
-         return p:sub(1, 1) == "/" and p or (base .. "/" .. p)
-      end,
-      sleep = sched.sleep,
-      await = sched.await,
-      log = function() end,
-   }
+      out = setmetatable({
+         secret = function(_, v)
+            marked[#marked + 1] = v
+            return out:secret(v)
+         end,
+      }, { __index = out }),
+      base = opts.playbook_dir or os.getenv("PWD") or ".",
+   })
    local r = module.run(mod, ctx, vargs)
+   for _, v in ipairs(marked) do
+      secrets[#secrets + 1] = v
+   end
    r.secrets = secrets
    return r
 end

@@ -7,6 +7,7 @@ local fs = require("etcdrun.core.fs")
 local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 local module = require("etcdrun.module")
+local context = require("etcdrun.context")
 local sched = require("etcdrun.sched")
 local shell = require("etcdrun.shell")
 
@@ -187,24 +188,19 @@ function M.module(session, mod, vargs)
          return { name = spec.name, result = { unreachable = true, failed = true, msg = err, code = code },
             duration = runtime.monotonic() - t0 }
       end
-      local ctx = {
+      local ctx = context.new({
          host = h,
          controller = controller,
          check = session.check,
          diff = true,
          vars = revealed(spec.vars or {}, session.out),
-         secret = function(s)
-            return session.out:secret(s)
+         out = session.out,
+         base = session.cwd,
+         hosts = function(name)
+            local other = session.inv:host(name)
+            return other and session.pool.get(other)
          end,
-         contains_secret = function(s)
-            return session.out:contains_secret(s)
-         end,
-         path = function(p)
-            return p:sub(1, 1) == "/" and p or (session.cwd .. "/" .. p)
-         end,
-         sleep = sched.sleep,
-         log = function() end,
-      }
+      })
       local r = module.run(mod, ctx, vargs)
       return { name = spec.name, result = r, duration = runtime.monotonic() - t0 }
    end)
