@@ -28,13 +28,14 @@ local kinds = setmetatable({}, { __mode = "k" }) -- table -> "play"|"task"|"hand
 local PLAY_KEYS = {
    name = true, hosts = true, tasks = true, handlers = true, vars = true, serial = true,
    any_errors_fatal = true, max_fail_percentage = true, tags = true, become = true,
-   gather_facts = true,
+   gather_facts = true, defaults = true,
 }
 local TASK_KEYS = {
    name = true, when = true, register = true, notify = true, tags = true, retries = true,
    delay = true, until_ok = true, loop = true, loop_label = true, become = true,
    ignore_errors = true, changed_when = true, failed_when = true, run_once = true,
    delegate = true, run = true, timeout = true, listen = true, check_mode = true,
+   serial = true, order = true, gate = true, -- handlers only: a rolling handler
 }
 
 --- A value shown as <secret> in every output.
@@ -256,6 +257,7 @@ local FIELD_TYPES = {
    condition = { function(v) return type(v) == "function" or type(v) == "boolean" end,
       "a function(vars, result) or a boolean" },
    count = { function(v) return math.type(v) == "integer" and v >= 0 end, "an integer >= 0" },
+   positive_count = { function(v) return math.type(v) == "integer" and v >= 1 end, "an integer >= 1" },
    seconds = { function(v) return type(v) == "number" and v >= 0 and v == v and v < math.huge end,
       "a number of seconds >= 0" },
    positive_seconds = { function(v) return type(v) == "number" and v > 0 and v < math.huge end,
@@ -283,12 +285,14 @@ local TASK_TYPES = {
    name = "name", when = "condition", until_ok = "condition", changed_when = "condition",
    failed_when = "condition", notify = "strings", tags = "strings", listen = "strings", retries = "count",
    delay = "seconds", loop = "loop", loop_label = "func", become = "boolean", ignore_errors = "boolean",
-   run_once = "boolean", timeout = "positive_seconds", check_mode = "boolean",
+   run_once = "boolean", timeout = "positive_seconds", check_mode = "boolean", serial = "positive_count",
+   order = "func",
 }
 
 local PLAY_TYPES = {
    name = "name", tasks = "list", handlers = "list", vars = "vars", any_errors_fatal = "boolean",
    max_fail_percentage = "percentage", tags = "strings", become = "boolean", gather_facts = "boolean",
+   defaults = "vars",
 }
 
 -- Raise `where: <kind> '<name>': <key> must be <type>, got <value>` for the
@@ -364,6 +368,23 @@ local function prepare_task(t, kind, file, search, handler_names, fallback)
    if t.delegate ~= nil and t.delegate ~= "controller" then
       error(("%s: %s '%s': delegate can only be \"controller\""):format(where, kind, t.name), 0)
    end
+   -- a rolling handler: one host (serial) at a time, in `order`, each
+   -- between two runs of its `gate` task; only handlers roll
+   local gate
+   if (t.serial ~= nil or t.order ~= nil or t.gate ~= nil) and kind ~= "handler" then
+      error(("%s: %s '%s': serial, order and gate are for handlers (a rolling handler)"):format(where, kind,
+         tostring(t.name)), 0)
+   end
+   if (t.order ~= nil or t.gate ~= nil) and t.serial == nil then
+      error(("%s: handler '%s': order and gate need serial = N (hosts at a time)"):format(where, tostring(t.name)), 0)
+   end
+   if t.gate ~= nil then
+      if type(t.gate) ~= "table" or kinds[t.gate] ~= "task" then
+         error(("%s: handler '%s': gate must be a task (task \"name\" { module = {...} }), got %s"):format(where,
+            tostring(t.name), describe(t.gate)), 0)
+      end
+      gate = prepare_task(t.gate, "gate", file, search, nil, t._line or fallback)
+   end
    return {
       kind = kind,
       name = t.name or mod_name or "run",
@@ -392,6 +413,9 @@ local function prepare_task(t, kind, file, search, handler_names, fallback)
       timeout = t.timeout,
       check_mode = t.check_mode,
       barrier = t._barrier,
+      serial = t.serial,
+      order = t.order,
+      gate = gate,
    }
 end
 
@@ -461,6 +485,7 @@ local function prepare_play(p, file, search, index)
       name = p.name or tostring(p.hosts),
       hosts = p.hosts,
       vars = p.vars or {},
+      defaults = p.defaults or {},
       steps = steps,
       handlers = handlers,
       serial = serial,

@@ -477,7 +477,103 @@ end
 -- Handlers notified on these hosts, in the order the play defines them.
 -- Hosts that failed after notifying still run them: a changed config is
 -- never left without its restart.
+-- Run fn(hs) for several hosts at once, in the scheduler.
+local function on_hosts(rs, play, hosts, fn)
+   local tasks = {}
+   for i, hs in ipairs(hosts) do
+      tasks[i] = function()
+         fn(hs)
+      end
+   end
+   for i, res in ipairs(sched.run(tasks, { forks = rs.forks })) do
+      if not res.ok then
+         lost(rs, play, hosts[i], res.err)
+      end
+   end
+end
+
+-- A rolling handler (serial = N): N hosts at a time, in the handler's
+-- `order` (a function of the host names and the variables), each batch
+-- between two runs of its `gate` task (a health check, say); the first
+-- failure stops the roll. Returns the hosts it did not reach, whose
+-- notification stays pending (journaled) so the next run finishes the roll.
+local function run_rolling(rs, play, handler, targets)
+   local by_name, names = {}, {}
+   for i, hs in ipairs(targets) do
+      by_name[hs.name], names[i] = hs, hs.name
+   end
+   if handler.order then
+      local v = vars.view(rs, targets[1], play.vars)
+      local ok, ordered = protect(handler, "order", handler.order, names, v)
+      local seen, valid = {}, ok and type(ordered) == "table" and #ordered == #names
+      for _, n in ipairs(valid and ordered or {}) do
+         valid = valid and by_name[n] ~= nil and not seen[n]
+         seen[n] = true
+      end
+      if not valid then
+         local msg = ok and ("%s:%s: order must return the same host names, reordered"):format(handler.file,
+            handler.line or "?") or ordered
+         for _, hs in ipairs(targets) do
+            record(rs, hs, play, handler, { failed = true, changed = false, msg = msg }, 0, "handler")
+            hs.failed = true
+         end
+         return {}
+      end
+      names = ordered
+   end
+   local left = {}
+   local stopped
+   for first = 1, #names, handler.serial do
+      local group = {}
+      for i = first, math.min(first + handler.serial - 1, #names) do
+         group[#group + 1] = by_name[names[i]]
+      end
+      if stopped or rs.abort or runtime.interrupted() then
+         for _, hs in ipairs(group) do
+            left[hs] = true
+         end
+      else
+         local function step(task, kind)
+            on_hosts(rs, play, group, function(hs)
+               local was_failed = hs.failed
+               hs.failed = false
+               run_task(rs, hs, play, task, kind)
+               stopped = stopped or hs.failed
+               hs.failed = hs.failed or was_failed
+            end)
+         end
+         if handler.gate then
+            step(handler.gate, "handler")
+         end
+         if stopped then
+            for _, hs in ipairs(group) do
+               left[hs] = true
+            end
+         else
+            step(handler, "handler")
+            if handler.gate and not stopped then
+               step(handler.gate, "handler")
+            end
+         end
+      end
+   end
+   if stopped then
+      local names_left = {}
+      for _, n in ipairs(names) do
+         if left[by_name[n]] then
+            names_left[#names_left + 1] = n
+         end
+      end
+      if #names_left > 0 then
+         rs.out:message(("  handler '%s' stopped rolling; not yet run on %s (pending for the next run)"):format(
+            handler.name, table.concat(names_left, ", ")), "warning")
+      end
+   end
+   return left
+end
+
 local function run_handlers(rs, play, batch)
+   local keep = {} -- host -> handler names still pending after a stopped roll
    for _, handler in ipairs(play.handlers) do
       local targets = {}
       for _, hs in ipairs(batch) do
@@ -489,7 +585,12 @@ local function run_handlers(rs, play, batch)
             targets[#targets + 1] = hs
          end
       end
-      if #targets > 0 then
+      if #targets > 0 and handler.serial then
+         for hs in pairs(run_rolling(rs, play, handler, targets)) do
+            keep[hs] = keep[hs] or {}
+            table.insert(keep[hs], handler.name)
+         end
+      elseif #targets > 0 then
          local tasks = {}
          for i, hs in ipairs(targets) do
             tasks[i] = function()
@@ -516,6 +617,10 @@ local function run_handlers(rs, play, batch)
          if next(rs.pending[play.name]) == nil then
             rs.pending[play.name] = nil
          end
+      end
+      if keep[hs] then
+         rs.pending[play.name] = rs.pending[play.name] or {}
+         rs.pending[play.name][hs.name] = keep[hs]
       end
    end
    journal.save(rs)
@@ -790,6 +895,7 @@ local function run_plays(pb, inv, opts, state)
          rs.play_hosts[i] = hs.name
       end
       rs.any_errors_fatal = play.any_errors_fatal
+      rs.play_defaults = play.defaults
       rs.play = play
       out:play_start(play.name, hosts)
       -- handlers a killed earlier run left pending: run them this time

@@ -1,5 +1,6 @@
 --- Variables as a task sees them, with one documented precedence
 -- (lowest first):
+--   0. the play's `defaults` (what a playbook assumes unless told otherwise)
 --   1. inventory: group vars (parents before children), then host vars
 --   2. play vars
 --   3. values registered by earlier tasks on this host (`register = "x"`)
@@ -64,6 +65,9 @@ local function lookup(rs, hs, play_vars, k)
    end
    if v == nil then
       v = hs.vars[k]
+   end
+   if v == nil and rs.play_defaults then
+      v = rs.play_defaults[k]
    end
    return reveal(rs, v)
 end
@@ -132,6 +136,7 @@ end
 -- Plain (metatable-free) variables of one host, for the template engine.
 local function plain_of(rs, hs, play_vars, with_facts)
    local t = {}
+   merge_into(t, rs.play_defaults, rs)
    merge_into(t, hs.vars, rs)
    merge_into(t, play_vars, rs)
    merge_into(t, hs.registered, rs)
