@@ -17,26 +17,51 @@ local M = {
    },
 }
 
-function M.check(ctx, args)
-   local that = args.that
+-- The conditions as a list, or nil when `that` is not one.
+local function conditions(that)
    if type(that) ~= "table" then
       that = { that }
    end
    local n = 0
    for k in pairs(that) do
       if math.type(k) ~= "integer" or k < 1 then
-         return { failed = true, msg = "assert: 'that' must be a boolean or a list of booleans" }
+         return nil
       end
       n = math.max(n, k)
+   end
+   return that, n
+end
+
+--- The state: each condition's value, a function called with the host's
+--- variables, in order up to the first that is not true (the ones after it
+--- are never called, as a failed assertion stops there).
+function M.gather(ctx, args)
+   local that, n = conditions(args.that)
+   local values = {}
+   for i = 1, that and n or 0 do
+      local v = that[i]
+      if type(v) == "function" then
+         v = v(ctx.vars)
+      end
+      values[i] = v
+      if v ~= true then
+         break
+      end
+   end
+   return { values = values }
+end
+
+--- The decision: pass, or fail naming the first condition that is not true.
+function M.plan(state, args)
+   local _, n = conditions(args.that)
+   if not n then
+      return { failed = true, msg = "assert: 'that' must be a boolean or a list of booleans" }
    end
    if n == 0 then
       return { failed = true, msg = "assert: 'that' is an empty list" }
    end
    for i = 1, n do
-      local v = that[i]
-      if type(v) == "function" then
-         v = v(ctx.vars)
-      end
+      local v = state.values[i]
       if type(v) ~= "boolean" then
          return { failed = true, msg = ("assert: that[%d] is %s, not true or false%s"):format(i,
             v == nil and "nil" or (type(v) .. " " .. tostring(v)),
