@@ -321,7 +321,7 @@ static int l_add_history(lua_State *L)
 static int history_file(lua_State *L, int op, const char *name)
 {
     struct editor *ed = op == H_LOAD ? check_idle(L, "load_history") : check_editor(L);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = er_checkpath(L, 2, name);
     HistEvent ev;
     errno = 0;
     locale_t old = ed->loc ? uselocale(ed->loc) : (locale_t)0;

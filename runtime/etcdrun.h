@@ -69,6 +69,11 @@ int er_temp_open(int dirfd, const char *base, int mode, char *name, size_t size)
 int er_temp_path(const char *path, char *out, size_t size);
 int er_temp_sweep(int dirfd, const char *prefix);
 
+/* Open the directory holding path (symlinks followed, as writing path would
+ * follow them), O_DIRECTORY|O_CLOEXEC; its last component in *base (may be
+ * "" for a path ending in '/'). Returns the fd or -1 and errno. */
+int er_open_parent(const char *path, const char **base);
+
 /* Remove name in dirfd, a directory recursively without following any
  * symlink; 0 or -1 and errno. */
 int er_remove_at(int dirfd, const char *name);
@@ -159,6 +164,11 @@ int er_opt_mode(lua_State *L, int idx, const char *key, int def, const char *fna
 int er_temp_open(int dirfd, const char *base, int mode, char *name, size_t size);
 int er_temp_path(const char *path, char *out, size_t size);
 int er_temp_sweep(int dirfd, const char *prefix);
+
+/* Open the directory holding path (symlinks followed, as writing path would
+ * follow them), O_DIRECTORY|O_CLOEXEC; its last component in *base (may be
+ * "" for a path ending in '/'). Returns the fd or -1 and errno. */
+int er_open_parent(const char *path, const char **base);
 
 /* Remove name in dirfd, a directory recursively without following any
  * symlink; 0 or -1 and errno. */

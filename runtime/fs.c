@@ -171,26 +171,6 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Open the directory holding path (following symlinks, as writing path
- * itself would); its last component in *base. */
-static int open_parent(const char *path, const char **base)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[PATH_MAX];
-    *base = slash ? slash + 1 : path;
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
-
 /*
  * fs.write(path, data, {mode=, owner=, group=}) -> true | nil, err, code
  * Written to a temporary file in the same directory (".NAME.etcdrun-<pid>-*";
@@ -233,7 +213,7 @@ static int fs_write(lua_State *L)
 
     const char *base;
     char tmp[NAME_MAX + 1];
-    int dfd = open_parent(path, &base);
+    int dfd = er_open_parent(path, &base);
     if (dfd < 0)
         return er_fail_errno(L, "fs.write", path, errno);
     if (*base == '\0') {
@@ -490,7 +470,7 @@ static int fs_mkdtemp(lua_State *L)
         >= sizeof tmpl)
         return er_fail_errno(L, "fs.mkdtemp", prefix, ENAMETOOLONG);
     const char *name;
-    int dfd = open_parent(prefix, &name);
+    int dfd = er_open_parent(prefix, &name);
     if (dfd >= 0) {
         if (*name)              /* never sweep a whole directory's pid-like names */
             er_temp_sweep(dfd, name);

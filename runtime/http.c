@@ -103,6 +103,11 @@ static const char *opt_lstring(lua_State *L, int idx, const char *fname, const c
     return s;
 }
 
+static int is_pem(const char *s)
+{
+    return strncmp(s, "-----BEGIN", 10) == 0;
+}
+
 static void read_tls_opts(lua_State *L, int idx, const char *fname, tls_opts *o,
                           double timeout, int follow, lua_Integer max_bytes)
 {
@@ -115,14 +120,17 @@ static void read_tls_opts(lua_State *L, int idx, const char *fname, tls_opts *o,
     o->ca = opt_lstring(L, idx, fname, "ca", &o->ca_len);
     o->cert = opt_lstring(L, idx, fname, "cert", &o->cert_len);
     o->key = opt_lstring(L, idx, fname, "key", &o->key_len);
+    /* a file name is a C string: a NUL inside would name another file */
+    const char *paths[] = {o->ca, o->cert, o->key};
+    size_t lens[] = {o->ca_len, o->cert_len, o->key_len};
+    for (int i = 0; i < 3; i++)
+        if (paths[i] && !is_pem(paths[i]) && strlen(paths[i]) != lens[i])
+            luaL_error(L, "%s: option '%s' contains a NUL byte", fname,
+                       i == 0 ? "ca" : i == 1 ? "cert" : "key");
     if (o->stall_timeout < 0 || o->max_bytes < 0)
         luaL_error(L, "%s: options 'stall_timeout' and 'max_bytes' must not be negative", fname);
 }
 
-static int is_pem(const char *s)
-{
-    return strncmp(s, "-----BEGIN", 10) == 0;
-}
 
 /* Path or PEM text for one of the three TLS file options. */
 static void set_tls_source(CURL *c, CURLoption path_opt, CURLoption blob_opt,
@@ -434,8 +442,11 @@ static int l_fetch(lua_State *L)
     static const char *const known[] = {
         "connect_timeout", "timeout", "stall_timeout", "max_bytes", "insecure", "follow",
         "ca", "cert", "key", "mode", "exclusive", "progress", "name", NULL};
-    const char *url = luaL_checkstring(L, 1);
-    const char *dest = luaL_checkstring(L, 2);
+    size_t url_len;
+    const char *url = luaL_checklstring(L, 1, &url_len);
+    if (strlen(url) != url_len)
+        return luaL_error(L, "http.fetch: the URL contains a NUL byte");
+    const char *dest = er_checkpath(L, 2, "http.fetch");
     char errbuf[CURL_ERROR_SIZE] = "", msg[MSG_MAX], shown[512], label[64];
     const char *code = NULL;
     xfer x = {0};
@@ -445,11 +456,9 @@ static int l_fetch(lua_State *L)
 
     er_check_options(L, 3, "http.fetch", known);
     read_tls_opts(L, 3, "http.fetch", &o, 600, 1, 0);
-    lua_Integer mode = er_opt_integer(L, 3, "mode", -1);
+    int mode = er_opt_mode(L, 3, "mode", -1, "http.fetch", dest);
     int exclusive = er_opt_boolean(L, 3, "exclusive", 0);
     const char *name = er_opt_string(L, 3, "name", NULL);
-    if (mode < -1 || mode > 07777)
-        return luaL_error(L, "http.fetch: option 'mode' must be within 0..07777");
     x.progress = 1;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "progress");
@@ -642,6 +651,12 @@ static int l_request(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     er_check_options(L, 1, "http.request", known);
     const char *url = er_opt_string(L, 1, "url", NULL);
+    if (url != NULL) {
+        lua_getfield(L, 1, "url");
+        if (strlen(url) != lua_rawlen(L, -1))
+            return luaL_error(L, "http.request: the URL contains a NUL byte");
+        lua_pop(L, 1);
+    }
     const char *body = opt_lstring(L, 1, "http.request", "body", &body_len);
     const char *method = er_opt_string(L, 1, "method", body ? "POST" : "GET");
     if (url == NULL)

@@ -434,12 +434,21 @@ void sx_run_get(struct session *s, struct job *j, const volatile int *closing)
         sftp_fail(s, j, "get", j->a);
         return;
     }
-    int lfd = -1;
-    char ltmp[PATH_MAX] = "";
+    /* the local copy: a temporary ".NAME.etcdrun-<pid>-*" renamed into place */
+    int lfd = -1, dfd = -1;
+    const char *lbase = NULL;
+    char ltmp[NAME_MAX + 1] = "";
     if (j->local) {
-        if ((size_t)snprintf(ltmp, sizeof ltmp, "%s.etcdrun-XXXXXX", j->local) >= sizeof ltmp ||
-            (lfd = mkostemp(ltmp, O_CLOEXEC)) < 0) {
+        dfd = er_open_parent(j->local, &lbase);
+        if (dfd >= 0 && *lbase == '\0') {
+            close(dfd);
+            dfd = -1;
+            errno = EISDIR;
+        }
+        if (dfd < 0 || (lfd = er_temp_open(dfd, lbase, 0600, ltmp, sizeof ltmp)) < 0) {
             sx_job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno), j->local);
+            if (dfd >= 0)
+                close(dfd);
             sftp_close(f);
             return;
         }
@@ -481,11 +490,15 @@ void sx_run_get(struct session *s, struct job *j, const volatile int *closing)
     }
     sftp_close(f);
     if (lfd >= 0) {
-        if (fsync(lfd) != 0 || close(lfd) != 0 || rename(ltmp, j->local) != 0) {
+        int rc = fsync(lfd);
+        rc = close(lfd) != 0 ? -1 : rc;
+        if (rc != 0 || renameat(dfd, ltmp, dfd, lbase) != 0) {
             sx_job_fail(j, er_errno_code(errno), "ssh.get: %s (%s)", strerror(errno), j->local);
-            unlink(ltmp);
+            unlinkat(dfd, ltmp, 0);
+            close(dfd);
             return;
         }
+        close(dfd);
     }
     j->ok = 1;
     return;
@@ -493,7 +506,8 @@ fail:
     sftp_close(f);
     if (lfd >= 0) {
         close(lfd);
-        unlink(ltmp);
+        unlinkat(dfd, ltmp, 0);
+        close(dfd);
     }
 }
 

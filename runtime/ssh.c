@@ -273,8 +273,8 @@ static int l_session(lua_State *L)
     s->name = sx_strdup(er_opt_string(L, 1, "name", host));
     s->user = opt_dup(L, 1, "user");
     s->port = (int)port;
-    s->kh_user = opt_dup(L, 1, "known_hosts");
-    s->kh_global = opt_dup(L, 1, "global_known_hosts");
+    s->kh_user = sx_strdup(er_opt_path(L, 1, "known_hosts", NULL, "ssh.session"));
+    s->kh_global = sx_strdup(er_opt_path(L, 1, "global_known_hosts", NULL, "ssh.session"));
     s->passphrase = opt_dup(L, 1, "passphrase");
     s->use_agent = er_opt_boolean(L, 1, "agent", 1);
     s->accept_new = strcmp(policy, "accept-new") == 0;
@@ -285,7 +285,7 @@ static int l_session(lua_State *L)
         s->read_config = lua_toboolean(L, -1);
     } else {
         s->read_config = 1;
-        s->config = opt_dup(L, 1, "config");
+        s->config = sx_strdup(er_opt_path(L, 1, "config", NULL, "ssh.session"));
     }
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "identities") == LUA_TTABLE) {
@@ -294,11 +294,7 @@ static int l_session(lua_State *L)
             return luaL_error(L, "ssh.session: at most %d identities", MAX_IDENTITIES);
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            size_t len;
-            const char *id = luaL_checklstring(L, -1, &len);
-            if (strlen(id) != len)
-                return luaL_error(L, "ssh.session: identity %d contains a NUL byte", i);
-            s->identities[s->n_identities++] = strdup(id);
+            s->identities[s->n_identities++] = strdup(er_checkpath(L, -1, "ssh.session"));
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, -1)) {
@@ -336,12 +332,13 @@ struct job_ud {
 /* Session:submit(kind, ...) -> Job
  *   "connect"
  *   "exec", command, {stdin=, timeout=seconds (600; math.huge: none), max_output=bytes}
- *   "put", data|nil, remote_path, {mode=0644, exclusive=false, from=local_path}
- *   "get", remote_path, {to=local_path, mode=0600, max_size=bytes}
+ *   "put", data|nil, remote_path, {mode="0644", exclusive=false, from=local_path}
+ *   "get", remote_path, {to=local_path, mode="0600", max_size=bytes}
  *   "stat", remote_path, {follow=true}
- *   "mkdir", remote_path, {mode=0755}
+ *   "mkdir", remote_path, {mode="0755"}
  *   "remove", remote_path, {dir=false}
  *   "chmod", remote_path, mode
+ * (modes: octal strings or integers within 0..07777; paths: no NUL byte)
  *   "rename", from, to   (fails if `to` exists: SFTP v3) */
 static int l_submit(lua_State *L)
 {
@@ -394,12 +391,12 @@ static int l_submit(lua_State *L)
         static const char *const known[] = {"mode", "exclusive", "from", NULL};
         size_t n = 0;
         const char *data = lua_isnil(L, 3) ? NULL : luaL_checklstring(L, 3, &n);
-        const char *path = check_text(L, 4);
+        const char *path = er_checkpath(L, 4, "ssh.put");
         er_check_options(L, 5, "ssh.put", known);
-        const char *from = er_opt_string(L, 5, "from", NULL);
+        const char *from = er_opt_path(L, 5, "from", NULL, "ssh.put");
         if (!data == !from)
             return luaL_error(L, "ssh.put: give either data or the 'from' option");
-        j->mode = (int)er_opt_integer(L, 5, "mode", 0644);
+        j->mode = er_opt_mode(L, 5, "mode", 0644, "ssh.put", path);
         j->flag = er_opt_boolean(L, 5, "exclusive", 0);
         j->b = strdup(path);
         j->local = sx_strdup(from);
@@ -409,17 +406,17 @@ static int l_submit(lua_State *L)
     }
     case J_GET: {
         static const char *const known[] = {"to", "mode", "max_size", NULL};
-        const char *path = check_text(L, 3);
+        const char *path = er_checkpath(L, 3, "ssh.get");
         er_check_options(L, 4, "ssh.get", known);
-        j->local = sx_strdup(er_opt_string(L, 4, "to", NULL));
-        j->mode = (int)er_opt_integer(L, 4, "mode", 0600);
+        j->local = sx_strdup(er_opt_path(L, 4, "to", NULL, "ssh.get"));
+        j->mode = er_opt_mode(L, 4, "mode", 0600, "ssh.get", path);
         j->max_output = (size_t)er_opt_integer(L, 4, "max_size", 256 * 1024 * 1024);
         j->a = strdup(path);
         break;
     }
     case J_STAT: {
         static const char *const known[] = {"follow", NULL};
-        const char *path = check_text(L, 3);
+        const char *path = er_checkpath(L, 3, "ssh.stat");
         er_check_options(L, 4, "ssh.stat", known);
         j->flag = er_opt_boolean(L, 4, "follow", 1);
         j->a = strdup(path);
@@ -427,27 +424,27 @@ static int l_submit(lua_State *L)
     }
     case J_MKDIR: {
         static const char *const known[] = {"mode", NULL};
-        const char *path = check_text(L, 3);
+        const char *path = er_checkpath(L, 3, "ssh.mkdir");
         er_check_options(L, 4, "ssh.mkdir", known);
-        j->mode = (int)er_opt_integer(L, 4, "mode", 0755);
+        j->mode = er_opt_mode(L, 4, "mode", 0755, "ssh.mkdir", path);
         j->a = strdup(path);
         break;
     }
     case J_REMOVE: {
         static const char *const known[] = {"dir", NULL};
-        const char *path = check_text(L, 3);
+        const char *path = er_checkpath(L, 3, "ssh.remove");
         er_check_options(L, 4, "ssh.remove", known);
         j->flag = er_opt_boolean(L, 4, "dir", 0);
         j->a = strdup(path);
         break;
     }
     case J_CHMOD:
-        j->a = strdup(check_text(L, 3));
-        j->mode = (int)luaL_checkinteger(L, 4);
+        j->a = strdup(er_checkpath(L, 3, "ssh.chmod"));
+        j->mode = er_checkmode(L, 4, "ssh.chmod", j->a);
         break;
     case J_RENAME:
-        j->a = strdup(check_text(L, 3));
-        j->b = strdup(check_text(L, 4));
+        j->a = strdup(er_checkpath(L, 3, "ssh.rename"));
+        j->b = strdup(er_checkpath(L, 4, "ssh.rename"));
         break;
     }
     enqueue(L, s, j);
@@ -693,7 +690,7 @@ static int l_wait(lua_State *L)
 /* ssh.key_needs_passphrase(path) -> boolean | nil, err, code */
 static int l_key_needs_passphrase(lua_State *L)
 {
-    const char *path = check_text(L, 1);
+    const char *path = er_checkpath(L, 1, "ssh.key_needs_passphrase");
     int asked = 0;
     ssh_key key = NULL;
     int rc = ssh_pki_import_privkey_file(path, NULL, sx_no_passphrase, &asked, &key);

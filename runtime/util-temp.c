@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,26 @@ int er_temp_open(int dirfd, const char *base, int mode, char *name, size_t size)
     }
     errno = EEXIST;
     return -1;
+}
+
+/* Open the directory holding path (following symlinks, as writing path
+ * itself would); its last component in *base. */
+int er_open_parent(const char *path, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    *base = slash ? slash + 1 : path;
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 int er_temp_path(const char *path, char *out, size_t size)
