@@ -89,13 +89,26 @@ local function lookup(vars, name)
    return v
 end
 
-function M.check(ctx, args)
+--- The state: the variable's value (nil when undefined), when `var` is given.
+function M.gather(ctx, args)
+   if not args.var then
+      return {}
+   end
+   -- the runner's variables view raises on an undefined name
+   local ok, v = pcall(lookup, ctx.vars or {}, args.var)
+   if not ok or v == nil then
+      return { defined = false }
+   end
+   return { defined = true, value = v }
+end
+
+--- The decision: the text to show; never a change.
+function M.plan(state, args)
    if args.var then
-      -- the runner's variables view raises on an undefined name
-      local ok, v = pcall(lookup, ctx.vars or {}, args.var)
-      if not ok or v == nil then
+      if not state.defined then
          return { changed = false, msg = ("%s: VARIABLE IS NOT DEFINED!"):format(args.var) }
       end
+      local v = state.value
       return { changed = false, msg = ("%s = %s"):format(args.var, render(v, false)), result = { value = v } }
    end
    local msg = args.msg

@@ -2,6 +2,7 @@
 -- It reads no host, so the controller stands in for every host.
 local modtest = require("support.modtest")
 local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
 
 local c = localhost.new()
 
@@ -55,5 +56,44 @@ describe("debug", function()
       local t = { name = "t" }
       t.self = t
       assert.are.equal('{name = "t", self = <cycle>}', modtest.run("debug", { msg = t }, c).msg)
+   end)
+end)
+
+-- The decision alone: the variable's value as gather records it, no host.
+describe("debug plan", function()
+   local mod = assert(module.load("debug"))
+   local secret = setmetatable({}, { __tostring = function() return "<secret>" end })
+   local cases = {
+      { name = "a message", state = {}, args = { msg = "hello" }, want = { changed = false, msg = "hello" } },
+      { name = "no message", state = {}, args = {}, want = { changed = false, msg = "Hello world!" } },
+      { name = "a table message", state = {}, args = { msg = { b = 1, a = { "x\n" } } },
+         want = { changed = false, msg = '{a = ["x\\n"], b = 1}' } },
+      { name = "a string variable", state = { defined = true, value = "etcd1\n" }, args = { var = "out.stdout" },
+         want = { changed = false, msg = 'out.stdout = "etcd1\\n"', result = { value = "etcd1\n" } } },
+      { name = "a false variable", state = { defined = true, value = false }, args = { var = "flag" },
+         want = { changed = false, msg = "flag = false", result = { value = false } } },
+      { name = "a list variable", state = { defined = true, value = { "etcd1", "etcd2" } }, args = { var = "m" },
+         want = { changed = false, msg = 'm = ["etcd1", "etcd2"]', result = { value = { "etcd1", "etcd2" } } } },
+      { name = "a secret", state = { defined = true, value = secret }, args = { var = "key" },
+         want = { changed = false, msg = "key = <secret>", result = { value = secret } } },
+      { name = "undefined", state = { defined = false }, args = { var = "nope.x" },
+         want = { changed = false, msg = "nope.x: VARIABLE IS NOT DEFINED!" } },
+   }
+   for _, case in ipairs(cases) do
+      it(case.name, function()
+         for _, check in ipairs({ false, true }) do
+            assert.are.same(case.want, module.plan(mod, case.state, case.args, { check = check }))
+         end
+      end)
+   end
+
+   it("gather records a value, false, and undefined (also from a view that raises)", function()
+      local vars = { out = { stdout = "a" }, flag = false }
+      assert.are.same({ defined = true, value = "a" }, mod.gather({ vars = vars }, { var = "out.stdout" }))
+      assert.are.same({ defined = true, value = false }, mod.gather({ vars = vars }, { var = "flag" }))
+      assert.are.same({ defined = false }, mod.gather({ vars = vars }, { var = "out.nope.x" }))
+      local view = setmetatable({}, { __index = function(_, k) error("undefined variable '" .. k .. "'") end })
+      assert.are.same({ defined = false }, mod.gather({ vars = view }, { var = "x" }))
+      assert.are.same({}, mod.gather({ vars = vars }, { msg = "hi" }))
    end)
 end)
