@@ -84,8 +84,30 @@ local function resolve(args, p)
    return p
 end
 
--- The skip rules: a reason to not run, or nil. Reading only.
-local function skip_reason(ctx, args)
+-- The words to run, or nil and why the command is refused.
+local function words_of(args)
+   local words = args.argv
+   if args.cmd then
+      local err
+      words, err = split(args.cmd)
+      if not words then
+         return nil, ("command: cannot split cmd: %s: %s"):format(err, args.cmd)
+      end
+   end
+   if #words == 0 or words[1] == "" then
+      return nil, "command: nothing to run (empty command)"
+   end
+   return words
+end
+
+--- The state: whether `creates` and `removes` exist, { path =, exists = }
+--- each. Nothing is read for a command that will be refused, nor `removes`
+--- once `creates` exists (the task is skipped either way).
+function M.gather(ctx, args)
+   local state = {}
+   if not words_of(args) then
+      return state
+   end
    for _, which in ipairs({ "creates", "removes" }) do
       if args[which] then
          local p = resolve(args, args[which])
@@ -93,33 +115,29 @@ local function skip_reason(ctx, args)
          if not st and code ~= "ENOENT" then
             return nil, err, code
          end
+         state[which] = { path = p, exists = st ~= nil }
          if which == "creates" and st then
-            return ("skipped, %s exists"):format(p)
-         elseif which == "removes" and not st then
-            return ("skipped, %s does not exist"):format(p)
+            break
          end
       end
    end
-   return false
+   return state
 end
 
-function M.check(ctx, args)
-   local words = args.argv
-   if args.cmd then
-      local err
-      words, err = split(args.cmd)
-      if not words then
-         return { failed = true, msg = ("command: cannot split cmd: %s: %s"):format(err, args.cmd) }
-      end
-   end
-   if #words == 0 or words[1] == "" then
-      return { failed = true, msg = "command: nothing to run (empty command)" }
-   end
-   local skip, err, code = skip_reason(ctx, args)
-   if skip == nil then
-      return nil, err, code
+--- The decision: refuse, skip (creates exists, removes does not), or run:
+--- "would run", with the line apply runs (`plan.line`).
+function M.plan(state, args)
+   local words, why = words_of(args)
+   if not words then
+      return { failed = true, msg = why }
    end
    local shown = args.cmd or shell.join(words)
+   local skip
+   if state.creates and state.creates.exists then
+      skip = ("skipped, %s exists"):format(state.creates.path)
+   elseif state.removes and not state.removes.exists then
+      skip = ("skipped, %s does not exist"):format(state.removes.path)
+   end
    if skip then
       return { changed = false, msg = skip, result = { cmd = shown, rc = 0, stdout = "", stderr = "" } }
    end

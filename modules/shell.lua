@@ -32,13 +32,20 @@ local function as_command(args)
    }
 end
 
-function M.check(ctx, args)
+--- The state: the command module's (`creates`, `removes`).
+function M.gather(ctx, args)
    command = command or module.load("command")
-   local plan, err, code = command.check(ctx, as_command(args))
-   if plan and plan.result then
+   return command.gather(ctx, as_command(args))
+end
+
+--- The decision: the command module's, showing the command line as given.
+function M.plan(state, args, opts)
+   command = command or module.load("command")
+   local plan = command.plan(state, as_command(args), opts)
+   if plan.result then
       plan.result.cmd = args.cmd
    end
-   return plan, err, code
+   return plan
 end
 
 function M.apply(ctx, args, plan)

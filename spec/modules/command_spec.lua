@@ -5,6 +5,7 @@ local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
 local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
 
 local BASE = "/root/etcdrun-modtest-command"
 
@@ -27,9 +28,93 @@ describe("command arguments", function()
    end
 end)
 
+-- The decision alone: creates/removes as gather records them, no host.
+describe("command plan", function()
+   local mod = assert(module.load("command"))
+   local skipped = function(msg, cmd)
+      return { changed = false, msg = msg, result = { cmd = cmd, rc = 0, stdout = "", stderr = "" } }
+   end
+   local cases = {
+      { name = "runs argv, quoted for exec", state = {}, args = { argv = { "printf", "%s", "a b", "$(id)" } },
+         want = { changed = true, msg = "would run", result = { cmd = "printf %s 'a b' '$(id)'" },
+            line = "exec printf %s 'a b' '$(id)'" } },
+      { name = "splits cmd without expanding, shows it as given", state = {},
+         args = { cmd = [[echo "$HOME" 'a b' c\ d |]] },
+         want = { changed = true, msg = "would run", result = { cmd = [[echo "$HOME" 'a b' c\ d |]] },
+            line = "exec echo '$HOME' 'a b' 'c d' '|'" } },
+      { name = "in chdir", state = {}, args = { cmd = "touch made", chdir = "/srv/x y" },
+         want = { changed = true, msg = "would run", result = { cmd = "touch made" },
+            line = "cd '/srv/x y' && exec touch made" } },
+      { name = "under check: would run too", state = {}, args = { argv = { "true" } }, opts = { check = true },
+         want = { changed = true, msg = "would run", result = { cmd = "true" }, line = "exec true" } },
+      { name = "creates missing: runs", state = { creates = { path = "/srv/made", exists = false } },
+         args = { cmd = "touch made", chdir = "/srv", creates = "made" },
+         want = { changed = true, msg = "would run", result = { cmd = "touch made" },
+            line = "cd /srv && exec touch made" } },
+      { name = "creates exists: skipped", state = { creates = { path = "/srv/made", exists = true } },
+         args = { cmd = "touch made", chdir = "/srv", creates = "made" },
+         want = skipped("skipped, /srv/made exists", "touch made") },
+      { name = "creates exists under check: skipped", state = { creates = { path = "/srv/made", exists = true } },
+         args = { cmd = "touch made", chdir = "/srv", creates = "made" }, opts = { check = true },
+         want = skipped("skipped, /srv/made exists", "touch made") },
+      { name = "removes exists: runs", state = { removes = { path = "/tmp/f", exists = true } },
+         args = { argv = { "rm", "/tmp/f" }, removes = "/tmp/f" },
+         want = { changed = true, msg = "would run", result = { cmd = "rm /tmp/f" }, line = "exec rm /tmp/f" } },
+      { name = "removes missing: skipped", state = { removes = { path = "/tmp/f", exists = false } },
+         args = { argv = { "rm", "/tmp/f" }, removes = "/tmp/f" },
+         want = skipped("skipped, /tmp/f does not exist", "rm /tmp/f") },
+      { name = "creates missing, removes missing: skipped",
+         state = { creates = { path = "/a", exists = false }, removes = { path = "/b", exists = false } },
+         args = { cmd = "mv /b /a", creates = "/a", removes = "/b" },
+         want = skipped("skipped, /b does not exist", "mv /b /a") },
+      { name = "refuses an unterminated quote", state = {}, args = { cmd = "echo 'open" },
+         want = { failed = true, msg = "command: cannot split cmd: unterminated ' quote: echo 'open" } },
+      { name = "refuses a trailing backslash", state = {}, args = { cmd = "echo \\" },
+         want = { failed = true, msg = "command: cannot split cmd: a trailing backslash: echo \\" } },
+      { name = "refuses an empty cmd", state = {}, args = { cmd = "  " },
+         want = { failed = true, msg = "command: nothing to run (empty command)" } },
+      { name = "refuses an empty program", state = {}, args = { argv = { "" } },
+         want = { failed = true, msg = "command: nothing to run (empty command)" } },
+   }
+   for _, case in ipairs(cases) do
+      it(case.name, function()
+         assert.are.same(case.want, module.plan(mod, case.state, case.args, case.opts))
+      end)
+   end
+
+   it("gather reads nothing for a refused command, and not removes once creates exists", function()
+      -- on the controller: a path under a file fails with ENOTDIR when read
+      local d = helper.tmpdir()
+      local ctx = { host = localhost.new() }
+      assert(ctx.host:write(d .. "/made", ""))
+      local bad = d .. "/made/x"
+      assert.are.same({}, mod.gather(ctx, { cmd = "echo 'x", creates = bad }))
+      assert.are.same({ creates = { path = d .. "/made", exists = true } },
+         mod.gather(ctx, { cmd = "x", chdir = d .. "/", creates = "made", removes = bad }))
+      assert.are.same({ creates = { path = d .. "/new", exists = false },
+         removes = { path = d .. "/made", exists = true } },
+         mod.gather(ctx, { argv = { "x" }, creates = d .. "/new", removes = d .. "/made" }))
+      local st, err, code = mod.gather(ctx, { cmd = "x", creates = d .. "/new", removes = bad })
+      assert.is_nil(st)
+      assert.are.equal("ENOTDIR", code)
+      assert.matches(bad, err, 1, true)
+   end)
+end)
+
 -- The same behaviour on a node and on the controller.
+-- `get` returns the host, or nil and why there is none: then each case is
+-- reported pending (skipped) with that reason, never passed.
 local function behaviour(name, get, base)
-   local h
+   local h, why_not
+
+   -- Inside an `it`: true (and the test pending) when there is no host here.
+   local function no_host()
+      if not h then
+         pending(why_not)
+         return true
+      end
+      return false
+   end
 
    local function on(cmd)
       return assert(h:exec(cmd)).stdout
@@ -41,14 +126,14 @@ local function behaviour(name, get, base)
 
    describe("command on " .. name, function()
       before_each(function()
-         h = get()
+         h, why_not = get()
          if h then
             on("rm -rf " .. base() .. " && mkdir -p " .. base())
          end
       end)
 
       it("runs a program and returns rc, stdout, stderr and lines", function()
-         if not h then return end
+         if no_host() then return end
          local r = run({ argv = { "sh", "-c", "echo out; echo err >&2; echo two" } })
          assert.is_true(r.changed)
          assert.is_false(r.failed)
@@ -58,7 +143,7 @@ local function behaviour(name, get, base)
       end)
 
       it("splits a string like sh but expands nothing", function()
-         if not h then return end
+         if no_host() then return end
          local r = run({ cmd = [[printf '[%s]' a\ b "c d" 'e f' "$HOME" '*' | > ; "q\"uote"]] })
          assert.is_false(r.failed, r.msg)
          assert.are.equal([=[[a b][c d][e f][$HOME][*][|][>][;][q"uote]]=], r.stdout)
@@ -75,7 +160,7 @@ local function behaviour(name, get, base)
       end)
 
       it("does not run in check mode, and reports would run", function()
-         if not h then return end
+         if no_host() then return end
          local marker = base() .. "/ran"
          local r = run({ argv = { "touch", marker } }, { check = true })
          assert.is_true(r.changed)
@@ -85,7 +170,7 @@ local function behaviour(name, get, base)
       end)
 
       it("runs in chdir, feeds stdin, skips on creates and removes", function()
-         if not h then return end
+         if no_host() then return end
          local args = { cmd = "touch made", chdir = base(), creates = "made" }
          local r = run(args, { check = true })
          assert.are.equal("would run", r.msg)
@@ -108,7 +193,7 @@ local function behaviour(name, get, base)
       end)
 
       it("fails on a non-zero exit with the host and the stderr tail", function()
-         if not h then return end
+         if no_host() then return end
          local r = run({ argv = { "sh", "-c", "for i in 1 2 3 4 5 6 7; do echo line$i >&2; done; exit 3" } })
          assert.is_true(r.failed)
          assert.are.equal(3, r.rc)
@@ -123,7 +208,7 @@ local function behaviour(name, get, base)
       end)
 
       it("kills a command past its timeout", function()
-         if not h then return end
+         if no_host() then return end
          local r = run({ cmd = "sleep 30", timeout = 0.3 })
          assert.is_true(r.failed)
          assert.are.equal("ETIMEDOUT", r.code)
@@ -139,8 +224,7 @@ behaviour("a node", function()
       dir, why_not = lab.ensure(10)
    end
    if not dir then
-      pending(why_not)
-      return nil
+      return nil, why_not
    end
    node = node or lab.host(dir, 2)
    return node
@@ -158,7 +242,10 @@ end)
 
 describe("command cleanup", function()
    it("leaves nothing on the node", function()
-      if not node then return end
+      if not node then
+         pending(why_not or "no lab node was used")
+         return
+      end
       assert(node:exec("rm -rf " .. BASE))
       assert.are.equal("", assert(node:exec("ls -d /root/etcdrun-modtest-command 2>/dev/null || true")).stdout)
       node:close()

@@ -4,6 +4,7 @@
 local lab = require("support.lab")
 local modtest = require("support.modtest")
 local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
 
 local BASE = "/root/etcdrun-modtest-shell"
 
@@ -20,6 +21,45 @@ describe("shell arguments", function()
          assert.is_nil(ok)
          assert.matches("^site%.lua:2: module 'shell': ", err)
          assert.matches(c[2], err, 1, true)
+      end)
+   end
+end)
+
+-- The decision alone (the command module's, for argv {executable, "-c", cmd}):
+-- creates/removes as gather records them, no host.
+describe("shell plan", function()
+   local mod = assert(module.load("shell"))
+   local run = function(cmd, line)
+      return { changed = true, msg = "would run", result = { cmd = cmd }, line = line }
+   end
+   local cases = {
+      { name = "runs through /bin/sh -c", state = {}, args = { cmd = "echo $HOME | wc -l" },
+         want = run("echo $HOME | wc -l", "exec /bin/sh -c 'echo $HOME | wc -l'") },
+      { name = "quotes a quote", state = {}, args = { cmd = "echo it's" },
+         want = run("echo it's", [[exec /bin/sh -c 'echo it'\''s']]) },
+      { name = "another shell, in chdir", state = {},
+         args = { cmd = "set -o pipefail; false | true", executable = "/bin/bash", chdir = "/srv" },
+         want = run("set -o pipefail; false | true", "cd /srv && exec /bin/bash -c 'set -o pipefail; false | true'") },
+      { name = "an empty line still runs the shell", state = {}, args = { cmd = "" },
+         want = run("", "exec /bin/sh -c ''") },
+      { name = "under check: would run", state = {}, args = { cmd = "reboot" }, opts = { check = true },
+         want = run("reboot", "exec /bin/sh -c reboot") },
+      { name = "creates missing: runs", state = { creates = { path = "/srv/out.txt", exists = false } },
+         args = { cmd = "cat > out.txt", chdir = "/srv", creates = "out.txt" },
+         want = run("cat > out.txt", "cd /srv && exec /bin/sh -c 'cat > out.txt'") },
+      { name = "creates exists: skipped, the line as given",
+         state = { creates = { path = "/srv/out.txt", exists = true } },
+         args = { cmd = "cat > out.txt", chdir = "/srv", creates = "out.txt" }, opts = { check = true },
+         want = { changed = false, msg = "skipped, /srv/out.txt exists",
+            result = { cmd = "cat > out.txt", rc = 0, stdout = "", stderr = "" } } },
+      { name = "removes missing: skipped", state = { removes = { path = "/srv/out.txt", exists = false } },
+         args = { cmd = "rm out.txt", chdir = "/srv", removes = "out.txt" },
+         want = { changed = false, msg = "skipped, /srv/out.txt does not exist",
+            result = { cmd = "rm out.txt", rc = 0, stdout = "", stderr = "" } } },
+   }
+   for _, case in ipairs(cases) do
+      it(case.name, function()
+         assert.are.same(case.want, module.plan(mod, case.state, case.args, case.opts))
       end)
    end
 end)
