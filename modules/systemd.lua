@@ -11,7 +11,7 @@
 -- reloaded always act (that is their meaning) and report changed.
 local systemd = require("etcdrun.systemd")
 local shell = require("etcdrun.shell")
-local clock = require("etcdrun.core.runtime").monotonic -- a clock, no remote work
+local clock = require("etcdrun.clock").monotonic -- a clock, no remote work
 
 local q = shell.quote
 

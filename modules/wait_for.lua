@@ -12,7 +12,7 @@
 -- for is usually started by a task that check mode did not run.
 local http = require("etcdrun.http")
 local shell = require("etcdrun.shell")
-local clock = require("etcdrun.core.runtime").monotonic -- a clock, no remote work
+local clock = require("etcdrun.clock").monotonic -- a clock, no remote work
 
 local q = shell.quote
 

@@ -4,18 +4,17 @@
 -- that deletes data, and it asks first (or takes -e confirm=yes).
 --
 --   etcdrun -i hosts playbooks/reset.lua [-e confirm=yes]
-local runtime = require("etcdrun.core.runtime")
+local term = require("etcdrun.term")
 
 local function confirm(_, v)
    if v("confirm", nil) == "yes" then
       return { changed = false, msg = "confirmed with -e confirm=yes" }
    end
-   if not runtime.isatty(0) then
+   if not term.isatty(0) then
       return nil, "refusing to wipe etcd data without confirmation: run with -e confirm=yes"
    end
-   io.stderr:write(("This stops etcd and DELETES the data of %d members (%s).\nType yes to go on: ")
+   local answer = term.ask(("This stops etcd and DELETES the data of %d members (%s).\nType yes to go on: ")
       :format(#v.play_hosts, table.concat(v.play_hosts, ", ")))
-   local answer = io.read("l")
    if answer ~= "yes" then
       return nil, "not confirmed: nothing was changed"
    end
