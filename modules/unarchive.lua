@@ -32,6 +32,9 @@ local M = {
       dir_mode = { type = "mode", default = "0755", doc = "mode of dest when it has to be created" },
       owner = { type = "string", doc = "owner of placed files and created directories" },
       group = { type = "string", doc = "group of placed files and created directories" },
+      max_bytes = { type = "integer", default = 4294967296,
+         doc = "refuse an archive whose files expand beyond this many bytes (apparent size: a sparse "
+            .. "file counts its declared size); default 4 GiB" },
    },
 }
 
@@ -51,6 +54,7 @@ local function cache_root()
 end
 
 local digests = {}
+local swept = {}
 
 local function archive_sha256(path)
    local st, err, code = fs.try.stat(path)
@@ -94,9 +98,15 @@ local function extract(src, args, readonly)
    if not sha then
       return nil, err, code
    end
-   local key = table.concat({ sha, args.strip_components, table.concat(args.include or {}, "\0") }, "|")
+   local key = table.concat({ sha, args.strip_components, table.concat(args.include or {}, "\0"),
+      args.max_bytes }, "|")
    local trees = cache_root() .. "/trees"
    local final = trees .. "/" .. fs.sha256(key)
+   if not readonly and not swept[trees] then
+      -- staging directories of runs that were killed (their pid is gone)
+      swept[trees] = true
+      fs.try.sweep(trees, ".partial-")
+   end
    local tree = load_manifest(final)
    if tree then
       return tree
@@ -114,7 +124,7 @@ local function extract(src, args, readonly)
    end
    local paths
    paths, err, code = archive.try.extract(src, dir, { strip_components = args.strip_components,
-      include = args.include, name = src })
+      include = args.include, name = src, max_bytes = args.max_bytes })
    if not paths then
       fs.try.remove(dir, { recursive = true })
       return nil, "unarchive: " .. err, code

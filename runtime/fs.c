@@ -458,6 +458,40 @@ static int fs_sha256_file(lua_State *L)
     return 1;
 }
 
+/* fs.mode(mode: "0644" | integer, object?) -> integer: a mode as the core reads it
+ * (octal string or integer within 0..07777); anything else raises naming object. */
+static int fs_mode(lua_State *L)
+{
+    const char *object = luaL_optstring(L, 2, "mode");
+    lua_pushinteger(L, er_checkmode(L, 1, "fs.mode", object));
+    return 1;
+}
+
+/* fs.sweep(dir, prefix) -> number removed | nil, err, code
+ * Removes the entries of dir named "<prefix><pid>-*" whose process is gone
+ * and which were not modified for ER_TEMP_STALE_S seconds (directories with
+ * their content, no symlink followed); see util-temp.c. */
+static int fs_sweep(lua_State *L)
+{
+    const char *dir = er_checkpath(L, 1, "fs.sweep");
+    size_t len;
+    const char *prefix = luaL_checklstring(L, 2, &len);
+    if (len == 0 || strlen(prefix) != len || strchr(prefix, '/') != NULL)
+        return luaL_error(L, "fs.sweep: prefix must be a non-empty file name (%s)", dir);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        if (errno == ENOENT) {
+            lua_pushinteger(L, 0);
+            return 1;
+        }
+        return er_fail_errno(L, "fs.sweep", dir, errno);
+    }
+    int n = er_temp_sweep(dfd, prefix);
+    close(dfd);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 /* fs.mkdtemp(prefix) -> path of a new private directory "<prefix><pid>-XXXXXX"
  *                       | nil, err, code
  * Directories "<prefix><pid>-*" of processes gone for ER_TEMP_STALE_S are
@@ -512,6 +546,7 @@ int luaopen_etcdrun_core_fs(lua_State *L)
         {"remove", fs_remove},   {"list", fs_list},         {"sha256", fs_sha256},
         {"sha256_file", fs_sha256_file}, {"mkdtemp", fs_mkdtemp}, {"symlink", fs_symlink},
         {"realpath", fs_realpath}, {"tempname", fs_tempname},
+        {"sweep", fs_sweep},     {"mode", fs_mode},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

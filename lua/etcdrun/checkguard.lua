@@ -12,7 +12,8 @@
 local M = {}
 
 local WRITERS = {
-   ["etcdrun.core.fs"] = { "write", "mkdir", "chmod", "chown", "remove", "mkdtemp", "symlink", "tempname" },
+   ["etcdrun.core.fs"] = { "write", "mkdir", "chmod", "chown", "remove", "mkdtemp", "symlink", "tempname",
+      "sweep" },
    ["etcdrun.core.archive"] = { "extract" },
    ["etcdrun.core.http"] = { "fetch" },
 }

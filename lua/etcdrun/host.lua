@@ -334,9 +334,14 @@ local function finalize_cmd(tmp, path, opts)
       )
    end
    if opts.mode then
-      parts[#parts + 1] = ("chmod %o %s"):format(opts.mode, q(tmp))
+      parts[#parts + 1] = ("chmod %o %s"):format(fs.mode(opts.mode, path), q(tmp))
    end
    parts[#parts + 1] = ("mv -f -T %s %s"):format(q(tmp), q(path))
+   -- in the same command: temp files of this name that killed runs left
+   -- behind (untouched for 10 minutes; a live transfer keeps touching its own)
+   local dir, base = split_path(path)
+   parts[#parts + 1] = ("{ find %s -maxdepth 1 -type f -name %s -mmin +10 -exec rm -f -- {} + 2>/dev/null; true; }")
+      :format(q(dir), q("." .. base:gsub("[%*%?%[\\]", "\\%0") .. ".etcdrun-*"))
    return table.concat(parts, " && ")
 end
 
@@ -405,7 +410,7 @@ function Host:mkdir(path, opts)
    opts = opts or {}
    local cmd = "mkdir -p -- " .. q(path)
    if opts.mode then
-      cmd = cmd .. (" && chmod %o %s"):format(opts.mode, q(path))
+      cmd = cmd .. (" && chmod %o %s"):format(fs.mode(opts.mode, path), q(path))
    end
    if opts.owner or opts.group then
       cmd = cmd .. (" && chown %s%s %s"):format(

@@ -48,7 +48,7 @@ local DOWNLOAD_OPTS = {
    connect_timeout = "number",
    timeout = "number",
    stall_timeout = "number",
-   mode = "number",
+   mode = "any", -- "0644" or an integer: checked by the core
    progress = "boolean",
    insecure = "boolean",
    ca = "string",
@@ -84,14 +84,6 @@ local function shown(url)
    return M.redact_urls(url)
 end
 
-local function dirname(path)
-   local d = path:match("^(.*)/[^/]*$")
-   if d == nil then
-      return "."
-   end
-   return d == "" and "/" or d
-end
-
 local function basename(path)
    return path:match("([^/]*)$")
 end
@@ -110,10 +102,10 @@ function M.cache_dir()
    return nil
 end
 
--- A temporary name next to path, created exclusively by fetch.
+-- A temporary name next to path (".NAME.etcdrun-<pid>-XXXXXX"), created
+-- exclusively by fetch; the ones a killed run left there are removed first.
 local function temp_near(path)
-   return string.format("%s/.%s.etcdrun-%08x%08x", dirname(path), basename(path),
-      math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+   return fs.tempname(path)
 end
 
 local function file_url(path)
@@ -199,7 +191,10 @@ end
 local function fetch_verified(o, url, dest, expected, extra)
    local mismatch_retried = false
    while true do
-      local tmp = temp_near(dest)
+      local tmp, terr, tcode = temp_near(dest)
+      if not tmp then
+         return nil, rename_op(terr), tcode
+      end
       local r, err, code = with_retries(o, function()
          return core.fetch(url, tmp, fetch_opts(o, extra))
       end)
@@ -239,6 +234,9 @@ local function check_download_opts(opts)
       end
       if want ~= "any" and type(v) ~= want then
          error(string.format("http.download: option '%s' must be a %s", k, want), 3)
+      end
+      if k == "mode" and type(v) ~= "string" and math.type(v) ~= "integer" then
+         error("http.download: option 'mode' must be an octal string like \"0644\" or an integer", 3)
       end
    end
    if not opts.url or not opts.dest then
