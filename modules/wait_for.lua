@@ -7,7 +7,8 @@
 -- over mutual TLS); each try blocks the controller for at most
 -- 2 x connect_timeout, so keep that small. Between tries the host sleeps
 -- with ctx.sleep, so other hosts go on. It never changes anything:
--- changed is always false. In check mode it tries once and reports
+-- changed is always false. The waiting is gather's (it only looks); plan
+-- decides from its outcome. In check mode it tries once and reports
 -- skipped instead of waiting when the target is not ready: what it waits
 -- for is usually started by a task that check mode did not run.
 local http = require("etcdrun.http")
@@ -92,28 +93,36 @@ local function try_url(ctx, args)
    return true
 end
 
-function M.check(ctx, args)
+-- What is wrong with the arguments, or nil: found before anything is tried.
+local function arg_error(args)
    if args.url and args.state == "stopped" then
-      return fail("argument 'state': stopped applies to port only")
+      return "argument 'state': stopped applies to port only"
    end
    if args.url and not args.url:match("^https?://") then
-      return fail(("argument 'url' must be an http:// or https:// URL, got '%s'"):format(args.url))
+      return ("argument 'url' must be an http:// or https:// URL, got '%s'"):format(args.url)
    end
    if args.host and not args.host:match("^[%w.:%-_]+$") then
-      return fail(("argument 'host': not a host name or address: '%s'"):format(args.host))
+      return ("argument 'host': not a host name or address: '%s'"):format(args.host)
    end
    for _, k in ipairs({ "timeout", "delay", "sleep", "connect_timeout" }) do
       if args[k] < 0 then
-         return fail(("argument '%s' must not be negative"):format(k))
+         return ("argument '%s' must not be negative"):format(k)
       end
    end
    if (args.cert == nil) ~= (args.key == nil) then
-      return fail("arguments cert and key go together")
+      return "arguments cert and key go together"
    end
-   local what = args.url and args.url:gsub("^(%a[%w+.-]*://)[^/?#@]*@", "%1***@") -- no credentials shown
-      or ("%s:%d"):format(args.host, args.port)
-   local want = args.url and ("answer HTTP %d"):format(args.status)
-      or (args.state == "started" and "open" or "close")
+end
+
+--- The state: whether the target was ready, `why` not (the last try's
+--- answer) and the `tries`; outside check mode after waiting up to the
+--- timeout (then `elapsed` too when ready), under --check after one try.
+--- Waiting only looks: nothing is changed. Nothing is tried for arguments
+--- plan will refuse.
+function M.gather(ctx, args)
+   if arg_error(args) then
+      return {}
+   end
    local try = args.url and try_url or try_port
    local function ready()
       local ok, why, code = try(ctx, args)
@@ -131,12 +140,7 @@ function M.check(ctx, args)
       if ok == nil then
          return nil, why, code
       end
-      if ok then
-         return { changed = false, msg = ("%s did %s"):format(what, want) }
-      end
-      return { changed = false, skipped = true,
-         msg = ("check mode: %s does not %s yet (%s); a real run would wait up to %g s"):format(what, want, why,
-            args.timeout) }
+      return { ready = ok, why = why, tries = 1 }
    end
 
    if args.delay > 0 then
@@ -151,18 +155,43 @@ function M.check(ctx, args)
          return nil, why, code
       end
       if ok then
-         local elapsed = clock() - start
-         return { changed = false, msg = ("%s did %s after %.1f s"):format(what, want, elapsed),
-            result = { elapsed = elapsed, tries = tries } }
+         return { ready = true, tries = tries, elapsed = clock() - start }
       end
       local left = deadline - clock()
       if left <= 0 then
-         local where = args.url and "from the controller" or ("on " .. ctx.host.name)
-         return fail(("%s did not %s within %g s %s (%d %s; last: %s)"):format(what, want, args.timeout,
-            where, tries, tries == 1 and "try" or "tries", why))
+         return { ready = false, why = why, tries = tries }
       end
       ctx.sleep(math.min(args.sleep, left))
    end
+end
+
+--- The decision: ready, not ready after the timeout (failed), or, under
+--- --check, not ready yet (skipped: what it waits for is usually started by
+--- a task check mode did not run). Never a change.
+function M.plan(state, args, opts)
+   local bad = arg_error(args)
+   if bad then
+      return fail(bad)
+   end
+   local what = args.url and args.url:gsub("^(%a[%w+.-]*://)[^/?#@]*@", "%1***@") -- no credentials shown
+      or ("%s:%d"):format(args.host, args.port)
+   local want = args.url and ("answer HTTP %d"):format(args.status)
+      or (args.state == "started" and "open" or "close")
+   if opts.check then
+      if state.ready then
+         return { changed = false, msg = ("%s did %s"):format(what, want) }
+      end
+      return { changed = false, skipped = true,
+         msg = ("check mode: %s does not %s yet (%s); a real run would wait up to %g s"):format(what, want,
+            state.why, args.timeout) }
+   end
+   if state.ready then
+      return { changed = false, msg = ("%s did %s after %.1f s"):format(what, want, state.elapsed),
+         result = { elapsed = state.elapsed, tries = state.tries } }
+   end
+   local where = args.url and "from the controller" or ("on " .. opts.host)
+   return fail(("%s did not %s within %g s %s (%d %s; last: %s)"):format(what, want, args.timeout,
+      where, state.tries, state.tries == 1 and "try" or "tries", state.why))
 end
 
 return M

@@ -5,6 +5,7 @@ local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
 local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
 
 local q = helper.q
 
@@ -189,5 +190,72 @@ describe("wait_for module", function()
          assert.is_true(r.failed)
          assert.matches("%(1 try; last: http.request: .*certificate", r.msg)
       end)
+   end)
+end)
+
+-- The decision alone: the outcome of the tries as gather records it (one try
+-- under --check, the whole wait otherwise), no node.
+describe("wait_for plan", function()
+   local mod = assert(module.load("wait_for"))
+   local function failed(msg)
+      return { failed = true, changed = false, msg = "wait_for: " .. msg }
+   end
+   local cases = {
+      { name = "a port that opened", state = { ready = true, tries = 3, elapsed = 2.04 },
+         args = { port = 2379 }, opts = { host = "etcd1" },
+         want = { changed = false, msg = "127.0.0.1:2379 did open after 2.0 s",
+            result = { elapsed = 2.04, tries = 3 } } },
+      { name = "a port that closed", state = { ready = true, tries = 1, elapsed = 0.01 },
+         args = { port = 2380, host = "10.0.0.5", state = "stopped" },
+         want = { changed = false, msg = "10.0.0.5:2380 did close after 0.0 s",
+            result = { elapsed = 0.01, tries = 1 } } },
+      { name = "a URL that answered", state = { ready = true, tries = 1, elapsed = 0.3 },
+         args = { url = "https://user:pw@10.0.0.5:2379/health", status = 204 },
+         want = { changed = false, msg = "https://***@10.0.0.5:2379/health did answer HTTP 204 after 0.3 s",
+            result = { elapsed = 0.3, tries = 1 } } },
+      { name = "a port that never opened, on the host",
+         state = { ready = false, tries = 1, why = "Connection refused" },
+         args = { port = 2379, timeout = 0 }, opts = { host = "etcd4" },
+         want = failed("127.0.0.1:2379 did not open within 0 s on etcd4 (1 try; last: Connection refused)") },
+      { name = "a port that stayed open", state = { ready = false, tries = 6, why = "still open" },
+         args = { port = 22, state = "stopped", timeout = 5 }, opts = { host = "etcd4" },
+         want = failed("127.0.0.1:22 did not close within 5 s on etcd4 (6 tries; last: still open)") },
+      { name = "a URL that never answered, from the controller",
+         state = { ready = false, tries = 4, why = "HTTP 503" },
+         args = { url = "http://127.0.0.1:8080/health", timeout = 3 }, opts = { host = "etcd4" },
+         want = failed("http://127.0.0.1:8080/health did not answer HTTP 200 within 3 s from the controller "
+            .. "(4 tries; last: HTTP 503)") },
+      { name = "check: ready at the first try", state = { ready = true, tries = 1 },
+         args = { port = 22 }, opts = { check = true },
+         want = { changed = false, msg = "127.0.0.1:22 did open" } },
+      { name = "check: not ready yet is skipped, not failed",
+         state = { ready = false, tries = 1, why = "no answer within 5 s" },
+         args = { port = 2379, host = "etcd1", timeout = 120 }, opts = { check = true },
+         want = { changed = false, skipped = true, msg = "check mode: etcd1:2379 does not open yet "
+            .. "(no answer within 5 s); a real run would wait up to 120 s" } },
+      { name = "check: a URL not ready", state = { ready = false, tries = 1, why = "body does not match 'true'" },
+         args = { url = "http://h/health", match = "true" }, opts = { check = true },
+         want = { changed = false, skipped = true, msg = "check mode: http://h/health does not answer HTTP 200 "
+            .. "yet (body does not match 'true'); a real run would wait up to 60 s" } },
+      { name = "stopped is for ports", state = {}, args = { url = "http://x/", state = "stopped" },
+         want = failed("argument 'state': stopped applies to port only") },
+      { name = "not an http URL", state = {}, args = { url = "ftp://x/" }, opts = { check = true },
+         want = failed("argument 'url' must be an http:// or https:// URL, got 'ftp://x/'") },
+      { name = "a host with shell syntax", state = {}, args = { port = 22, host = "a;reboot" },
+         want = failed("argument 'host': not a host name or address: 'a;reboot'") },
+      { name = "a negative sleep", state = {}, args = { port = 22, sleep = -1 },
+         want = failed("argument 'sleep' must not be negative") },
+      { name = "a key without a cert", state = {}, args = { url = "https://x/", key = "c.key" },
+         want = failed("arguments cert and key go together") },
+   }
+   for _, case in ipairs(cases) do
+      it(case.name, function()
+         assert.are.same(case.want, module.plan(mod, case.state, case.args, case.opts))
+      end)
+   end
+
+   it("gather tries nothing for arguments plan refuses", function()
+      local args = assert(modtest.validate("wait_for", { port = 22, host = "a;reboot" }))
+      assert.are.same({}, mod.gather({ host = localhost.new(), check = false }, args))
    end)
 end)
