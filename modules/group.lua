@@ -1,6 +1,6 @@
 --- group: a local group (typically a system group such as `etcd`).
 --
--- check reads `getent group NAME` in one exec; apply runs groupadd,
+-- gather reads `getent group NAME` in one exec; plan decides; apply runs groupadd,
 -- groupmod or groupdel. A gid is enforced only when given: without one a
 -- new group gets whatever groupadd assigns and an existing one keeps its own.
 local shell = require("etcdrun.shell")
@@ -46,27 +46,45 @@ local function run(host, what, cmd)
    return r
 end
 
-function M.check(ctx, args)
+-- What is wrong with the arguments, or nil: found before the host is asked.
+local function arg_error(args)
    if not valid_name(args.name) then
-      return fail(("argument 'name': not a valid group name: '%s'"):format(args.name))
+      return ("argument 'name': not a valid group name: '%s'"):format(args.name)
    end
    if args.gid and args.gid < 0 then
-      return fail("argument 'gid' must not be negative")
+      return "argument 'gid' must not be negative"
+   end
+end
+
+--- The state: { exists = bool, gid = N } from `getent group NAME`.
+function M.gather(ctx, args)
+   if arg_error(args) then
+      return {}
    end
    local r, err, code = ctx.host:exec("getent group " .. q(args.name))
    if not r then
       return nil, err, code
    end
-   local gid
-   if r.status == 0 then
-      gid = tonumber(r.stdout:match("^[^:]*:[^:]*:(%d+):"))
-      if not gid then
-         return nil, ("group: unexpected getent output %q on %s"):format(r.stdout, ctx.host.name), "EREMOTE"
-      end
-   elseif r.status ~= 2 then -- 2: no such group
+   if r.status == 2 then -- no such group
+      return { exists = false }
+   elseif r.status ~= 0 then
       return nil, ("group: getent group %s failed on %s: %s"):format(args.name, ctx.host.name, r.stderr),
          "EREMOTE"
    end
+   local gid = tonumber(r.stdout:match("^[^:]*:[^:]*:(%d+):"))
+   if not gid then
+      return nil, ("group: unexpected getent output %q on %s"):format(r.stdout, ctx.host.name), "EREMOTE"
+   end
+   return { exists = true, gid = gid }
+end
+
+--- The decision: groupadd, groupmod --gid or groupdel (`plan.cmd`), or nothing.
+function M.plan(state, args)
+   local bad = arg_error(args)
+   if bad then
+      return fail(bad)
+   end
+   local gid = state.exists and state.gid or nil
    local plan = { result = { name = args.name, gid = gid } }
    if args.state == "absent" then
       if gid then

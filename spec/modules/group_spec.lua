@@ -2,6 +2,7 @@
 local lab = require("support.lab")
 local modtest = require("support.modtest")
 local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
 
 describe("group module", function()
    describe("arguments", function()
@@ -29,6 +30,52 @@ describe("group module", function()
             local r = modtest.run("group", c[1], localhost.new())
             assert.is_true(r.failed)
             assert.are.equal(c[2], r.msg)
+         end)
+      end
+   end)
+
+   -- The decision alone: the group as gather records it from getent, no node.
+   describe("group plan", function()
+      local mod = assert(module.load("group"))
+      local absent, etcd = { exists = false }, { exists = true, gid = 998 }
+      local cases = {
+         { name = "creates a system group", state = absent, args = { name = "etcd", system = true },
+            want = { changed = true, msg = "would create", cmd = "groupadd --system etcd",
+               result = { name = "etcd" },
+               diff = { path = "group etcd", before = "", after = "gid=(assigned)\nsystem=yes\n" } } },
+         { name = "creates with a gid, under check", state = absent, args = { name = "etcd", gid = 1990 },
+            opts = { check = true },
+            want = { changed = true, msg = "would create", cmd = "groupadd --gid 1990 etcd",
+               result = { name = "etcd" }, diff = { path = "group etcd", before = "", after = "gid=1990\n" } } },
+         { name = "quotes a name with a $", state = absent, args = { name = "mach$" },
+            want = { changed = true, msg = "would create", cmd = "groupadd 'mach$'", result = { name = "mach$" },
+               diff = { path = "group mach$", before = "", after = "gid=(assigned)\n" } } },
+         { name = "present: nothing to do", state = etcd, args = { name = "etcd", system = true },
+            want = { changed = false, msg = "present (gid 998)", result = { name = "etcd", gid = 998 } } },
+         { name = "present with its gid", state = etcd, args = { name = "etcd", gid = 998 },
+            want = { changed = false, msg = "present (gid 998)", result = { name = "etcd", gid = 998 } } },
+         { name = "changes the gid", state = etcd, args = { name = "etcd", gid = 1990 },
+            want = { changed = true, msg = "would change gid 998 to 1990", cmd = "groupmod --gid 1990 etcd",
+               result = { name = "etcd", gid = 998 },
+               diff = { path = "group etcd", before = "gid=998\n", after = "gid=1990\n" } } },
+         { name = "deletes", state = etcd, args = { name = "etcd", state = "absent" },
+            want = { changed = true, msg = "would delete", cmd = "groupdel etcd", result = { name = "etcd", gid = 998 },
+               diff = { path = "group etcd", before = "gid=998\n", after = "" } } },
+         { name = "absent already", state = absent, args = { name = "etcd", state = "absent", gid = 5 },
+            want = { changed = false, msg = "absent", result = { name = "etcd" } } },
+         { name = "refuses a leading '-'", state = {}, args = { name = "-g" },
+            want = { failed = true, changed = false, msg = "group: argument 'name': not a valid group name: '-g'" } },
+         { name = "refuses a name of digits", state = {}, args = { name = "1000" },
+            want = { failed = true, changed = false, msg = "group: argument 'name': not a valid group name: '1000'" } },
+         { name = "refuses a name too long", state = {}, args = { name = ("g"):rep(33) },
+            want = { failed = true, changed = false,
+               msg = "group: argument 'name': not a valid group name: '" .. ("g"):rep(33) .. "'" } },
+         { name = "refuses a negative gid", state = {}, args = { name = "g", gid = -1 },
+            want = { failed = true, changed = false, msg = "group: argument 'gid' must not be negative" } },
+      }
+      for _, case in ipairs(cases) do
+         it(case.name, function()
+            assert.are.same(case.want, module.plan(mod, case.state, case.args, case.opts))
          end)
       end
    end)
