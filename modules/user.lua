@@ -1,8 +1,8 @@
 --- user: a local user account (typically a system user such as `etcd`).
 --
--- check reads the account in one exec (`getent passwd`, its primary and
+-- gather reads the account in one exec (`getent passwd`, its primary and
 -- supplementary groups, and whether a group named like the user exists);
--- apply runs useradd, usermod or userdel. Only the attributes a task gives
+-- plan decides; apply runs useradd, usermod or userdel. Only the attributes a task gives
 -- are enforced on an existing account; `system` and `create_home` matter
 -- only when the account is created. A new system user gets the shell
 -- /usr/sbin/nologin unless one is given, and joins an existing group of its
@@ -71,7 +71,7 @@ end
 
 -- One exec: the passwd line, the primary group name, all group names, and
 -- whether a group named like the user exists.
-local function gather(host, name)
+local function read_account(host, name)
    local n = q(name)
    local cmd = ("if p=$(getent passwd %s); then printf 'passwd %%s\\n' \"$p\"; "
       .. "printf 'primary %%s\\n' \"$(id -gn %s 2>/dev/null)\"; printf 'groups %%s\\n' \"$(id -Gn %s 2>/dev/null)\"; "
@@ -142,22 +142,42 @@ local function changes(cur, args)
    return opts, after
 end
 
-function M.check(ctx, args)
+-- What is wrong with the arguments, or nil: found before the host is asked.
+local function arg_error(args)
    if not valid_name(args.name) then
-      return fail(("argument 'name': not a valid user name: '%s'"):format(args.name))
+      return ("argument 'name': not a valid user name: '%s'"):format(args.name)
    end
    for _, g in ipairs(args.groups or {}) do
       if not valid_name(g) then
-         return fail(("argument 'groups': not a valid group name: '%s'"):format(g))
+         return ("argument 'groups': not a valid group name: '%s'"):format(g)
       end
    end
    if args.comment and args.comment:find("[:\n]") then
-      return fail("argument 'comment' must not hold ':' or a line break")
+      return "argument 'comment' must not hold ':' or a line break"
    end
-   local cur, samegroup = gather(ctx.host, args.name)
+end
+
+--- The state: `account` ({uid, gid, group, groups (sorted, without the
+--- primary), home, shell, comment}, or false: no such user) and `samegroup`
+--- (a group named like the user exists).
+function M.gather(ctx, args)
+   if arg_error(args) then
+      return {}
+   end
+   local cur, samegroup = read_account(ctx.host, args.name)
    if cur == nil then
       return nil, samegroup, "EREMOTE"
    end
+   return { account = cur, samegroup = samegroup and true or false }
+end
+
+--- The decision: useradd, usermod or userdel (`plan.cmd`), or nothing.
+function M.plan(state, args)
+   local bad = arg_error(args)
+   if bad then
+      return fail(bad)
+   end
+   local cur, samegroup = state.account, state.samegroup
    local path = "user " .. args.name
    local plan = { result = { name = args.name, uid = cur and cur.uid } }
    if args.state == "absent" then
