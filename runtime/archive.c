@@ -285,6 +285,7 @@ static int l_extract(lua_State *L)
     /* never overwrite the archive being read, should it live in dest */
     o.skip_dev = st.st_dev;
     o.skip_ino = st.st_ino;
+    int made = stat(dest, &st) != 0; /* st is not needed past the skip file */
     if ((e = mkdir_p(dest)) != 0
         || (root = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         e = e ? e : errno;
@@ -305,6 +306,8 @@ static int l_extract(lua_State *L)
     free(o.hits);
     ar_sv_free(&o.include);
     if (rc != 0) {
+        if (made)
+            rmdir(dest);        /* ours and empty again: nothing is left behind */
         ar_sv_free(&done);
         return er_fail(L, f.code, "archive.extract: %s (%s)", f.msg, object);
     }

@@ -315,9 +315,11 @@ int er_opt_mode(lua_State *L, int idx, const char *key, int def, const char *fna
     if (push_opt(L, idx, key) != LUA_TNIL) {
         const char *why = NULL;
         m = parse_mode(L, -1, &why);
-        if (m < 0)
-            mode_error(L, lua_gettop(L), fname, lua_pushfstring(L, "option '%s'", key), object,
-                       why);
+        if (m < 0) {
+            int vidx = lua_gettop(L);
+            const char *what = lua_pushfstring(L, "option '%s'", key);
+            mode_error(L, vidx, fname, what, object, why);
+        }
     }
     lua_pop(L, 1);
     return m;
