@@ -356,8 +356,10 @@ local function run_script(argv, opts)
    if opts.script then
       local path = opts.script ~= "-" and opts.script or nil
       local playbook = require("etcdrun.playbook")
-      -- scripts and playbooks alike run strict: a typo'd global is an error
-      local chunk, lerr = loadfile(path, "t", playbook.env({ arg = _G.arg, etcdrun = _G.etcdrun }))
+      -- scripts and playbooks alike run strict: a typo'd global is an error.
+      -- A script may require etcdrun.core.*, a playbook may not (sealed below).
+      local env = playbook.env({ arg = _G.arg, etcdrun = _G.etcdrun }, { internal = "defer", fallback = _G })
+      local chunk, lerr = loadfile(path, "t", env)
       if not chunk then
          io.stderr:write("etcdrun: ", lerr, "\n")
          return 1
@@ -387,6 +389,11 @@ local function run_script(argv, opts)
          return 1
       end
       if playbook.is_playbook(rc) then
+         local internal = require("etcdrun.sandbox").seal(env)
+         if internal then
+            io.stderr:write("etcdrun: ", internal, "\n")
+            return 1
+         end
          -- options may follow a playbook's name (`etcdrun site.lua -C -D`)
          local rest = { [0] = argv[0] }
          for i = 1, #_G.arg do

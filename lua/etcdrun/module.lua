@@ -13,6 +13,7 @@
 local runtime = require("etcdrun.core.runtime")
 local fs = require("etcdrun.core.fs")
 local checkguard = require("etcdrun.checkguard")
+local sandbox = require("etcdrun.sandbox")
 
 local M = {}
 
@@ -118,7 +119,8 @@ function M.load(name, search)
    if cache[file] then
       return cache[file]
    end
-   local chunk, err = loadfile(file)
+   -- strict, and etcdrun.core.* refused: a module uses the public API
+   local chunk, err = loadfile(file, "t", sandbox.new())
    if not chunk then
       error(err, 0)
    end

@@ -20,6 +20,7 @@
 -- are checked again then), notify naming no handler. Errors name file:line.
 local hostpattern = require("etcdrun.hostpattern")
 local module = require("etcdrun.module")
+local sandbox = require("etcdrun.sandbox")
 
 local M = {}
 
@@ -57,17 +58,11 @@ end
 -- Messages of mistakes found in a playbook file while it runs (a DSL call
 -- without a name, an undefined global): they name file:line already, so the
 -- CLI prints them without a traceback of the runtime's internals.
-local user_errors = setmetatable({}, { __mode = "k" })
-
-local function user_error(msg)
-   user_errors[msg] = true
-   error(msg, 0)
-end
+-- (etcdrun.sandbox keeps the one list: its undefined globals are such too.)
+local user_error = sandbox.user_error
 
 --- Whether an error message is one of a playbook's mistakes (see user_error).
-function M.is_user_error(msg)
-   return type(msg) == "string" and user_errors[msg] == true
-end
+M.is_user_error = sandbox.is_user_error
 
 local function where_from(level)
    local info = debug.getinfo(level, "Sl")
@@ -131,27 +126,18 @@ function M.dsl()
    }
 end
 
---- A strict environment: reading an undefined global is an error, so a typo
--- fails at load time instead of becoming a silent nil.
-function M.env(extra)
+--- A playbook's environment (etcdrun.sandbox): the DSL and `extra` besides
+-- the standard library; reading or assigning an undefined global is an error,
+-- so a typo fails at load time instead of becoming a silent nil, and
+-- `require` refuses etcdrun.core.*.
+---@param extra? table more names
+---@param opts? table etcdrun.sandbox.new's internal and fallback
+function M.env(extra, opts)
    local dsl = M.dsl()
    for k, v in pairs(extra or {}) do
       dsl[k] = v
    end
-   return setmetatable({}, {
-      __index = function(_, k)
-         local v = dsl[k]
-         if v == nil then
-            v = _G[k]
-         end
-         if v == nil then
-            local info = debug.getinfo(2, "Sl")
-            local at = info and info.currentline > 0 and ("%s:%d: "):format(info.short_src, info.currentline) or ""
-            user_error(("%sundefined global '%s'"):format(at, tostring(k)))
-         end
-         return v
-      end,
-   })
+   return sandbox.new({ extra = dsl, internal = opts and opts.internal, fallback = opts and opts.fallback })
 end
 
 -- A placeholder of the argument's type, so a value computed at run time
