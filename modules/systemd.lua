@@ -1,7 +1,8 @@
 --- systemd: a unit's file, whether it is enabled, and whether it runs.
 --
--- One exec reads everything check needs: `systemctl show` of the unit and
--- the managed unit file's content, parsed with the systemd primitive. The
+-- gather reads the state in one exec: `systemctl show` of the unit and the
+-- managed unit file's content, parsed with the systemd primitive; plan
+-- decides the actions (write, daemon-reload, enable, start, ...). The
 -- file is compared byte for byte with what the task would write (the unit
 -- argument is rendered canonically first, so the same table always gives
 -- the same text), `daemon-reload` runs only when this task wrote a unit
@@ -60,39 +61,10 @@ local function fail(msg)
    return { failed = true, changed = false, msg = "systemd: " .. msg }
 end
 
--- The content the task wants on disk, or nil; or nil, message.
-local function desired(args, unit)
-   if args.unit_file then
-      local ok, err = systemd.try.parse_unit(args.unit_file, unit)
-      if not ok then
-         return nil, "argument 'unit_file': " .. err
-      end
-      return args.unit_file
-   elseif args.unit then
-      local ok, text = pcall(systemd.render, args.unit)
-      if not ok then
-         return nil, "argument 'unit': " .. tostring(text):gsub("^[^\n]-:%d+: ", "") -- no Lua position
-      end
-      return text
-   end
-end
-
-local function show(host, unit, props)
-   local r, err, code = host:exec(("systemctl show --property=%s -- %s"):format(props, q(unit)))
-   if not r then
-      return nil, err, code
-   end
-   local units, perr = systemd.try.parse_show(r.stdout)
-   if r.status ~= 0 or not units or not units[1] then
-      local why = (r.stderr ~= "" and r.stderr or perr or r.stdout):gsub("%s+$", "")
-      return nil, ("systemd: systemctl show %s failed on %s: %s"):format(unit, host.name, why), "EREMOTE"
-   end
-   return units[1]
-end
-
--- The unit's status and, when path is given, its file's content (nil: none).
-local function gather(host, unit, path)
-   local cmd = ("systemctl show --property=%s -- %s; echo %s $?"):format(PROPS, q(unit), MARK)
+-- `systemctl show` of the unit (PROPS, or `props`) and, when path is given,
+-- its file's content (nil: none), in one exec.
+local function read_unit(host, unit, path, props)
+   local cmd = ("systemctl show --property=%s -- %s; echo %s $?"):format(props or PROPS, q(unit), MARK)
    if path then
       cmd = cmd .. ("; [ -f %s ] && echo %s && cat -- %s"):format(q(path), MARK, q(path))
    end
@@ -106,8 +78,7 @@ local function gather(host, unit, path)
       local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
       return nil, ("systemd: systemctl show %s failed on %s: %s"):format(unit, host.name, why), "EREMOTE"
    end
-   local content = rest:match("^" .. MARK .. "\n(.*)$")
-   return units[1], content
+   return units[1], rest:match("^" .. MARK .. "\n(.*)$")
 end
 
 local function journal(host, unit)
@@ -115,27 +86,79 @@ local function journal(host, unit)
    return r and (r.stdout .. r.stderr):gsub("%s+$", "") or "(journal not readable)"
 end
 
-local function summary(enabled, active)
-   return ("UnitFileState=%s\nActiveState=%s\n"):format(enabled, active)
-end
-
-function M.check(ctx, args)
+-- The unit, the content the task wants on disk (nil: none) and its path;
+-- or nil and why the arguments are refused.
+local function target(args)
    local unit = unit_name(args.name)
    if not unit:match("^[%w:_.@\\-]+$") then
-      return fail(("argument 'name': not a unit name: '%s'"):format(args.name))
+      return nil, ("argument 'name': not a unit name: '%s'"):format(args.name)
    end
    if args.wait ~= false and args.wait ~= true and not (type(args.wait) == "number" and args.wait >= 0) then
-      return fail("argument 'wait' must be true, false or a number of seconds")
+      return nil, "argument 'wait' must be true, false or a number of seconds"
    end
-   local content, derr = desired(args, unit)
-   if derr then
-      return fail(derr)
+   local content = args.unit_file
+   if content then
+      local ok, err = systemd.try.parse_unit(content, unit)
+      if not ok then
+         return nil, "argument 'unit_file': " .. err
+      end
+   elseif args.unit then
+      local ok, text = pcall(systemd.render, args.unit)
+      if not ok then
+         return nil, "argument 'unit': " .. tostring(text):gsub("^[^\n]-:%d+: ", "") -- no Lua position
+      end
+      content = text
    end
-   local path = content and (args.unit_path or "/etc/systemd/system/" .. unit)
-   local st, current = gather(ctx.host, unit, path)
+   return unit, content, content and (args.unit_path or "/etc/systemd/system/" .. unit)
+end
+
+--- The state: `status` (systemctl show: Id, LoadState, ActiveState,
+--- SubState, UnitFileState, FragmentPath, NeedDaemonReload, Result, Job)
+--- and `file`, the managed unit file's content (nil: none, or none managed).
+function M.gather(ctx, args)
+   local unit, _, path = target(args)
+   if not unit then
+      return {}
+   end
+   local st, current = read_unit(ctx.host, unit, path)
    if not st then
       return nil, current, "EREMOTE"
    end
+   return { status = st, file = current }
+end
+
+-- The order to run the actions in. With a daemon-reload to do anyway,
+-- enable/disable go first with --no-reload (systemctl enable reloads the
+-- manager by default: about 50 ms each): the one reload then picks up the
+-- new file and the new symlinks together. Returns the actions, no_reload.
+local function ordered(acts)
+   local out, links, at = {}, {}, nil
+   for _, a in ipairs(acts) do
+      if a == "enable" or a == "disable" then
+         links[#links + 1] = a
+      else
+         out[#out + 1] = a
+         at = at or (a == "daemon-reload" and #out) or nil
+      end
+   end
+   if not at then
+      return acts, false
+   end
+   for i, l in ipairs(links) do
+      table.insert(out, at + i - 1, l)
+   end
+   return out, true
+end
+
+--- The decision: the actions (`plan.actions`, in the order apply runs
+--- them: write, enable/disable --no-reload, daemon-reload, start/stop/
+--- restart/reload; the message names them in the order decided) and the diff.
+function M.plan(state, args, opts)
+   local unit, content, path = target(args)
+   if not unit then
+      return fail(content)
+   end
+   local st, current = state.status, state.file
    local plan = { unit = unit, path = path, content = content, actions = {} }
    local acts = plan.actions
    local write = content ~= nil and current ~= content
@@ -149,11 +172,8 @@ function M.check(ctx, args)
       -- in check mode an earlier task (a unit_file task, a package) that
       -- would create the unit has not run: what this task would do is the
       -- answer, as copy answers for a source an earlier task would create
-      if ctx.check and (args.state or args.enabled ~= nil) then
-         local would = {}
-         if args.enabled ~= nil then
-            would[#would + 1] = args.enabled and "enable" or "disable"
-         end
+      if opts.check and (args.state or args.enabled ~= nil) then
+         local would = { args.enabled == true and "enable" or args.enabled == false and "disable" or nil }
          if args.state and args.state ~= "stopped" then
             would[#would + 1] = args.state == "reloaded" and "start" or args.state:gsub("ed$", "")
          end
@@ -165,18 +185,20 @@ function M.check(ctx, args)
             msg = ("would %s %s (not installed yet: an earlier task would create it)"):format(
                table.concat(would, ", "), unit) }
       end
-      return fail(("unit %s not found on %s (give unit_file or unit to create it)"):format(unit, ctx.host.name))
+      return fail(("unit %s not found on %s (give unit_file or unit to create it)"):format(unit, opts.host))
    end
    local ufs = st.UnitFileState
    if args.enabled == true and (write or not ENABLED[ufs]) then
       -- judged from the content that will be there: a unit without [Install] cannot be enabled
       local main = content and path:sub(-#unit - 1) == "/" .. unit
       local u = main and systemd.parse_unit(content, unit)
-      local install = u and (#systemd.values(u, "Install", "WantedBy") + #systemd.values(u, "Install", "RequiredBy")
-         + #systemd.values(u, "Install", "Alias") + #systemd.values(u, "Install", "Also")) or 0
+      local install = 0
+      for _, k in ipairs(u and { "WantedBy", "RequiredBy", "Alias", "Also" } or {}) do
+         install = install + #systemd.values(u, "Install", k)
+      end
       if (u and install == 0) or (not u and (ufs == "static" or ufs == "generated" or ufs == "transient")) then
          return fail(("%s cannot be enabled on %s: it has no [Install] section with WantedBy=, "
-            .. "RequiredBy= or Alias=%s"):format(unit, ctx.host.name, u and "" or (" (UnitFileState=" .. ufs .. ")")))
+            .. "RequiredBy= or Alias=%s"):format(unit, opts.host, u and "" or (" (UnitFileState=" .. ufs .. ")")))
       end
       if not ENABLED[ufs] then
          acts[#acts + 1] = "enable"
@@ -202,6 +224,7 @@ function M.check(ctx, args)
       return plan
    end
    plan.msg = "would " .. table.concat(acts, ", ")
+   plan.actions, plan.no_reload = ordered(acts)
    if write then
       plan.diff = { path = path, before = current or "", after = content }
    else
@@ -211,7 +234,8 @@ function M.check(ctx, args)
          want_ufs = e[a] or want_ufs
       end
       local want_active = (s == "stopped" and "inactive") or (s and "active") or active
-      plan.diff = { path = unit, before = summary(ufs, active), after = summary(want_ufs, want_active) }
+      local summary = "UnitFileState=%s\nActiveState=%s\n"
+      plan.diff = { path = unit, before = summary:format(ufs, active), after = summary:format(want_ufs, want_active) }
    end
    return plan
 end
@@ -223,7 +247,7 @@ local function wait_active(ctx, unit, seconds)
    local deadline = clock() + seconds
    local seen
    while true do
-      local st, err, code = show(ctx.host, unit, "ActiveState,SubState,Result,Job,InvocationID")
+      local st, err, code = read_unit(ctx.host, unit, nil, "ActiveState,SubState,Result,Job,InvocationID")
       if not st then
          return nil, err, code
       end
@@ -261,42 +285,12 @@ local function run(ctx, unit, what, cmd)
    return true
 end
 
--- With a daemon-reload to do anyway, enable/disable go first with --no-reload
--- (systemctl enable reloads the manager by default: about 50 ms each): the
--- one reload then picks up the new file and the new symlinks together.
-local function ordered(actions)
-   local reload, links = false, {}
-   for _, a in ipairs(actions) do
-      reload = reload or a == "daemon-reload"
-   end
-   if not reload then
-      return actions, ""
-   end
-   local out = {}
-   for _, a in ipairs(actions) do
-      if a == "enable" or a == "disable" then
-         links[#links + 1] = a
-      end
-   end
-   for _, a in ipairs(actions) do
-      if a == "daemon-reload" then
-         for _, l in ipairs(links) do
-            out[#out + 1] = l
-         end
-      end
-      if a ~= "enable" and a ~= "disable" then
-         out[#out + 1] = a
-      end
-   end
-   return out, "--no-reload "
-end
-
 function M.apply(ctx, args, plan)
    local unit, done = plan.unit, {}
    local nb = args.no_block and "--no-block " or ""
    local started = false
-   local actions, no_reload = ordered(plan.actions)
-   for _, a in ipairs(actions) do
+   local no_reload = plan.no_reload and "--no-reload " or ""
+   for _, a in ipairs(plan.actions) do
       local ok, err, code
       if a == "write" then
          ok, err, code = ctx.host:write(plan.path, plan.content, { mode = tonumber("644", 8) })

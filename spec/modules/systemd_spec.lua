@@ -3,6 +3,7 @@ local lab = require("support.lab")
 local modtest = require("support.modtest")
 local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
+local module = require("etcdrun.module")
 local systemd = require("etcdrun.systemd")
 
 local TEST = "etcdrun-test.service"
@@ -243,4 +244,150 @@ describe("systemd module", function()
          assert.matches("cannot be enabled on etcd5: .*%(UnitFileState=static%)$", r.msg)
       end)
    end)
+end)
+
+-- The decision alone: `systemctl show` fields and the unit file's content as
+-- gather records them, no node. Each case compares the fields `want` names
+-- (and `failed`, always).
+describe("systemd plan", function()
+   local mod = assert(module.load("systemd"))
+   local text = systemd.render(UNIT)
+   local old = text:gsub("etcdrun test unit", "etcdrun test unit, v0")
+   local function show(fields)
+      local st = { Id = "etcd.service", LoadState = "loaded", ActiveState = "active", SubState = "running",
+         UnitFileState = "enabled", FragmentPath = "/etc/systemd/system/etcd.service", NeedDaemonReload = "no",
+         Result = "success", Job = "" }
+      for k, v in pairs(fields or {}) do
+         st[k] = v
+      end
+      return st
+   end
+   local running = show()
+   local stopped = show({ ActiveState = "inactive", SubState = "dead", UnitFileState = "disabled" })
+   local missing = show({ LoadState = "not-found", ActiveState = "inactive", SubState = "dead", UnitFileState = "",
+      FragmentPath = "" })
+   local path = "/etc/systemd/system/etcd.service"
+   local function summary(ufs, active)
+      return ("UnitFileState=%s\nActiveState=%s\n"):format(ufs, active)
+   end
+   local function failed(msg)
+      return { failed = true, changed = false, msg = "systemd: " .. msg }
+   end
+
+   local cases = {
+      { name = "creates, enables and starts a new unit", state = { status = missing },
+         args = { name = "etcd", unit = UNIT, enabled = true, state = "started" },
+         want = { changed = true, msg = "would write, daemon-reload, enable, start",
+            actions = { "write", "enable", "daemon-reload", "start" }, no_reload = true,
+            diff = { path = path, before = "", after = text } } },
+      { name = "the same under check", state = { status = missing }, opts = { check = true },
+         args = { name = "etcd", unit = UNIT, enabled = true, state = "started" },
+         want = { changed = true, msg = "would write, daemon-reload, enable, start",
+            actions = { "write", "enable", "daemon-reload", "start" } } },
+      { name = "idempotent: the file, enabled, running", state = { status = running, file = text },
+         args = { name = "etcd", unit = UNIT, enabled = true, state = "started" },
+         want = { changed = false, msg = "etcd.service: ok (enabled, active)", actions = {},
+            result = { name = "etcd.service", path = path, status = running } } },
+      { name = "the same text as unit_file is the same file", state = { status = running, file = text },
+         args = { name = "etcd.service", unit_file = text },
+         want = { changed = false, msg = "etcd.service: ok (enabled, active)" } },
+      { name = "rewrites a changed file, leaves the running unit running", state = { status = running, file = old },
+         args = { name = "etcd", unit = UNIT, enabled = true, state = "started" },
+         want = { changed = true, msg = "would write, daemon-reload", actions = { "write", "daemon-reload" },
+            diff = { path = path, before = old, after = text } } },
+      { name = "a drop-in: enabled judged from the unit's state", state = { status = running },
+         args = { name = "etcd", unit_path = path .. ".d/10-env.conf", unit = { Service = { Environment = "A=1" } },
+            enabled = true },
+         want = { changed = true, msg = "would write, daemon-reload", actions = { "write", "daemon-reload" },
+            diff = { path = path .. ".d/10-env.conf", before = "", after = "[Service]\nEnvironment=A=1\n" } } },
+      { name = "reloads a unit edited behind systemd's back",
+         state = { status = show({ NeedDaemonReload = "yes" }) }, args = { name = "etcd", state = "started" },
+         want = { changed = true, msg = "would daemon-reload", actions = { "daemon-reload" },
+            diff = { path = "etcd.service", before = summary("enabled", "active"),
+               after = summary("enabled", "active") } } },
+      { name = "enables a disabled unit (enable reloads by itself)", state = { status = stopped },
+         args = { name = "etcd", enabled = true },
+         want = { changed = true, msg = "would enable", actions = { "enable" }, no_reload = false,
+            diff = { path = "etcd.service", before = summary("disabled", "inactive"),
+               after = summary("enabled", "inactive") } } },
+      { name = "an alias counts as enabled", state = { status = show({ UnitFileState = "alias" }) },
+         args = { name = "etcd", enabled = true },
+         want = { changed = false, msg = "etcd.service: ok (alias, active)" } },
+      { name = "disables and stops", state = { status = running }, args = { name = "etcd", state = "stopped",
+         enabled = false },
+         want = { changed = true, msg = "would disable, stop", actions = { "disable", "stop" },
+            diff = { path = "etcd.service", before = summary("enabled", "active"),
+               after = summary("disabled", "inactive") } } },
+      { name = "disables a runtime enablement", state = { status = show({ UnitFileState = "enabled-runtime" }) },
+         args = { name = "etcd", enabled = false }, want = { changed = true, msg = "would disable" } },
+      { name = "stopped and disabled already", state = { status = stopped },
+         args = { name = "etcd", state = "stopped", enabled = false },
+         want = { changed = false, msg = "etcd.service: ok (disabled, inactive)", actions = {} } },
+      { name = "a failed unit counts as stopped",
+         state = { status = show({ ActiveState = "failed", SubState = "failed", Result = "exit-code" }) },
+         args = { name = "etcd", state = "stopped" },
+         want = { changed = false, msg = "etcd.service: ok (enabled, failed)" } },
+      { name = "activating counts as started",
+         state = { status = show({ ActiveState = "activating", SubState = "start", Job = "4242" }) },
+         args = { name = "etcd", state = "started" },
+         want = { changed = false, msg = "etcd.service: ok (enabled, activating)" } },
+      { name = "starts a stopped unit", state = { status = stopped }, args = { name = "etcd", state = "started" },
+         want = { changed = true, msg = "would start", actions = { "start" },
+            diff = { path = "etcd.service", before = summary("disabled", "inactive"),
+               after = summary("disabled", "active") } } },
+      { name = "restarts every time", state = { status = running }, args = { name = "etcd", state = "restarted" },
+         want = { changed = true, msg = "would restart", actions = { "restart" } } },
+      { name = "reloads a running unit", state = { status = running }, args = { name = "etcd", state = "reloaded" },
+         want = { changed = true, msg = "would reload", actions = { "reload" } } },
+      { name = "reloaded starts a unit that is not running", state = { status = stopped },
+         args = { name = "etcd", state = "reloaded" },
+         want = { changed = true, msg = "would start", actions = { "start" } } },
+      { name = "a unit type suffix is kept", state = { status = show({ Id = "etcd.socket", UnitFileState = "" }) },
+         args = { name = "etcd.socket" }, want = { changed = false, msg = "etcd.socket: ok (loaded, active)" } },
+      { name = "check: a unit an earlier task would install", state = { status = missing }, opts = { check = true },
+         args = { name = "etcd", enabled = true, state = "started" },
+         want = { changed = true, actions = { "enable", "start" }, result = { name = "etcd.service" },
+            msg = "would enable, start etcd.service (not installed yet: an earlier task would create it)" } },
+      { name = "check: restarted, not installed yet", state = { status = missing }, opts = { check = true },
+         args = { name = "etcd", state = "restarted", enabled = false },
+         want = { changed = true, msg = "would disable, restart etcd.service (not installed yet: an earlier task "
+            .. "would create it)" } },
+      { name = "check: nothing to stop when not installed", state = { status = missing }, opts = { check = true },
+         args = { name = "etcd", state = "stopped" },
+         want = { changed = false, msg = "etcd.service: not installed, nothing to stop" } },
+      { name = "not found in a real run", state = { status = missing }, opts = { host = "etcd5" },
+         args = { name = "etcd", state = "started" },
+         want = failed("unit etcd.service not found on etcd5 (give unit_file or unit to create it)") },
+      { name = "not found under check with nothing asked", state = { status = missing },
+         opts = { check = true, host = "etcd5" }, args = { name = "etcd" },
+         want = failed("unit etcd.service not found on etcd5 (give unit_file or unit to create it)") },
+      { name = "a static unit cannot be enabled", opts = { host = "etcd5" },
+         state = { status = show({ Id = "systemd-journald.service", UnitFileState = "static" }) },
+         args = { name = "systemd-journald", enabled = true },
+         want = failed("systemd-journald.service cannot be enabled on etcd5: it has no [Install] section with "
+            .. "WantedBy=, RequiredBy= or Alias= (UnitFileState=static)") },
+      { name = "a unit file without [Install] cannot be enabled", state = { status = missing },
+         opts = { host = "etcd5" },
+         args = { name = "etcd", enabled = true, unit_file = "[Service]\nExecStart=/bin/false\n" },
+         want = failed("etcd.service cannot be enabled on etcd5: it has no [Install] section with "
+            .. "WantedBy=, RequiredBy= or Alias=") },
+      { name = "refuses a name that is not a unit", state = {}, args = { name = "../x" },
+         want = failed("argument 'name': not a unit name: '../x'") },
+      { name = "refuses a wait that is not seconds", state = {}, args = { name = "x", wait = -1 },
+         want = failed("argument 'wait' must be true, false or a number of seconds") },
+      { name = "refuses a unit_file that does not parse", state = {}, args = { name = "x", unit_file = "x\n" },
+         want = failed("argument 'unit_file': systemd.parse_unit: x.service:1: expected key=value or [Section]") },
+      { name = "refuses a unit value with a line break", state = {},
+         args = { name = "x.timer", unit = { Timer = { OnCalendar = "daily\n[Service]" } } },
+         want = failed("argument 'unit': systemd.render: [Timer] OnCalendar: value holds a line break or NUL") },
+   }
+   for _, case in ipairs(cases) do
+      it(case.name, function()
+         local plan = module.plan(mod, case.state, case.args, case.opts)
+         assert.are.equal(case.want.failed, plan.failed, plan.msg)
+         for k, v in pairs(case.want) do
+            assert.are.same(v, plan[k], k)
+         end
+      end)
+   end
 end)
