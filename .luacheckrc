@@ -4,7 +4,7 @@ self = false -- methods that ignore self keep the shared host interface
 files["spec/"] = { std = "+busted" }
 globals = { "etcdrun" }
 -- playbooks see the DSL as globals (lua/etcdrun/playbook.lua)
-local dsl = { "play", "task", "handler", "controller", "barrier", "flush_handlers", "secret" }
+local dsl = { "play", "task", "handler", "controller", "barrier", "flush_handlers", "secret", "include" }
 files["playbooks/"] = { read_globals = dsl }
 files["examples/"] = { read_globals = dsl }
 files["spec/fixtures/playbooks/"] = { read_globals = dsl }

@@ -7,27 +7,48 @@
 --
 --   etcdrun -i hosts playbooks/tls-cluster.lua [-e etcd_version=3.5.17] [-C] [-D]
 --
--- Variables (inventory, -e; defaults in DEFAULTS below):
+-- Variables (inventory, -e; defaults in lib/tls_cluster.lua's DEFAULTS):
 --   etcd_version, etcd_release_url (the directory holding
 --   etcd-v<version>-linux-<arch>.tar.gz and SHA256SUMS), etcd_pki_dir
---   (controller, default pki, relative to the inventory file), etcd_key_type (ec | rsa), etcd_key_bits,
---   etcd_address / etcd_interface (per member), etcd_cluster_token,
---   etcd_client_port, etcd_peer_port, etcd_heartbeat_interval,
---   etcd_election_timeout, etcd_extra_config (list of extra YAML lines),
---   etcd_health_timeout (s), etcd_clock_skew (s), etcd_cert_days,
---   etcd_renew_days.
-local lib = require("etcdrun.etcdcluster")
+--   (controller, default pki, relative to the inventory file), etcd_key_type
+--   (ec | rsa), etcd_key_bits, etcd_address / etcd_interface (per member),
+--   etcd_cluster_token, etcd_client_port, etcd_peer_port,
+--   etcd_heartbeat_interval, etcd_election_timeout, etcd_extra_config (list
+--   of extra YAML lines), etcd_health_timeout (s), etcd_clock_skew (s),
+--   etcd_cert_days, etcd_renew_days.
+--
+-- Written only with the DSL and modules a site has: the policy that is no
+-- module (defaults, SANs, the config's variables, the restart order) is in
+-- lib/tls_cluster.lua, next to this file.
+local L = include "lib/tls_cluster.lua"
+local pki_file, member_file = L.pki_file, L.member_file
 
-local function member_file(kind, ext)
+local function var(name)
    return function(v)
-      return ("%s/%s-%s.%s"):format(lib.pki(v), v.inventory_hostname, kind, ext)
+      return v(name, nil)
    end
 end
 
-local function pki_file(name)
+local function num(name)
    return function(v)
-      return lib.pki(v) .. "/" .. name
+      return L.num(v, name)
    end
+end
+
+-- the health check's client certificate, for etcd_health/verify/status
+local TLS = { ca = pki_file("ca.crt"), cert = pki_file("healthcheck.crt"), key = pki_file("healthcheck.key") }
+
+local function with_tls(args)
+   for k, x in pairs(TLS) do
+      args[k] = x
+   end
+   return args
+end
+
+local function healthy(name)
+   return task(name) {
+      etcd_health = with_tls({ endpoints = L.endpoints, timeout = num("etcd_health_timeout") }),
+   }
 end
 
 -- A member certificate: server (serverAuth; clientAuth too, because etcd's
@@ -46,51 +67,27 @@ local function member_cert(kind)
          subject = function(v)
             return { CN = v.inventory_hostname, O = "etcd " .. kind }
          end,
-         san = function(v)
-            return lib.sans(v)
-         end,
-         days = function(v)
-            return lib.opt(v, "etcd_cert_days")
-         end,
-         renew_before_days = function(v)
-            return lib.opt(v, "etcd_renew_days")
-         end,
+         san = L.sans,
+         days = num("etcd_cert_days"),
+         renew_before_days = num("etcd_renew_days"),
          key_usage = { "digitalSignature", "keyEncipherment" },
          ext_key_usage = { "serverAuth", "clientAuth" },
       },
       delegate = "controller",
-      register = kind .. "_cert",
    }
 end
 
+local function key(path)
+   return { path = path, type = var("etcd_key_type"), bits = L.key_bits }
+end
+
 local function member_key(kind)
-   return task(("%s key"):format(kind)) {
-      x509_key = {
-         path = member_file(kind, "key"),
-         type = function(v)
-            return lib.opt(v, "etcd_key_type")
-         end,
-         bits = function(v)
-            return lib.key_bits(v)
-         end,
-      },
-      delegate = "controller",
-   }
+   return task(("%s key"):format(kind)) { x509_key = key(member_file(kind, "key")), delegate = "controller" }
 end
 
 local function client_cert(name, cn)
    return {
-      controller(name .. " client key") {
-         x509_key = {
-            path = pki_file(name .. ".key"),
-            type = function(v)
-               return lib.opt(v, "etcd_key_type")
-            end,
-            bits = function(v)
-               return lib.key_bits(v)
-            end,
-         },
-      },
+      controller(name .. " client key") { x509_key = key(pki_file(name .. ".key")) },
       controller(name .. " client certificate") {
          x509_cert = {
             path = pki_file(name .. ".crt"),
@@ -100,12 +97,8 @@ local function client_cert(name, cn)
             ca_key_path = pki_file("ca.key"),
             subject = { CN = cn, O = "etcd clients" },
             san = {},
-            days = function(v)
-               return lib.opt(v, "etcd_cert_days")
-            end,
-            renew_before_days = function(v)
-               return lib.opt(v, "etcd_renew_days")
-            end,
+            days = num("etcd_cert_days"),
+            renew_before_days = num("etcd_renew_days"),
             key_usage = { "digitalSignature", "keyEncipherment" },
             ext_key_usage = { "clientAuth" },
          },
@@ -113,21 +106,15 @@ local function client_cert(name, cn)
    }
 end
 
-local function push(src, dest, mode, owner, register)
+-- A file a running member reads at start: a change restarts it (rolling).
+local function push(src, dest, mode, owner)
    return task("install " .. dest) {
-      copy = { src = pki_file(src), dest = dest, mode = mode, owner = owner, group = "etcd" },
-      register = register,
+      copy = { src = src, dest = dest, mode = mode, owner = owner, group = "etcd" },
+      notify = "restart etcd",
    }
 end
 
-local function member_push(kind, ext, dest, mode, owner, register)
-   return task("install " .. dest) {
-      copy = { src = member_file(kind, ext), dest = dest, mode = mode, owner = owner, group = "etcd" },
-      register = register,
-   }
-end
-
-local function config(register, state)
+local function config(state)
    return task(state == "existing" and "mark the cluster as existing" or "etcd configuration") {
       template = {
          src = "templates/etcd.conf.yaml.j2",
@@ -136,35 +123,53 @@ local function config(register, state)
          owner = "root",
          group = "etcd",
          vars = function(v)
-            return lib.config_vars(v, state)
+            return L.config_vars(v, state)
          end,
       },
-      register = register,
+      -- initial-cluster-state only matters at bootstrap: no restart for it
+      notify = state ~= "existing" and "restart etcd" or nil,
    }
 end
 
 local tasks = {
    -- 1-2: look before touching anything; every problem of every host at once
-   -- (read-only steps: check_mode = false runs them under --check too)
-   task "preflight" { run = lib.preflight, register = "preflight", check_mode = false },
-   controller "preflight report" { run = lib.preflight_report, check_mode = false },
+   task "preflight" {
+      etcd_facts = { data_dir = L.data_dir, client_port = num("etcd_client_port"), peer_port = num("etcd_peer_port"),
+         address = var("etcd_address"), interface = var("etcd_interface"), clock_skew = num("etcd_clock_skew") },
+      register = "preflight",
+   },
+   controller "preflight report" {
+      etcd_preflight = {
+         members = L.preflight_results,
+         order = function(v)
+            return v.play_hosts
+         end,
+         group_size = function(v)
+            return #(v.groups.etcd or v.play_hosts)
+         end,
+         pki_dir = L.pki,
+      },
+   },
 
    -- 3: the release, fetched once on the controller, verified against SHA256SUMS
-   controller "etcd release" { run = lib.fetch_release, register = "release", check_mode = false },
+   controller "etcd release" {
+      release = { base_url = L.release_url, files = L.release_files },
+      register = "release",
+   },
    task "etcd binaries" {
       unarchive = {
          src = function(v)
-            return v.release.tarballs[v.preflight.arch]
+            return v.release.paths[L.release_file(v, v.preflight.arch)]
          end,
          dest = "/opt/etcd/bin",
          strip_components = 1,
          include = { "etcd", "etcdctl" },
          mode = "0755",
       },
-      register = "binaries",
+      notify = "restart etcd",
    },
    task "etcdctl environment" {
-      copy = { dest = "/etc/profile.d/etcd.sh", content = lib.profile, mode = "0644" },
+      copy = { dest = "/etc/profile.d/etcd.sh", content = L.profile, mode = "0644" },
    },
 
    -- 4: the etcd user and a data dir that is never wiped
@@ -175,23 +180,19 @@ local tasks = {
    },
    task "data directory parent" { file = { path = "/var/lib/etcd", state = "directory", mode = "0755" } },
    task "data directory" {
-      file = { path = lib.data_dir, state = "directory", mode = "0700", owner = "etcd", group = "etcd" },
+      file = { path = L.data_dir, state = "directory", mode = "0700", owner = "etcd", group = "etcd" },
    },
 
    -- 5: PKI on the controller; the CA key never leaves it
-   controller "PKI directory" { file = { path = pki_file(""), state = "directory", mode = "0700" } },
+   controller "PKI directory" { file = { path = L.pki, state = "directory", mode = "0700" } },
    controller "CA key" {
       x509_key = {
          path = pki_file("ca.key"),
          -- a new CA would not be trusted by running members: an existing CA key
          -- is kept even when etcd_key_type changes (members' keys follow it)
          regenerate = "never",
-         type = function(v)
-            return lib.opt(v, "etcd_key_type")
-         end,
-         bits = function(v)
-            return lib.key_bits(v)
-         end,
+         type = var("etcd_key_type"),
+         bits = L.key_bits,
       },
    },
    controller "CA certificate" {
@@ -210,28 +211,22 @@ local tasks = {
    member_cert("peer"),
    barrier "member certificates issued",
 }
-for _, t in ipairs(client_cert("admin", "root")) do
-   tasks[#tasks + 1] = t
-end
-for _, t in ipairs(client_cert("healthcheck", "healthcheck")) do
-   tasks[#tasks + 1] = t
-end
-for _, t in ipairs({
+for _, list in ipairs({ client_cert("admin", "root"), client_cert("healthcheck", "healthcheck"), {
    -- 6: certificates and keys on the members
    task "TLS directory" {
       file = { path = "/etc/etcd/ssl", state = "directory", mode = "0750", owner = "root", group = "etcd" },
    },
-   push("ca.crt", "/etc/etcd/ssl/ca.crt", "0644", "root", "ca_pushed"),
-   member_push("server", "crt", "/etc/etcd/ssl/server.crt", "0644", "root", "server_crt_pushed"),
-   member_push("server", "key", "/etc/etcd/ssl/server.key", "0600", "etcd", "server_key_pushed"),
-   member_push("peer", "crt", "/etc/etcd/ssl/peer.crt", "0644", "root", "peer_crt_pushed"),
-   member_push("peer", "key", "/etc/etcd/ssl/peer.key", "0600", "etcd", "peer_key_pushed"),
+   push(pki_file("ca.crt"), "/etc/etcd/ssl/ca.crt", "0644", "root"),
+   push(member_file("server", "crt"), "/etc/etcd/ssl/server.crt", "0644", "root"),
+   push(member_file("server", "key"), "/etc/etcd/ssl/server.key", "0600", "etcd"),
+   push(member_file("peer", "crt"), "/etc/etcd/ssl/peer.crt", "0644", "root"),
+   push(member_file("peer", "key"), "/etc/etcd/ssl/peer.key", "0600", "etcd"),
 
    -- 7-8: configuration and unit; daemon-reload only when the unit changed
-   config("config", nil),
+   config(nil),
    task "etcd unit" {
-      systemd = { name = "etcd", unit_file = lib.unit_file, enabled = true },
-      register = "unit",
+      systemd = { name = "etcd", unit_file = L.template_text("etcd.service"), enabled = true },
+      notify = "restart etcd",
    },
 
    -- 9: start members that are not running, without blocking (Type=notify:
@@ -243,33 +238,66 @@ for _, t in ipairs({
          return not v.preflight.running
       end,
    },
-   controller "cluster healthy" { run = lib.wait_healthy },
+   healthy "cluster healthy",
 
-   -- a change on a running cluster: one member at a time, leader last
-   controller "rolling restart" { run = lib.rolling_restart },
-   controller "rolling restart plan" {
-      run = lib.restart_plan,
-      check_mode = false,
-      when = function(v)
-         return v.ansible_check_mode
-      end,
-   },
+   -- a change on a running cluster: the rolling restart handler, now
+   flush_handlers "restart changed members",
 
    -- 10: after bootstrap the members' state is `existing` (no restart needed)
-   config("config_existing", "existing"),
+   config("existing"),
 
    -- 11-12: verify over mutual TLS; leave etcdctl settings for the operator
-   controller "verify" { run = lib.verify },
-   controller "operator files" { run = lib.operator_files },
-   controller "cluster" { run = lib.report },
-}) do
-   tasks[#tasks + 1] = t
+   controller "verify" { etcd_verify = with_tls({ members = L.members }) },
+   controller "etcdctl settings" {
+      copy = { dest = pki_file("etcdctl.env"), content = L.etcdctl_env, mode = "0600" },
+   },
+   controller "etcdctl for the operator" {
+      unarchive = {
+         src = function(v)
+            return v.release.paths[L.release_file(v, v.facts.arch_go)]
+         end,
+         dest = pki_file("bin"),
+         strip_components = 1,
+         include = { "etcdctl" },
+         mode = "0755",
+      },
+      when = function(v)
+         return v.release.paths[L.release_file(v, v.facts.arch_go)] ~= nil
+      end,
+   },
+   controller "cluster" {
+      etcd_status = with_tls({
+         members = L.members,
+         note = function(v)
+            return ("etcdctl on this machine:\n  set -a; . %s/etcdctl.env; etcdctl endpoint status -w table")
+               :format(L.pki(v))
+         end,
+      }),
+   },
+} }) do
+   for _, t in ipairs(list) do
+      tasks[#tasks + 1] = t
+   end
 end
 
 return {
    play "etcd cluster with TLS" {
       hosts = "etcd",
       any_errors_fatal = true,
+      defaults = L.DEFAULTS,
       tasks = tasks,
+      handlers = {
+         -- members that were running restart one at a time, leader last, each
+         -- only while the whole cluster is healthy, before and after
+         handler "restart etcd" {
+            systemd = { name = "etcd", state = "restarted" },
+            when = function(v)
+               return v.preflight.running
+            end,
+            serial = 1,
+            order = L.leader_last,
+            gate = healthy "cluster healthy",
+         },
+      },
    },
 }

@@ -274,17 +274,24 @@ describe("tls-cluster.lua on the lab", function()
       local ok, bad = helper.read(log):match("(%d+) (%d+)")
       assert.are.equal("0", bad, "writes failed during the rolling change")
       assert.is_true(tonumber(ok) > 10, "the writer made too few writes: " .. tostring(ok))
-      local msg
+      -- the rolling handler: one member at a time, each between two health
+      -- gates, the leader last
+      local seq = {}
       for _, e in ipairs(events) do
-         if e.event == "task_result" and e.task == "rolling restart" then
-            msg = e.msg
+         if e.event == "handler_result" and (e.task == "restart etcd" or e.task == "cluster healthy") then
+            seq[#seq + 1] = ("%s %s %s"):format(e.task == "restart etcd" and "restart" or "gate", e.host, e.status)
          end
       end
-      assert.is_truthy(msg, "no rolling restart result")
-      assert.matches("restarted one at a time: ", msg)
-      -- the leader went last
-      local last = msg:match(".*; (etcd%d+)") or msg:match("restarted one at a time: (etcd%d+)")
-      assert.are.equal(leader, last, msg)
+      assert.are.equal(9, #seq, table.concat(seq, "\n"))
+      for i = 1, 3 do
+         local host = seq[3 * i - 1]:match("^restart (%S+) changed$")
+         assert.is_truthy(host, table.concat(seq, "\n"))
+         assert.are.equal(("gate %s ok"):format(host), seq[3 * i - 2])
+         assert.are.equal(("gate %s ok"):format(host), seq[3 * i])
+         if i == 3 then
+            assert.are.equal(leader, host, table.concat(seq, "\n"))
+         end
+      end
       for i = 1, 3 do
          assert.are_not.equal(before[i], node(i, "systemctl show -p InvocationID --value etcd"))
          assert.matches("heartbeat%-interval: 150", node(i, "cat /etc/etcd/etcd.conf.yaml"))

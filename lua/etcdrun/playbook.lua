@@ -123,7 +123,28 @@ function M.dsl()
       barrier = marker("barrier"),
       flush_handlers = marker("flush"),
       secret = M.secret,
+      include = M.include,
    }
+end
+
+--- `include "lib/x.lua"`: run a Lua file relative to the file that calls it
+-- (a playbook's own helpers and policy live next to it), in a strict
+-- environment like the playbook's, and return what it returns. The file
+-- gets its own directory as `...`, to find files that sit beside it.
+function M.include(path)
+   local info = debug.getinfo(2, "S")
+   local caller = info and info.source:match("^@(.*)$") or "."
+   if type(path) ~= "string" or path == "" then
+      local file, line = where_from(3)
+      user_error(("%s:%d: include needs a file name, got %s"):format(file, line, type(path)))
+   end
+   local full = path:sub(1, 1) == "/" and path or ((caller:match("^(.*)/[^/]*$") or ".") .. "/" .. path)
+   local chunk, err = loadfile(full, "t", M.env())
+   if not chunk then
+      local file, line = where_from(3)
+      user_error(("%s:%d: include: %s"):format(file, line, err))
+   end
+   return chunk(full:match("^(.*)/[^/]*$") or ".")
 end
 
 --- A playbook's environment (etcdrun.sandbox): the DSL and `extra` besides

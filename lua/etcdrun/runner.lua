@@ -542,8 +542,22 @@ local function run_rolling(rs, play, handler, targets)
                hs.failed = hs.failed or was_failed
             end)
          end
-         if handler.gate then
+         -- a host the handler's `when` skips is not gated: nothing restarts
+         local gated = {}
+         for _, hs in ipairs(group) do
+            local ok, yes = true, true
+            if handler.when ~= nil then
+               ok, yes = protect(handler, "when", eval, handler.when, vars.view(rs, hs, play.vars))
+            end
+            if not ok or yes then
+               gated[#gated + 1] = hs
+            end
+         end
+         if handler.gate and #gated > 0 then
+            local all = group
+            group = gated
             step(handler.gate, "handler")
+            group = all
          end
          if stopped then
             for _, hs in ipairs(group) do
@@ -551,7 +565,8 @@ local function run_rolling(rs, play, handler, targets)
             end
          else
             step(handler, "handler")
-            if handler.gate and not stopped then
+            if handler.gate and not stopped and #gated > 0 then
+               group = gated
                step(handler.gate, "handler")
             end
          end

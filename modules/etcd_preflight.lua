@@ -1,0 +1,112 @@
+-- etcd_preflight: on the controller, every member's problems at once, before
+-- anything changes: what etcd_facts found on each member, a member that is
+-- unreachable or failed, two members with one address, a member of a running
+-- cluster whose address left its certificate (that needs `etcdctl member
+-- update`), and the CA guard: where etcd runs or has data, the CA it trusts
+-- must be the controller's, or issuing certificates from another CA would cut
+-- the members off from each other. Replacing a running cluster's CA is a CA
+-- rotation, never a side effect of a run from another directory.
+local fs = require("etcdrun.fs")
+local x509 = require("etcdrun.x509")
+
+local M = {
+   doc = "Stop before any change when a member has a problem, is unreachable, or trusts another CA than the PKI's.",
+   args = {
+      members = { type = "table", required = true,
+         doc = "member name -> its etcd_facts result (a failed or missing one is a problem), in play order" },
+      order = { type = "list", elements = "string", required = true, doc = "the member names, in play order" },
+      group_size = { type = "integer", doc = "the size of the inventory group: fewer members means a --limit" },
+      pki_dir = { type = "path", required = true, absolute = true, doc = "the controller's PKI directory" },
+      member_ca = { type = "path", default = "/etc/etcd/ssl/ca.crt", doc = "where members keep the CA (for messages)" },
+   },
+}
+
+local function fingerprint(path)
+   local pem = fs.try.read(path)
+   local info = pem and x509.try.info(pem)
+   return info and info.fingerprint_sha256 or nil
+end
+
+function M.gather(_, args)
+   local state = { ca = fingerprint(args.pki_dir .. "/ca.crt"), peer_ips = {} }
+   for _, name in ipairs(args.order) do
+      local pem = fs.try.read(("%s/%s-peer.crt"):format(args.pki_dir, name))
+      local info = pem and x509.try.info(pem)
+      state.peer_ips[name] = info and (info.san and info.san.ip or {}) or nil
+   end
+   return state
+end
+
+local function ca_lines(lines, state, args, facts)
+   local by_ca, order = {}, {}
+   for _, name in ipairs(args.order) do
+      local p = facts[name]
+      if p and p.ca_fingerprint and (p.running or p.has_data) and p.ca_fingerprint ~= state.ca then
+         if not by_ca[p.ca_fingerprint] then
+            by_ca[p.ca_fingerprint] = {}
+            order[#order + 1] = p.ca_fingerprint
+         end
+         table.insert(by_ca[p.ca_fingerprint], name)
+      end
+   end
+   for _, fp in ipairs(order) do
+      lines[#lines + 1] = ("  %s: etcd runs (or has data) trusting the CA in %s, SHA-256 %s; the PKI directory %s"
+         .. " %s. Issuing certificates from another CA would cut the members off from each other. Point"
+         .. " etcd_pki_dir at the directory that holds this cluster's ca.crt and ca.key (-e etcd_pki_dir=/path;"
+         .. " a relative path is relative to the inventory file's directory). Replacing a running cluster's CA"
+         .. " is a CA rotation, never a side effect of this playbook."):format(table.concat(by_ca[fp], ", "),
+         args.member_ca, fp, args.pki_dir, state.ca and ("holds another CA, SHA-256 " .. state.ca) or "has no ca.crt")
+   end
+end
+
+function M.plan(state, args)
+   local lines = {}
+   if args.group_size and #args.order ~= args.group_size then
+      lines[#lines + 1] = ("  the play covers %d of the %d hosts of the group: the playbook works on the whole"
+         .. " cluster (a --limit would change its membership)"):format(#args.order, args.group_size)
+   end
+   local facts = {}
+   for _, name in ipairs(args.order) do
+      local p = args.members[name]
+      -- a host that was unreachable or failed registered its failure instead
+      if type(p) == "table" and type(p.problems) == "table" and not p.failed then
+         facts[name] = p
+      else
+         local why = type(p) == "table" and p.msg and tostring(p.msg) or "no preflight result"
+         lines[#lines + 1] = ("  %s: %s: every member must be up and reachable before anything changes"):format(
+            name, (type(p) == "table" and p.unreachable) and ("unreachable (" .. why .. ")") or why)
+      end
+   end
+   ca_lines(lines, state, args, facts)
+   local seen = {}
+   for _, name in ipairs(args.order) do
+      local p = facts[name]
+      for _, problem in ipairs(p and p.problems or {}) do
+         lines[#lines + 1] = ("  %s: %s"):format(name, problem)
+      end
+      if p and p.address ~= "" then
+         if seen[p.address] then
+            lines[#lines + 1] = ("  %s: address %s is also %s's"):format(name, p.address, seen[p.address])
+         end
+         seen[p.address] = name
+         -- a certificate issued for another address means the member moved
+         local ips = state.peer_ips[name]
+         local has = false
+         for _, ip in ipairs(ips or {}) do
+            has = has or ip == p.address
+         end
+         if ips and not has and p.has_data then
+            lines[#lines + 1] = ("  %s: its address is now %s but its certificate (%s/%s-peer.crt) names %s: a"
+               .. " member of a running cluster cannot change address by reconfiguration (use etcdctl member"
+               .. " update)"):format(name, p.address, args.pki_dir, name, table.concat(ips, ", "))
+         end
+      end
+   end
+   if #lines > 0 then
+      return { failed = true, msg = "preflight found problems; nothing was changed:\n" .. table.concat(lines, "\n") }
+   end
+   return { changed = false, msg = ("%d members ready; PKI %s"):format(#args.order, args.pki_dir),
+      result = { report = "PKI (etcd_pki_dir): " .. args.pki_dir } }
+end
+
+return M

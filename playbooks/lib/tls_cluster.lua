@@ -1,0 +1,223 @@
+--- The policy of playbooks/tls-cluster.lua that is not a module: the
+-- defaults, where things live, the member list, SANs, the etcd config's
+-- variables, and the order of a rolling restart. Functions of the variables
+-- view `v`; tls-cluster.lua uses them as computed module arguments.
+local etcd = require("etcdrun.etcd")
+
+local here = ... -- this file's directory (include passes it)
+local L = {}
+
+--- A file of the playbook's templates/ directory, as text.
+function L.template_text(name)
+   local f, err = io.open(here .. "/../templates/" .. name, "rb")
+   if not f then
+      error(err, 0)
+   end
+   local text = f:read("a")
+   f:close()
+   return text
+end
+
+-- What the playbook assumes unless the inventory or -e says otherwise (play
+-- defaults rank below the inventory).
+L.DEFAULTS = {
+   etcd_version = "3.5.17",
+   etcd_pki_dir = "pki",
+   etcd_key_type = "ec",
+   etcd_key_bits = 4096,
+   etcd_cluster_token = "etcd-cluster-1",
+   etcd_client_port = 2379,
+   etcd_peer_port = 2380,
+   etcd_heartbeat_interval = 100,
+   etcd_election_timeout = 1000,
+   etcd_snapshot_count = 10000,
+   etcd_compaction_retention = "1",
+   etcd_extra_config = {},
+   etcd_health_timeout = 60,
+   etcd_clock_skew = 60,
+   etcd_cert_days = 825,
+   etcd_renew_days = 30,
+}
+
+--- A numeric variable (-e gives strings).
+function L.num(v, name)
+   local x = v(name)
+   local n = tonumber(x)
+   if not n then
+      error(("%s must be a number, got '%s'"):format(name, tostring(x)), 0)
+   end
+   return n
+end
+
+--- The PKI directory on the controller, absolute: a relative etcd_pki_dir
+-- (the default `pki` included) is relative to the inventory file's
+-- directory, so the same inventory always finds the same CA.
+function L.pki(v)
+   local dir = v.etcd_pki_dir
+   if dir:sub(1, 1) ~= "/" then
+      dir = (v("inventory_dir", nil) or os.getenv("PWD") or ".") .. "/" .. dir
+   end
+   return (dir:gsub("/+$", ""))
+end
+
+function L.pki_file(name)
+   return function(v)
+      return L.pki(v) .. "/" .. name
+   end
+end
+
+function L.member_file(kind, ext)
+   return function(v)
+      return ("%s/%s-%s.%s"):format(L.pki(v), v.inventory_hostname, kind, ext)
+   end
+end
+
+function L.key_bits(v)
+   return v.etcd_key_type == "rsa" and L.num(v, "etcd_key_bits") or nil
+end
+
+function L.data_dir(v)
+   return ("/var/lib/etcd/%s.etcd"):format(v.inventory_hostname)
+end
+
+local function url(address, port)
+   local a = address:find(":", 1, true) and ("[" .. address .. "]") or address
+   return ("https://%s:%d"):format(a, port)
+end
+
+--- The members in play order: name, address, client and peer URL.
+function L.members(v)
+   local out = {}
+   for i, name in ipairs(v.play_hosts) do
+      local address = v.hostvars[name].preflight.address
+      out[i] = { name = name, address = address, client_url = url(address, L.num(v, "etcd_client_port")),
+         peer_url = url(address, L.num(v, "etcd_peer_port")),
+         cert_file = ("%s/%s-server.crt"):format(L.pki(v), name) }
+   end
+   return out
+end
+
+function L.endpoints(v)
+   local urls = {}
+   for i, m in ipairs(L.members(v)) do
+      urls[i] = m.client_url
+   end
+   return urls
+end
+
+--- Each member's etcd_facts result (or failure), for etcd_preflight.
+function L.preflight_results(v)
+   local t = {}
+   for _, name in ipairs(v.play_hosts) do
+      t[name] = v.hostvars[name]("preflight", nil) or false
+   end
+   return t
+end
+
+--- A member certificate's SANs: its address, its name, localhost, loopbacks.
+function L.sans(v)
+   local ips = { v.preflight.address, "127.0.0.1", "::1" }
+   local dns = { v.inventory_hostname, "localhost" }
+   if v.preflight.hostname and v.preflight.hostname ~= v.inventory_hostname then
+      dns[#dns + 1] = v.preflight.hostname
+   end
+   return { ip = ips, dns = dns }
+end
+
+--- The release file of an architecture, and the files the members need.
+function L.release_file(v, arch)
+   return ("etcd-v%s-linux-%s.tar.gz"):format(v.etcd_version, arch)
+end
+
+function L.release_files(v)
+   local files, seen = {}, {}
+   for _, name in ipairs(v.play_hosts) do
+      local f = L.release_file(v, v.hostvars[name].preflight.arch)
+      if not seen[f] then
+         seen[f] = true
+         files[#files + 1] = f
+      end
+   end
+   return files
+end
+
+function L.release_url(v)
+   local u = v("etcd_release_url", nil)
+   return u and (u:gsub("/+$", "")) or ("https://github.com/etcd-io/etcd/releases/download/v" .. v.etcd_version)
+end
+
+--- /etc/profile.d/etcd.sh: etcdctl on a member talks to its own member.
+function L.profile(v)
+   return table.concat({
+      "# Managed by etcdrun (playbooks/tls-cluster.lua).",
+      'export PATH="$PATH:/opt/etcd/bin"',
+      "export ETCDCTL_API=3",
+      ("export ETCDCTL_ENDPOINTS=https://127.0.0.1:%d"):format(L.num(v, "etcd_client_port")),
+      "export ETCDCTL_CACERT=/etc/etcd/ssl/ca.crt",
+      "export ETCDCTL_CERT=/etc/etcd/ssl/server.crt",
+      "export ETCDCTL_KEY=/etc/etcd/ssl/server.key",
+      "",
+   }, "\n")
+end
+
+--- The operator's etcdctl settings, left in the PKI directory.
+function L.etcdctl_env(v)
+   local pki = L.pki(v)
+   return table.concat({
+      "# etcdctl settings for this cluster, written by etcdrun (playbooks/tls-cluster.lua)",
+      "ETCDCTL_API=3",
+      "ETCDCTL_ENDPOINTS=" .. table.concat(L.endpoints(v), ","),
+      "ETCDCTL_CACERT=" .. pki .. "/ca.crt",
+      "ETCDCTL_CERT=" .. pki .. "/admin.crt",
+      "ETCDCTL_KEY=" .. pki .. "/admin.key",
+      "PATH=" .. pki .. "/bin:$PATH",
+      "",
+   }, "\n")
+end
+
+--- Variables for templates/etcd.conf.yaml.j2.
+function L.config_vars(v, state)
+   return {
+      name = v.inventory_hostname,
+      data_dir = L.data_dir(v),
+      address = v.preflight.address,
+      client_port = L.num(v, "etcd_client_port"),
+      peer_port = L.num(v, "etcd_peer_port"),
+      members = L.members(v),
+      cluster_token = v.etcd_cluster_token,
+      cluster_state = state or (v.preflight.has_data and "existing" or "new"),
+      heartbeat_interval = L.num(v, "etcd_heartbeat_interval"),
+      election_timeout = L.num(v, "etcd_election_timeout"),
+      snapshot_count = L.num(v, "etcd_snapshot_count"),
+      compaction_retention = v.etcd_compaction_retention,
+      extra_config = v.etcd_extra_config,
+   }
+end
+
+function L.tls(v)
+   local pki = L.pki(v)
+   return { ca = pki .. "/ca.crt", cert = pki .. "/healthcheck.crt", key = pki .. "/healthcheck.key" }
+end
+
+--- The rolling restart's order: followers first, the leader last (restarting
+--- it first would force an extra election).
+function L.leader_last(names, v)
+   local tls, leader = L.tls(v), {}
+   local url_of = {}
+   for _, m in ipairs(L.members(v)) do
+      url_of[m.name] = m.client_url
+   end
+   for _, n in ipairs(names) do
+      local s = url_of[n] and etcd.status(url_of[n], tls)
+      leader[n] = s and s.is_leader or false
+   end
+   table.sort(names, function(a, b)
+      if leader[a] ~= leader[b] then
+         return not leader[a]
+      end
+      return a < b
+   end)
+   return names
+end
+
+return L
