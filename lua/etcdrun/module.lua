@@ -337,12 +337,6 @@ function M.validate(mod, args, where)
    return out, secrets
 end
 
---- Run a module with validated args: check, then (unless ctx.check) apply.
--- Returns the result {changed, failed, msg, diff, ...}; never raises for
--- failures of the environment (those become failed results).
----@param mod table
----@param ctx table {host, controller, check, diff, vars, secret, ...}
----@param args table validated arguments
 -- gather then plan, or a site module's older check (the two in one).
 local function decide(mod, ctx, args)
    if not mod.plan then
@@ -368,6 +362,12 @@ function M.plan(mod, state, args, opts)
    return mod.plan(state, vargs, { check = opts.check or false, diff = opts.diff or false, host = opts.host or "h" })
 end
 
+--- Run a module with validated args: gather, plan, then (unless ctx.check)
+-- apply. Returns the result {changed, failed, msg, diff, ...}; never raises
+-- for failures of the environment (those become failed results).
+---@param mod table
+---@param ctx table from etcdrun.context
+---@param args table validated arguments
 function M.run(mod, ctx, args)
    -- under check mode the controller's file system is read-only to gather
    -- (etcdrun.checkguard), for every caller: runner, REPL, specs

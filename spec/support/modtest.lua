@@ -1,5 +1,5 @@
---- Run a module the way the playbook runner does (validate, check, apply
--- unless check mode), against a host object, for module specs.
+--- Run a module the way the playbook runner does (validate, gather, plan,
+-- apply unless check mode), against a host object, for module specs.
 local module = require("etcdrun.module")
 local localhost = require("etcdrun.localhost")
 local context = require("etcdrun.context")
