@@ -30,38 +30,8 @@ local M = {
    one_of = { { "content", "src" } },
 }
 
--- The destination's stat line and, for a regular file, its sha256: one exec.
--- A symlink at dest is resolved as fileattrs.dest_plan says (follow).
-local function gather(host, dest, follow)
-   local body = ("if [ -e \"$p\" ]; then %s && if [ -f \"$p\" ]; then sha256sum -- \"$p\"; fi; "
-      .. "else echo absent; fi"):format(fa.stat_p())
-   local r, err, code = fa.run(host, "copy", dest, fa.dest_cmd(dest, follow, body))
-   if not r then
-      return nil, err, code
-   end
-   local link, out = fa.split_dest(r.stdout)
-   local dp, why = fa.dest_plan(dest, link, follow)
-   if not dp then
-      return { failed = ("copy: %s:%s %s"):format(host.name, dest, why) }
-   end
-   if dp.replace then
-      return { exists = false, dp = dp }
-   end
-   local first, second = out:match("^([^\n]*)\n?([^\n]*)")
-   if first == "absent" then
-      return { exists = false, dp = dp }
-   end
-   local st = fa.parse_stat(first)
-   if not st then
-      return nil, ("copy: unexpected stat output %q (%s:%s)"):format(r.stdout, host.name, dest), "EREMOTE"
-   end
-   st.exists = true
-   st.digest = second:match("^\\?(%x+)")
-   st.dp = dp
-   return st
-end
-
--- What is to be sent: digest, size, and the content when it is inline.
+-- What is to be sent: digest, size, and the content when it is inline; a
+-- src that does not exist (yet) is recorded missing, for plan to judge.
 local function source(ctx, args)
    if args.content then
       return { content = args.content, digest = fs.sha256(args.content), size = #args.content }
@@ -69,6 +39,9 @@ local function source(ctx, args)
    local path = ctx.path(args.src)
    local st, err, code = ctx.controller:stat(path)
    if not st then
+      if code == "ENOENT" then
+         return { missing = true, err = ("copy: src %s: %s"):format(args.src, err), code = code }
+      end
       return nil, ("copy: src %s: %s"):format(args.src, err), code
    end
    if st.type ~= "file" then
@@ -82,42 +55,77 @@ local function source(ctx, args)
    return { path = path, digest = digest, size = st.size }
 end
 
+--- The source, and in one exec the destination's symlink (if any), stat
+--- and sha256 (st nil: nothing there to write over); for a diff of content
+--- that differs, both sides when small (before, after) and whether they
+--- hold a secret the run knows.
+function M.gather(ctx, args)
+   local src, err, code = source(ctx, args)
+   if not src or src.missing then
+      return src and { src = src }, err, code
+   end
+   local dest, host = args.dest, ctx.host
+   local body = ("if [ -e \"$p\" ]; then %s && if [ -f \"$p\" ]; then sha256sum -- \"$p\"; fi; "
+      .. "else echo absent; fi"):format(fa.stat_p())
+   local r
+   r, err, code = fa.run(host, "copy", dest, fa.dest_cmd(dest, args.follow, body))
+   if not r then
+      return nil, err, code
+   end
+   local link, out = fa.split_dest(r.stdout)
+   local state = { src = src, link = link }
+   local first, second = out:match("^([^\n]*)\n?([^\n]*)")
+   if first ~= "" and first ~= "absent" then
+      state.st = fa.parse_stat(first)
+      if not state.st then
+         return nil, ("copy: unexpected stat output %q (%s:%s)"):format(r.stdout, host.name, dest), "EREMOTE"
+      end
+      state.st.digest = second:match("^\\?(%x+)")
+   end
+   local st, dp = state.st, fa.dest_plan(dest, link, args.follow)
+   if ctx.diff and dp and (not st or st.digest ~= src.digest) then
+      if st and not dp.replace and st.type == "file" and st.size <= fa.DIFF_MAX then
+         state.before = host:read(dp.path) or nil
+      end
+      state.after = src.content or (src.size <= fa.DIFF_MAX and ctx.controller:read(src.path)) or nil
+      state.secret = fa.holds_secret(ctx, state.before, state.after)
+   end
+   return state
+end
+
 local function sentence(verb, what)
    return verb .. " " .. table.concat(what, ", ")
 end
 
-function M.check(ctx, args)
-   local dest = args.dest
-   local src, err, code = source(ctx, args)
-   if not src then
+--- Write when dest is missing or (force) its digest differs; fix the
+--- attributes that differ; the symlink rule of fileattrs.dest_plan.
+function M.plan(state, args, opts)
+   local dest, src = args.dest, state.src
+   if src.missing then
       -- in check mode an earlier task (a certificate, a download) that would
       -- have made the source did not run: say what would happen, don't fail
-      if ctx.check and code == "ENOENT" then
+      if opts.check then
          return { changed = true, msg = ("would copy %s, which an earlier task would create"):format(args.src) }
       end
-      return nil, err, code
+      return { failed = true, msg = src.err, result = { code = src.code } }
    end
-   local st
-   st, err, code = gather(ctx.host, dest, args.follow)
-   if not st then
-      return nil, err, code
+   local dp, why = fa.dest_plan(dest, state.link, args.follow)
+   if not dp then
+      return { failed = true, msg = ("copy: %s:%s %s"):format(opts.host, dest, why) }
    end
-   if st.failed then
-      return { failed = true, msg = st.failed }
-   end
-   local dp = st.dp
+   local st = not dp.replace and state.st or nil
    local path, via = dp.path, fa.via(dest, dp)
-   if st.exists and st.type ~= "file" then
-      local kind = ({ dir = "directory", other = "special file" })[st.type] or st.type
-      return { failed = true, msg = ("copy: %s:%s is a %s, not a file%s"):format(ctx.host.name, dest, kind, via) }
+   if st and st.type ~= "file" then
+      return { failed = true,
+         msg = ("copy: %s:%s is a %s, not a file%s"):format(opts.host, dest, fa.kind(st.type), via) }
    end
    local result = { dest = dest, checksum = src.digest, size = src.size }
    if dp.replace and not args.force then
       return { changed = false, result = result,
          msg = ("exists (a symlink to %s), force=false: left as it is"):format(dp.link.target) }
    end
-   local write = not st.exists or (st.digest ~= src.digest and args.force)
-   local attrs = st.exists and fa.changes(st, args) or {}
+   local write = not st or (st.digest ~= src.digest and args.force)
+   local attrs = fa.changes(st, args)
    if not write and #attrs == 0 then
       local msg = st.digest ~= src.digest and "exists, content differs, force=false: left as it is"
          or "unchanged"
@@ -126,37 +134,30 @@ function M.check(ctx, args)
    local what = {}
    if write then
       what[1] = dp.replace and ("the symlink (-> %s) with a file"):format(dp.link.target)
-         or st.exists and "content" or "file"
+         or st and "content" or "file"
    end
    if #attrs > 0 then
       what[#what + 1] = fa.describe(attrs)
    end
    local diff
-   if ctx.diff and write then
+   if opts.diff and write then
       -- the diff is of the file that is written: the link's target when
       -- following, the link itself when it is replaced
-      local before = dp.before or ""
-      if st.exists then
-         before = st.size <= fa.DIFF_MAX and ctx.host:read(path) or fa.note(st.size, st.digest)
-      end
-      local after = src.content
-      if not after then
-         after = src.size <= fa.DIFF_MAX and ctx.controller:read(src.path) or fa.note(src.size, src.digest)
-      end
-      diff = fa.content_diff(ctx, path, before, after)
-   elseif ctx.diff then
+      local before = st and (state.before or fa.note(st.size, st.digest)) or dp.before or ""
+      local after = src.content or state.after or fa.note(src.size, src.digest)
+      diff = fa.content_diff(path, before, after, state.secret)
+   elseif opts.diff then
       diff = fa.attr_diff(path, attrs)
    end
-   local verb = dp.replace and "would replace" or st.exists and "would change" or "would create"
+   local verb = dp.replace and "would replace" or st and "would change" or "would create"
    return {
       changed = true,
       msg = sentence(verb, what) .. via,
       diff = diff,
       result = result,
       write = write,
-      attrs = attrs,
       what = what,
-      created = not st.exists,
+      created = not st,
       replace = dp.replace,
       path = path,
       via = via,
@@ -176,7 +177,7 @@ function M.apply(ctx, args, plan)
          ok, err, code = host:write(path, plan.src.content, opts)
       end
    else
-      ok, err, code = fa.run(host, "copy", path, fa.fix_cmd(path, args))
+      ok, err, code = fa.fix(host, "copy", path, args)
    end
    if not ok then
       return nil, err, code

@@ -14,7 +14,7 @@
 -- fetched ("not cached") or only pushed.
 local http = require("etcdrun.http")
 local fs = require("etcdrun.fs")
-local pki = require("etcdrun.pki")
+local fa = require("etcdrun.fileattrs")
 
 local M = {
    doc = "Fetch a URL once on the controller (cached, sha256-verified) and push it to the host if its digest differs.",
@@ -155,9 +155,9 @@ function M.check(ctx, args)
    end
    local attrs = { mode = args.mode, owner = args.owner, group = args.group }
    if have == sha then
-      local ch = pki.attr_changes(st, attrs)
+      local ch = fa.changes(st, attrs)
       if #ch > 0 then
-         return { changed = true, msg = "up to date; " .. table.concat(ch, ", "), attrs_only = true, dest = dest,
+         return { changed = true, msg = "up to date; " .. fa.describe(ch), attrs_only = true, dest = dest,
             result = res }
       end
       return { changed = false, msg = "up to date (sha256 matches)", result = res }
@@ -175,7 +175,7 @@ end
 function M.apply(ctx, args, plan)
    local attrs = { mode = args.mode, owner = args.owner, group = args.group }
    if plan.attrs_only then
-      local ok, err, code = pki.set_attrs(ctx.host, plan.dest, attrs)
+      local ok, err, code = fa.fix(ctx.host, "download", plan.dest, attrs)
       if not ok then
          return nil, err, code
       end

@@ -83,7 +83,7 @@ local function gather(host, path, src)
    return cur
 end
 
-local KIND = { file = "file", dir = "directory", link = "link", absent = "absent", other = "special file" }
+local KIND = setmetatable({}, { __index = function(_, t) return fa.kind(t) end })
 
 -- The attributes a diff shows: the kind and what the task sets.
 local function describe(kind, st, args, target)

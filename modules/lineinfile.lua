@@ -183,7 +183,8 @@ function M.check(ctx, args)
       msgs[#msgs + 1] = fa.describe(attrs)
    end
    local msg = table.concat(msgs, ", ") .. via
-   local diff = write and fa.content_diff(ctx, dp.path, st and content or "", new) or fa.attr_diff(dp.path, attrs)
+   local diff = write and fa.content_diff(dp.path, st and content or "", new, fa.holds_secret(ctx, content, new))
+      or fa.attr_diff(dp.path, attrs)
    return { changed = true, msg = msg, diff = diff, content = write and new, created = not st, path = dp.path }
 end
 

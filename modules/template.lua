@@ -57,20 +57,31 @@ local function render(ctx, args)
    return template.try.render(source, vars, { name = name })
 end
 
-function M.check(ctx, args)
+-- The copy module's arguments for the rendered content.
+local function as_copy(args, content)
+   return { dest = args.dest, content = content, mode = args.mode, owner = args.owner, group = args.group,
+      force = true, follow = args.follow }
+end
+
+--- Render (a template error fails here, in --check too), then gather as
+--- copy does for the result: copy's state.
+function M.gather(ctx, args)
    local out, err, code = render(ctx, args)
    if not out then
       return nil, err, code
    end
    copy = copy or module.load("copy")
-   return copy.check(ctx, {
-      dest = args.dest, content = out, mode = args.mode, owner = args.owner, group = args.group, force = true,
-      follow = args.follow,
-   })
+   return copy.gather(ctx, as_copy(args, out))
+end
+
+--- copy's decision for the rendered content (state.src holds it).
+function M.plan(state, args, opts)
+   copy = copy or module.load("copy")
+   return copy.plan(state, as_copy(args), opts)
 end
 
 function M.apply(ctx, args, plan)
-   return copy.apply(ctx, { dest = args.dest, mode = args.mode, owner = args.owner, group = args.group }, plan)
+   return copy.apply(ctx, as_copy(args), plan)
 end
 
 return M

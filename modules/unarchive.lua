@@ -14,7 +14,7 @@
 local archive = require("etcdrun.archive")
 local fs = require("etcdrun.fs")
 local shell = require("etcdrun.shell")
-local pki = require("etcdrun.pki")
+local fa = require("etcdrun.fileattrs")
 
 local q = shell.quote
 
@@ -288,11 +288,11 @@ function M.check(ctx, args)
             end
             after[#after + 1] = mode_line(e, mode)
          else
-            local ch = pki.attr_changes(have, { mode = mode, owner = args.owner, group = args.group })
+            local ch = fa.changes(have, { mode = mode, owner = args.owner, group = args.group })
             if #ch > 0 then
                plan.fix[#plan.fix + 1] = { path = path, mode = mode }
                changed[#changed + 1] = path
-               before[#before + 1] = e.rel .. ": " .. table.concat(ch, ", ")
+               before[#before + 1] = e.rel .. ": " .. fa.describe(ch)
                after[#after + 1] = mode_line(e, mode)
             end
          end
@@ -345,7 +345,7 @@ function M.apply(ctx, args, plan)
       if not ok then
          break
       end
-      ok, err, code = pki.set_attrs(h, f.path, { mode = f.mode, owner = own.owner, group = own.group })
+      ok, err, code = fa.fix(h, "unarchive", f.path, { mode = f.mode, owner = own.owner, group = own.group })
    end
    if not ok then
       return nil, err, code

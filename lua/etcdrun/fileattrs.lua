@@ -1,7 +1,9 @@
---- Shared by the file-managing modules (file, copy, lineinfile, template):
--- reading a path's state in the same round trip as the rest of a module's
--- gathering, comparing mode/owner/group with what a task asks for, fixing
--- them in one command, and building diffs that are safe to show.
+--- File attributes, in one place: reading a path's state (one stat line,
+-- parsed here for host:stat and for every module that stats in its own
+-- round trip), comparing mode/owner/group with what a task asks for, the
+-- chown/chmod command that fixes them, and what a failed command means
+-- (the error mapping host.lua and the modules share). Also the symlink rule
+-- of the content modules and diffs that are safe to show.
 --
 -- Everything here either builds shell text for host:exec or is pure, so it
 -- works the same on a node and on the controller.
@@ -14,14 +16,19 @@ local q = shell.quote
 --- Largest file whose content is shown in a diff; larger ones get a note.
 M.DIFF_MAX = 64 * 1024
 
--- One line per stat: type|mode|uid|gid|user|group|size.
-local FMT = "'%F|%a|%u|%g|%U|%G|%s'"
+-- One line per stat: type|mode|uid|gid|user|group|size|mtime.
+local FMT = "'%F|%a|%u|%g|%U|%G|%s|%Y'"
 
+-- stat's %F names, as fs.stat (the controller's) names them
 local TYPES = {
    ["regular file"] = "file",
    ["regular empty file"] = "file",
    ["directory"] = "dir",
    ["symbolic link"] = "link",
+   ["fifo"] = "fifo",
+   ["socket"] = "socket",
+   ["character special file"] = "char",
+   ["block special file"] = "block",
 }
 
 --- Shell text printing one stat line for path (following links unless
@@ -104,23 +111,35 @@ function M.via(dest, dp)
    return ""
 end
 
---- Parse one line printed by stat_cmd: {type, mode, uid, gid, user, group, size} or nil.
+--- Parse one line printed by stat_cmd: {type, mode, uid, gid, user, group,
+--- size, mtime} (the fields of host:stat and fs.stat: type file, dir, link,
+--- fifo, socket, char, block or unknown; user/group nil when the id has no
+--- name), or nil.
 ---@param line string
 function M.parse_stat(line)
-   local t, mode, uid, gid, user, group, size =
-      (line or ""):match("^([^|]*)|(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|(%d+)$")
+   local t, mode, uid, gid, user, group, size, mtime =
+      (line or ""):match("^([^|]*)|(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|(%d+)|(%d+)$")
    if not t then
       return nil
    end
    return {
-      type = TYPES[t] or "other",
+      type = TYPES[t] or "unknown",
       mode = tonumber(mode, 8),
       uid = tonumber(uid),
       gid = tonumber(gid),
-      user = user ~= "UNKNOWN" and user or uid,
-      group = group ~= "UNKNOWN" and group or gid,
+      user = user ~= "UNKNOWN" and user or nil,
+      group = group ~= "UNKNOWN" and group or nil,
       size = tonumber(size),
+      mtime = tonumber(mtime),
    }
+end
+
+local KINDS = { file = "file", dir = "directory", link = "link", absent = "absent" }
+
+--- A stat type in words: "directory", "file", "link", "absent", and
+--- "special file" for the rest (a device, a fifo, a socket).
+function M.kind(t)
+   return KINDS[t] or "special file"
 end
 
 --- A mode as Ansible writes it: 0644, 01777.
@@ -137,22 +156,23 @@ local function same_id(want, name, id)
 end
 
 --- What differs between a stat and the mode/owner/group asked for: a list of
---- {attr, before, after} (empty when nothing does, or when st is nil).
----@param st table|nil parse_stat result
----@param args {mode?: integer, owner?: string, group?: string}
-function M.changes(st, args)
+--- {attr, before, after} (empty when nothing does, or when st is nil). A
+--- link's mode is never compared (a Linux symlink has none).
+---@param st table|nil parse_stat, host:stat or fs.stat result
+---@param want {mode?: integer, owner?: string, group?: string}
+function M.changes(st, want)
    local out = {}
    if not st then
       return out
    end
-   if args.mode and st.type ~= "link" and st.mode ~= args.mode then
-      out[#out + 1] = { attr = "mode", before = M.mode_str(st.mode), after = M.mode_str(args.mode) }
+   if want.mode and st.type ~= "link" and st.mode & 4095 ~= want.mode then
+      out[#out + 1] = { attr = "mode", before = M.mode_str(st.mode & 4095), after = M.mode_str(want.mode) }
    end
-   if args.owner and not same_id(args.owner, st.user, st.uid) then
-      out[#out + 1] = { attr = "owner", before = st.user, after = args.owner }
+   if want.owner and not same_id(want.owner, st.user, st.uid) then
+      out[#out + 1] = { attr = "owner", before = st.user or tostring(st.uid), after = want.owner }
    end
-   if args.group and not same_id(args.group, st.group, st.gid) then
-      out[#out + 1] = { attr = "group", before = st.group, after = args.group }
+   if want.group and not same_id(want.group, st.group, st.gid) then
+      out[#out + 1] = { attr = "group", before = st.group or tostring(st.gid), after = want.group }
    end
    return out
 end
@@ -176,36 +196,70 @@ function M.attr_diff(path, changes)
    return { path = path, before = table.concat(b), after = table.concat(a) }
 end
 
---- Shell text that sets mode/owner/group on path (those given in args), or
---- nil when none is. link = true changes a symlink itself (chown -h) and
---- never its mode.
-function M.fix_cmd(path, args, link)
+--- Shell text that sets mode/owner/group on path (those given in want), or
+--- nil when none is: chown first, as chown may clear set-id bits the chmod
+--- sets. link = true changes a symlink itself (chown -h) and never its mode.
+---@param want {mode?: integer, owner?: string, group?: string}
+function M.fix_cmd(path, want, link)
    local parts = {}
-   if args.owner or args.group then
+   if want.owner or want.group then
       parts[#parts + 1] = ("chown %s%s%s -- %s"):format(link and "-h " or "",
-         args.owner and q(args.owner) or "", args.group and (":" .. q(args.group)) or "", q(path))
+         want.owner and q(want.owner) or "", want.group and (":" .. q(want.group)) or "", q(path))
    end
-   if args.mode and not link then
-      parts[#parts + 1] = ("chmod %o -- %s"):format(args.mode, q(path))
+   if want.mode and not link then
+      parts[#parts + 1] = ("chmod %o -- %s"):format(want.mode, q(path))
    end
    return #parts > 0 and table.concat(parts, " && ") or nil
 end
 
---- Run a shell command on the host for module `op`; a non-zero exit becomes
---- nil, "op: <last line of stderr> (host:path)", code.
+--- The error of a command that exited non-zero: nil, "op: reason
+--- (host:path)", code. The reason is the last line of stderr (else stdout);
+--- the code ENOENT, EACCES, ENOTDIR or EREMOTE. bare = true (host.lua's
+--- own operations) drops the tool's "stat: " prefix and says ENOENT as
+--- "No such file or directory"; a module keeps the tool's whole line.
+---@param op string "copy", "host.stat"
+---@param name string the host's name
+---@param r table {stdout, stderr, status}
+---@param bare? boolean
+function M.failure(op, name, path, r, bare)
+   local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", ""):match("[^\n]*$")
+   local code = "EREMOTE"
+   if why:find("No such file", 1, true) then
+      code = "ENOENT"
+   elseif why:find("Permission denied", 1, true) or why:find("not permitted", 1, true) then
+      code = "EACCES"
+   elseif why:find("Not a directory", 1, true) then
+      code = "ENOTDIR"
+   end
+   if bare then
+      why = code == "ENOENT" and "No such file or directory" or why:gsub("^[%w%-]+: ", "")
+   end
+   return nil, ("%s: %s (%s:%s)"):format(op, why, name, path), code
+end
+
+--- Run a shell command on the host for module `op`: its result, or the
+--- failure above for a non-zero exit.
 function M.run(host, op, path, cmd)
    local r, err, code = host:exec(cmd)
    if not r then
       return nil, err, code
    end
    if r.status ~= 0 then
-      local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", ""):match("[^\n]*$")
-      code = why:find("No such file", 1, true) and "ENOENT"
-         or (why:find("Permission denied", 1, true) or why:find("not permitted", 1, true)) and "EACCES"
-         or "EREMOTE"
-      return nil, ("%s: %s (%s:%s)"):format(op, why, host.name, path), code
+      return M.failure(op, host.name, path, r)
    end
    return r
+end
+
+--- Give an existing path the mode/owner/group in want (fix_cmd through
+--- host:exec, so on a node, under become and on the controller alike):
+--- true, or nil, err, code.
+function M.fix(host, op, path, want, link)
+   local cmd = M.fix_cmd(path, want, link)
+   if not cmd then
+      return true
+   end
+   local r, err, code = M.run(host, op, path, cmd)
+   return r and true, err, code
 end
 
 --- Whether s can be shown as text in a diff (valid UTF-8, no NUL).
@@ -218,21 +272,16 @@ function M.looks_secret(s)
    return type(s) == "string" and s:find("-----BEGIN [%w ]*PRIVATE KEY-----") ~= nil
 end
 
---- Whether s is, or contains, a value marked secret: asked of the output's
---- redaction (ctx.contains_secret: every form of every secret known to the
---- run) when the context has it, else of the list ctx.secrets, where a value
---- shorter than 4 characters counts only as a whole word (as output hides it).
-function M.is_marked_secret(ctx, s)
-   if ctx.contains_secret then
-      return ctx.contains_secret(s) and true or false
-   end
-   for _, v in ipairs(ctx.secrets or {}) do
-      if type(v) == "string" and v ~= "" then
-         if #v >= 4 and s:find(v, 1, true) then
-            return true
-         elseif #v < 4 and s:find("%f[%w_]" .. v:gsub("%p", "%%%0") .. "%f[^%w_]") then
-            return true
-         end
+--- For gather: whether any of the texts holds a secret the run knows
+--- (ctx.contains_secret: the output's redaction, every form of every
+--- secret), so that plan, which has no ctx, hides a diff of it whole.
+---@param ctx table module context
+---@param ... string|nil
+function M.holds_secret(ctx, ...)
+   for i = 1, select("#", ...) do
+      local s = select(i, ...)
+      if type(s) == "string" and ctx.contains_secret(s) then
+         return true
       end
    end
    return false
@@ -246,20 +295,20 @@ end
 
 --- A content diff of two strings ("" for a file that does not exist): text
 --- up to DIFF_MAX as is, otherwise a one-line note; secret = true when
---- either side looks like a private key or holds a value marked secret.
----@param ctx table module context
+--- either side looks like a private key or `marked` (holds_secret, from
+--- gather) says a side holds a secret. Pure.
 ---@param path string
 ---@param before string
 ---@param after string
-function M.content_diff(ctx, path, before, after)
+---@param marked? boolean
+function M.content_diff(path, before, after, marked)
    local function show(s)
       if #s > M.DIFF_MAX or not M.is_text(s) then
          return ("(%s, %d bytes: not shown)\n"):format(M.is_text(s) and "large file" or "binary", #s)
       end
       return s
    end
-   local secret = M.looks_secret(before) or M.looks_secret(after)
-      or M.is_marked_secret(ctx, before) or M.is_marked_secret(ctx, after)
+   local secret = marked or M.looks_secret(before) or M.looks_secret(after)
    return { path = path, before = show(before), after = show(after), secret = secret or nil }
 end
 

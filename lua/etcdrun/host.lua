@@ -9,6 +9,7 @@ local ssh = require("etcdrun.core.ssh")
 local fs = require("etcdrun.core.fs")
 local sched = require("etcdrun.sched")
 local shell = require("etcdrun.shell")
+local fa = require("etcdrun.fileattrs")
 
 local M = {}
 
@@ -219,71 +220,33 @@ function Host:exec(cmd, opts)
    return self:_raw_exec(cmd, xopts)
 end
 
--- Turn a failed remote command into nil, "host.op: reason (host:path)", CODE.
-local function remote_failure(self, op, path, r)
-   local msg = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
-   msg = msg:match("[^\n]*$") -- the last line holds the reason
-   local code = "EREMOTE"
-   if msg:find("No such file or directory", 1, true) then
-      code, msg = "ENOENT", "No such file or directory"
-   elseif msg:find("Permission denied", 1, true) or msg:find("Operation not permitted", 1, true) then
-      code = "EACCES"
-   elseif msg:find("Not a directory", 1, true) then
-      code = "ENOTDIR"
-   end
-   msg = msg:gsub("^[%w%-]+: ", "") -- drop "stat: " style tool prefixes
-   return nil, ("host.%s: %s (%s:%s)"):format(op, msg, self.name, path), code
-end
-
--- Run a file command and map failure.
+-- Run a file command; a failure is nil, "host.op: reason (host:path)", CODE
+-- (fileattrs.failure maps it).
 function Host:_file_cmd(op, path, cmd, opts)
    local r, err, code = self:exec(cmd, opts)
    if not r then
       return nil, err, code
    end
    if r.status ~= 0 then
-      return remote_failure(self, op, path, r)
+      return fa.failure("host." .. op, self.name, path, r, true)
    end
    return r
 end
-
-local TYPES = {
-   ["regular file"] = "file",
-   ["regular empty file"] = "file",
-   ["directory"] = "dir",
-   ["symbolic link"] = "link",
-   ["fifo"] = "fifo",
-   ["socket"] = "socket",
-   ["character special file"] = "char",
-   ["block special file"] = "block",
-}
 
 --- stat a remote path: {type, mode, uid, gid, user, group, size, mtime} or
 -- nil, "host.stat: No such file or directory (host:path)", "ENOENT".
 ---@param path string
 ---@param opts? {follow?: boolean}
 function Host:stat(path, opts)
-   local follow = not (opts and opts.follow == false)
-   local cmd = ("stat %s-c '%%F|%%a|%%u|%%g|%%U|%%G|%%s|%%Y' -- %s"):format(follow and "-L " or "", q(path))
-   local r, err, code = self:_file_cmd("stat", path, cmd)
+   local r, err, code = self:_file_cmd("stat", path, fa.stat_cmd(path, not (opts and opts.follow == false)))
    if not r then
       return nil, err, code
    end
-   local t, mode, uid, gid, user, group, size, mtime =
-      r.stdout:match("^([^|]*)|(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|(%d+)|(%d+)")
-   if not t then
+   local st = fa.parse_stat(r.stdout:match("^[^\n]*"))
+   if not st then
       return nil, ("host.stat: unexpected output %q (%s:%s)"):format(r.stdout, self.name, path), "EREMOTE"
    end
-   return {
-      type = TYPES[t] or "unknown",
-      mode = tonumber(mode, 8),
-      uid = tonumber(uid),
-      gid = tonumber(gid),
-      user = user ~= "UNKNOWN" and user or nil,
-      group = group ~= "UNKNOWN" and group or nil,
-      size = tonumber(size),
-      mtime = tonumber(mtime),
-   }
+   return st
 end
 
 --- Read a remote file's content.

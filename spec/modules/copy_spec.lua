@@ -4,6 +4,7 @@
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 local fs = require("etcdrun.fs")
 
@@ -37,6 +38,128 @@ describe("copy arguments", function()
       assert.is_true(a.force)
       assert.is_true(a.follow)
    end)
+end)
+
+describe("copy plan", function()
+   local st, NONE = plancases.st, plancases.NONE
+   local function src(content)
+      return { content = content, digest = fs.sha256(content), size = #content }
+   end
+   local function file(content, mode, user)
+      return st("file", mode or "0644", user, { size = #content, digest = fs.sha256(content) })
+   end
+   local link = { target = "real/f", real = "/d/real/f" }
+   local KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----\n"
+   plancases.run(it, "copy", {
+      { name = "creates a missing file, with a diff from nothing",
+         state = { src = src("one\n") }, args = { dest = "/e/f", content = "one\n" }, opts = { diff = true },
+         want = { changed = true, msg = "would create file", write = true, created = true,
+            diff = { path = "/e/f", before = "", after = "one\n" } } },
+      { name = "no diff unless asked",
+         state = { src = src("one\n") }, args = { dest = "/e/f", content = "one\n" },
+         want = { changed = true, diff = NONE } },
+      { name = "leaves a file with the same digest and attributes",
+         state = { src = src("one\n"), st = file("one\n") }, args = { dest = "/e/f", content = "one\n", mode = "0644" },
+         want = { changed = false, msg = "unchanged", diff = NONE } },
+      { name = "changes content that differs, diffing what gather read",
+         state = { src = src("a\nc\n"), st = file("a\nb\n"), before = "a\nb\n" },
+         args = { dest = "/e/f", content = "a\nc\n" }, opts = { diff = true },
+         want = { changed = true, msg = "would change content", created = false,
+            diff = { path = "/e/f", before = "a\nb\n", after = "a\nc\n" } } },
+      { name = "a before gather did not read (large) shows as a note",
+         state = { src = src("x\n"), st = st("file", "0644", "root", { size = 100000, digest = "ab" }) },
+         args = { dest = "/e/f", content = "x\n" }, opts = { diff = true },
+         want = { diff = { path = "/e/f", before = "(100000 bytes, sha256 ab: not shown)\n", after = "x\n" } } },
+      { name = "force=false leaves differing content",
+         state = { src = src("theirs\n"), st = file("mine\n") },
+         args = { dest = "/e/f", content = "theirs\n", force = false },
+         want = { changed = false, msg = "exists, content differs, force=false: left as it is" } },
+      { name = "fixes only attributes, with an attribute diff",
+         state = { src = src("s\n"), st = file("s\n") },
+         args = { dest = "/e/f", content = "s\n", mode = "0600", owner = "nobody", group = "nogroup" },
+         opts = { diff = true },
+         want = { changed = true, write = false,
+            msg = "would change mode 0644 -> 0600, owner root -> nobody, group root -> nogroup",
+            diff = { path = "/e/f", before = "mode 0644\nowner root\ngroup root\n",
+               after = "mode 0600\nowner nobody\ngroup nogroup\n" } } },
+      { name = "content and attributes at once",
+         state = { src = src("n\n"), st = file("o\n", "0600") },
+         args = { dest = "/e/f", content = "n\n", mode = "0640" },
+         want = { msg = "would change content, mode 0600 -> 0640", write = true } },
+      { name = "a numeric owner compares with the uid",
+         state = { src = src("s\n"), st = file("s\n", "0644", "nobody") },
+         args = { dest = "/e/f", content = "s\n", owner = "1000", group = "nobody" },
+         want = { changed = false, msg = "unchanged" } },
+      { name = "follows a symlink: the target is diffed and written, the message says so",
+         state = { src = src("new\n"), link = link, st = file("old\n", "0640"), before = "old\n" },
+         args = { dest = "/d/link", content = "new\n" }, opts = { diff = true },
+         want = { changed = true, path = "/d/real/f",
+            msg = "would change content (through the symlink /d/link -> /d/real/f)",
+            diff = { path = "/d/real/f", before = "old\n", after = "new\n" } } },
+      { name = "an unchanged target through a symlink",
+         state = { src = src("same\n"), link = link, st = file("same\n") },
+         args = { dest = "/d/link", content = "same\n" },
+         want = { changed = false, msg = "unchanged (through the symlink /d/link -> /d/real/f)" } },
+      { name = "follow=false replaces the link with a file; the diff's before is the link",
+         state = { src = src("new\n"), link = link }, args = { dest = "/d/link", content = "new\n", follow = false },
+         opts = { diff = true },
+         want = { changed = true, replace = true, path = "/d/link",
+            msg = "would replace the symlink (-> real/f) with a file",
+            diff = { path = "/d/link", before = "symlink -> real/f\n", after = "new\n" } } },
+      { name = "follow=false, force=false leaves the link",
+         state = { src = src("x\n"), link = link },
+         args = { dest = "/d/link", content = "x\n", follow = false, force = false },
+         want = { changed = false, msg = "exists (a symlink to real/f), force=false: left as it is" } },
+      { name = "refuses a dangling link when following",
+         state = { src = src("x\n"), link = { target = "nowhere" } }, args = { dest = "/d/dangling", content = "x\n" },
+         opts = { host = "n1" },
+         want = { failed = true, msg = "copy: n1:/d/dangling is a symlink to nowhere, which does not exist (or loops): "
+            .. "create the target first, or give follow=false to replace the link with a file" } },
+      { name = "follow=false replaces a dangling link",
+         state = { src = src("x\n"), link = { target = "nowhere" } },
+         args = { dest = "/d/dangling", content = "x\n", follow = false },
+         want = { changed = true, msg = "would replace the symlink (-> nowhere) with a file" } },
+      { name = "refuses a directory",
+         state = { src = src("x\n"), st = st("dir", "0755") },
+         args = { dest = "/e", content = "x\n" }, opts = { host = "n1" },
+         want = { failed = true, msg = "copy: n1:/e is a directory, not a file" } },
+      { name = "refuses a link to a device",
+         state = { src = src("x\n"), link = { target = "/dev/null", real = "/dev/null" }, st = st("char", "0666") },
+         args = { dest = "/d/masked", content = "x\n" }, opts = { host = "n1" },
+         want = { failed = true,
+            msg = "copy: n1:/d/masked is a special file, not a file (through the symlink /d/masked -> /dev/null)" } },
+      { name = "check mode: a src an earlier task would create is a change",
+         state = { src = { missing = true, err = "copy: src out/ca.crt: gone", code = "ENOENT" } },
+         args = { dest = "/e/ca.crt", src = "out/ca.crt" }, opts = { check = true },
+         want = { changed = true, failed = NONE, msg = "would copy out/ca.crt, which an earlier task would create" } },
+      { name = "a missing src fails for real",
+         state = { src = { missing = true, err = "copy: src out/ca.crt: gone", code = "ENOENT" } },
+         args = { dest = "/e/ca.crt", src = "out/ca.crt" },
+         want = { failed = true, msg = "copy: src out/ca.crt: gone", result = { code = "ENOENT" } } },
+      { name = "a controller src not read for the diff shows as a note",
+         state = { src = { path = "/c/blob", digest = "cd", size = 100000 } },
+         args = { dest = "/e/blob", src = "/c/blob" },
+         opts = { diff = true },
+         want = { diff = { path = "/e/blob", before = "", after = "(100000 bytes, sha256 cd: not shown)\n" } } },
+      { name = "hides a diff gather found a run secret in",
+         state = { src = src("pw=hunter2\n"), st = file("pw=old\n"), before = "pw=old\n", secret = true },
+         args = { dest = "/e/f", content = "pw=hunter2\n" }, opts = { diff = true },
+         also = function(p)
+            assert.is_true(p.diff.secret)
+         end, want = {} },
+      { name = "hides a diff of a private key, either side",
+         state = { src = src("not a key\n"), st = file(KEY), before = KEY },
+         args = { dest = "/e/k", content = "not a key\n" }, opts = { diff = true },
+         also = function(p)
+            assert.is_true(p.diff.secret)
+         end, want = {} },
+      { name = "a plain diff is not secret",
+         state = { src = src("a\n"), st = file("b\n"), before = "b\n" }, args = { dest = "/e/f", content = "a\n" },
+         opts = { diff = true },
+         also = function(p)
+            assert.is_nil(p.diff.secret)
+         end, want = {} },
+   })
 end)
 
 describe("copy on a node", function()

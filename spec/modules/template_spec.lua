@@ -50,12 +50,14 @@ describe("template rendering", function()
       })
       assert.is_true(r.failed)
       -- modtest has no template_vars; a ctx that has one is used instead of the view
-      local mod = require("etcdrun.module").load("template")
-      local plan = mod.check({ host = c, controller = c, diff = true, path = function(p) return p end,
+      local module = require("etcdrun.module")
+      local ctx = require("etcdrun.context").new({ host = c, controller = c, check = true, diff = true,
          template_vars = function(source)
             seen = source
             return { x = "plain" }
-         end }, { source = "{{ x }}\n", dest = tmp .. "/x", force = true })
+         end })
+      local plan = module.run(module.load("template"), ctx, { source = "{{ x }}\n", dest = tmp .. "/x",
+         follow = true })
       assert.are.equal("{{ x }}\n", seen)
       assert.are.equal("plain\n", plan.diff.after)
    end)
