@@ -134,11 +134,11 @@ local function edit(lines, args)
    return lines, "line added"
 end
 
-function M.check(ctx, args)
+--- In one exec: the symlink at path (if any), then the stat and content
+--- of the file to edit (st nil: there is none), and whether the content or
+--- the line holds a secret the run knows (its diff is then hidden).
+function M.gather(ctx, args)
    local host, path = ctx.host, args.path
-   if args.state == "absent" and not (args.regexp or args.search_string or args.line) then
-      return { failed = true, msg = "lineinfile: state=absent needs regexp, search_string or line" }
-   end
    local body = ("if [ -e \"$p\" ]; then %s && if [ -f \"$p\" ]; then cat -- \"$p\"; fi; else echo absent; fi")
       :format(fa.stat_p())
    local r, err, code = fa.run(host, "lineinfile", path, fa.dest_cmd(path, args.follow, body))
@@ -146,28 +146,40 @@ function M.check(ctx, args)
       return nil, err, code
    end
    local link, out = fa.split_dest(r.stdout)
-   local dp, why = fa.dest_plan(path, link, args.follow)
+   local first, content = out:match("^([^\n]*)\n?(.*)$")
+   local state = { link = link }
+   if first ~= "" and first ~= "absent" then
+      state.st = fa.parse_stat(first) or { type = "unknown" }
+      state.content = content
+   end
+   state.secret = fa.holds_secret(ctx, state.content, args.line)
+   return state
+end
+
+--- The edit (pure): the new content, its diff, and attributes to fix.
+function M.plan(state, args, opts)
+   local host, path = opts.host, args.path
+   if args.state == "absent" and not (args.regexp or args.search_string or args.line) then
+      return { failed = true, msg = "lineinfile: state=absent needs regexp, search_string or line" }
+   end
+   local dp, why = fa.dest_plan(path, state.link, args.follow)
    if not dp then
-      return { failed = true, msg = ("lineinfile: %s:%s %s"):format(host.name, path, why) }
+      return { failed = true, msg = ("lineinfile: %s:%s %s"):format(host, path, why) }
    elseif dp.replace then
       return { failed = true, msg = ("lineinfile: %s:%s is a symlink to %s and follow=false: a link has no "
-         .. "lines to edit (follow=true edits the file it points to)"):format(host.name, path, link.target) }
+         .. "lines to edit (follow=true edits the file it points to)"):format(host, path, dp.link.target) }
    end
    local via = fa.via(path, dp)
-   local first, content = out:match("^([^\n]*)\n?(.*)$")
-   local st
-   if first ~= "absent" then
-      st = fa.parse_stat(first)
-      if not st or st.type ~= "file" then
-         return { failed = true, msg = ("lineinfile: %s:%s is not a regular file%s"):format(host.name, path, via) }
-      end
-   elseif args.state == "absent" then
+   local st, content = state.st, state.content or ""
+   if st and st.type ~= "file" then
+      return { failed = true, msg = ("lineinfile: %s:%s is not a regular file%s"):format(host, path, via) }
+   elseif not st and args.state == "absent" then
       return { changed = false, msg = "file does not exist" }
-   elseif not args.create then
+   elseif not st and not args.create then
       return { failed = true,
-         msg = ("lineinfile: %s:%s does not exist (create=true creates it)"):format(host.name, path) }
+         msg = ("lineinfile: %s:%s does not exist (create=true creates it)"):format(host, path) }
    end
-   local ok, lines, what = pcall(edit, split(st and content or ""), args)
+   local ok, lines, what = pcall(edit, split(content), args)
    if not ok then
       return { failed = true, msg = tostring(lines) }
    end
@@ -183,8 +195,7 @@ function M.check(ctx, args)
       msgs[#msgs + 1] = fa.describe(attrs)
    end
    local msg = table.concat(msgs, ", ") .. via
-   local diff = write and fa.content_diff(dp.path, st and content or "", new, fa.holds_secret(ctx, content, new))
-      or fa.attr_diff(dp.path, attrs)
+   local diff = write and fa.content_diff(dp.path, content, new, state.secret) or fa.attr_diff(dp.path, attrs)
    return { changed = true, msg = msg, diff = diff, content = write and new, created = not st, path = dp.path }
 end
 
@@ -195,7 +206,7 @@ function M.apply(ctx, args, plan)
       ok, err, code = ctx.host:write(path, plan.content,
          { mode = args.mode or (plan.created and 420 or nil), owner = args.owner, group = args.group })
    else
-      ok, err, code = fa.run(ctx.host, "lineinfile", path, fa.fix_cmd(path, args))
+      ok, err, code = fa.fix(ctx.host, "lineinfile", path, args)
    end
    if not ok then
       return nil, err, code

@@ -1,10 +1,11 @@
--- The lineinfile module: arguments, the editing rules table-driven on the
--- controller (file content in, file content out), and on a lab node
+-- The lineinfile module: arguments, the editing rules and every decision
+-- table-driven through plan (state in, plan out, no node), and on a lab node
 -- (etcd1) the seed's /etc/profile lines: changed, then unchanged, --check
 -- writing nothing, the diff, failures naming host:path.
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 
 local BASE = "/root/etcdrun-modtest-lineinfile"
@@ -29,10 +30,13 @@ describe("lineinfile arguments", function()
    end
 end)
 
-describe("lineinfile editing", function()
-   local c = localhost.new()
-   -- { before, args, after, message }; nil after: unchanged
-   local cases = {
+describe("lineinfile plan", function()
+   local st, NONE = plancases.st, plancases.NONE
+   local function file(content, mode)
+      return { st = st("file", mode or "0644", "root", { size = #content }), content = content }
+   end
+   -- the editing rules: { before, args, after, message }; nil after: unchanged
+   local edits = {
       { "a\nb\n", { line = "c" }, "a\nb\nc\n", "line added" },
       { "a\nb\n", { line = "b" }, nil, "unchanged" },
       { "a\nb", { line = "c" }, "a\nb\nc\n", "line added" },
@@ -53,33 +57,83 @@ describe("lineinfile editing", function()
       { "k=1\nj=2\nk=3\n", { regexp = "^k=", state = "absent" }, "j=2\n", "2 lines removed" },
       { "j=2\n", { regexp = "^k=", state = "absent" }, nil, "unchanged" },
    }
-   for i, case in ipairs(cases) do
-      local before, args, after, msg = case[1], case[2], case[3], case[4]
-      it(("case %d: %s"):format(i, msg), function()
-         local tmp = helper.tmpdir()
-         helper.write(tmp .. "/f", before)
-         args.path = tmp .. "/f"
-         local r = modtest.run("lineinfile", args, c)
-         assert.is_false(r.failed, r.msg)
-         assert.are.equal(msg, r.msg)
-         assert.are.equal(after ~= nil, r.changed)
-         assert.are.equal(after or before, helper.read(tmp .. "/f"))
-         if after then
-            assert.are.same({ path = args.path, before = before, after = after }, r.diff)
-            assert.is_false(modtest.run("lineinfile", args, c).changed)
-         end
-      end)
+   local cases = {}
+   for i, e in ipairs(edits) do
+      local args = e[2]
+      args.path = "/e/f"
+      cases[i] = { name = ("edit %d: %s"):format(i, e[4]), state = file(e[1]), args = args,
+         want = { changed = e[3] ~= nil, failed = NONE, msg = e[4], content = e[3] or NONE,
+            diff = e[3] and { path = "/e/f", before = e[1], after = e[3] } or NONE } }
    end
+   local link = { target = "real/f", real = "/d/real/f" }
+   for _, c in ipairs({
+      { name = "state=absent on a missing file: nothing to do",
+         state = {}, args = { path = "/e/f", line = "x", state = "absent" },
+         want = { changed = false, msg = "file does not exist" } },
+      { name = "a missing file without create fails",
+         state = {}, args = { path = "/e/f", line = "x" }, opts = { host = "n1" },
+         want = { failed = true, msg = "lineinfile: n1:/e/f does not exist (create=true creates it)" } },
+      { name = "create=true makes the file, mode 0644 in apply",
+         state = {}, args = { path = "/e/f", line = "x", create = true },
+         want = { changed = true, created = true, msg = "file created, line added", content = "x\n",
+            diff = { path = "/e/f", before = "", after = "x\n" } } },
+      { name = "a line already there, but the mode differs: attributes only",
+         state = file("x\n", "0600"), args = { path = "/e/f", line = "x", mode = "0644" },
+         want = { changed = true, msg = "mode 0600 -> 0644", content = false,
+            diff = { path = "/e/f", before = "mode 0600\n", after = "mode 0644\n" } } },
+      { name = "an edit and an owner at once",
+         state = file("a\n"), args = { path = "/e/f", line = "b", owner = "nobody" },
+         want = { msg = "line added, owner root -> nobody" } },
+      { name = "state=absent needs something to match",
+         state = file("a\n"), args = { path = "/e/f", state = "absent" },
+         want = { failed = true, msg = "lineinfile: state=absent needs regexp, search_string or line" } },
+      { name = "a directory is not a file to edit",
+         state = { st = st("dir", "0755") }, args = { path = "/e", line = "x" }, opts = { host = "n1" },
+         want = { failed = true, msg = "lineinfile: n1:/e is not a regular file" } },
+      { name = "follows a symlink: edits the target, says so",
+         state = { link = link, st = st("file", "0644"), content = "a\n" }, args = { path = "/d/link", line = "b" },
+         want = { changed = true, path = "/d/real/f",
+            msg = "line added (through the symlink /d/link -> /d/real/f)",
+            diff = { path = "/d/real/f", before = "a\n", after = "a\nb\n" } } },
+      { name = "follow=false: a link has no lines",
+         state = { link = link }, args = { path = "/d/link", line = "b", follow = false }, opts = { host = "n1" },
+         want = { failed = true, msg = "lineinfile: n1:/d/link is a symlink to real/f and follow=false: a link has "
+            .. "no lines to edit (follow=true edits the file it points to)" } },
+      { name = "a dangling link is refused",
+         state = { link = { target = "nowhere" } }, args = { path = "/d/x", line = "b", create = true },
+         opts = { host = "n1" },
+         want = { failed = true, msg = "lineinfile: n1:/d/x is a symlink to nowhere, which does not exist (or "
+            .. "loops): create the target first, or give follow=false to replace the link with a file" } },
+      { name = "a malformed pattern fails, naming the argument",
+         state = file("a\n"), args = { path = "/e/f", line = "x", regexp = "^(a" },
+         want = { failed = true, msg = "lineinfile: regexp is not a valid Lua pattern: unfinished capture" } },
+      { name = "a malformed insertafter pattern fails too",
+         state = file("a\n"), args = { path = "/e/f", line = "x", insertafter = "a%" },
+         also = function(p)
+            assert.matches("insertafter is not a valid Lua pattern", p.msg)
+         end, want = { failed = true } },
+      { name = "hides the diff when gather found a secret",
+         state = { st = st("file", "0600"), content = "user=a\n", secret = true },
+         args = { path = "/e/f", line = "password=hunter2" },
+         also = function(p)
+            assert.is_true(p.diff.secret)
+         end, want = { changed = true } },
+   }) do
+      cases[#cases + 1] = c
+   end
+   plancases.run(it, "lineinfile", cases)
+end)
 
-   it("refuses a malformed Lua pattern before touching the file", function()
+describe("lineinfile on the controller", function()
+   it("edits a file once, then leaves it", function()
+      local c = localhost.new()
       local tmp = helper.tmpdir()
-      helper.write(tmp .. "/f", "a\n")
-      local r = modtest.run("lineinfile", { path = tmp .. "/f", line = "x", regexp = "^(a" }, c)
-      assert.is_true(r.failed)
-      assert.matches("lineinfile: regexp is not a valid Lua pattern: unfinished capture", r.msg)
-      r = modtest.run("lineinfile", { path = tmp .. "/f", line = "x", insertafter = "a%" }, c)
-      assert.matches("insertafter is not a valid Lua pattern", r.msg)
-      assert.are.equal("a\n", helper.read(tmp .. "/f"))
+      helper.write(tmp .. "/f", "port=1\n")
+      local args = { path = tmp .. "/f", regexp = "^port=", line = "port=3" }
+      local r = modtest.run("lineinfile", args, c)
+      assert.is_true(r.changed, r.msg)
+      assert.are.equal("port=3\n", helper.read(tmp .. "/f"))
+      assert.is_false(modtest.run("lineinfile", args, c).changed)
    end)
 end)
 
