@@ -44,10 +44,25 @@ local M = {
 
 local q = shell.quote
 
--- lstat; for a link also the target's stat (or "dangling"), readlink and
--- realpath (empty when dangling); with src, whether it exists seen from the
--- link's directory.
-local function gather(host, path, src)
+-- The path managed: args.path without trailing slashes; nil for the root
+-- directory, which is never managed.
+local function managed(path)
+   path = path:gsub("/+$", "")
+   if path == "" or path:gsub("/+", "/"):gsub("/%.$", "") == "" then
+      return nil
+   end
+   return path
+end
+
+--- One exec: lstat (kind absent when nothing is there); for a link also the
+--- target's stat (nil when dangling), readlink and realpath (nil when
+--- dangling); for state=link whether src exists seen from the link's directory.
+function M.gather(ctx, args)
+   local host, path = ctx.host, managed(args.path)
+   if not path then
+      return {} -- plan refuses it
+   end
+   local src = args.state == "link" and args.src or nil
    local parent = path:match("^(.*)/[^/]*$")
    local cmd = ("p=%s; if [ -L \"$p\" ] || [ -e \"$p\" ]; then %s || exit 1; if [ -L \"$p\" ]; then "
       .. "%s 2>/dev/null || echo dangling; readlink -- \"$p\"; realpath -e -- \"$p\" 2>/dev/null || echo; fi; "
@@ -83,11 +98,11 @@ local function gather(host, path, src)
    return cur
 end
 
-local KIND = setmetatable({}, { __index = function(_, t) return fa.kind(t) end })
+local KIND = fa.kind
 
 -- The attributes a diff shows: the kind and what the task sets.
 local function describe(kind, st, args, target)
-   local out = { ("state %s\n"):format(KIND[kind] or kind) }
+   local out = { ("state %s\n"):format(KIND(kind)) }
    if kind == "link" then
       out[#out + 1] = ("src %s\n"):format(target or "?")
    end
@@ -96,34 +111,31 @@ local function describe(kind, st, args, target)
          out[#out + 1] = ("mode %s\n"):format(fa.mode_str(st.mode))
       end
       if args.owner then
-         out[#out + 1] = ("owner %s\n"):format(st.user)
+         out[#out + 1] = ("owner %s\n"):format(st.user or st.uid)
       end
       if args.group then
-         out[#out + 1] = ("group %s\n"):format(st.group)
+         out[#out + 1] = ("group %s\n"):format(st.group or st.gid)
       end
    end
    return table.concat(out)
 end
 
-local function fail(ctx, path, why)
-   return { failed = true, msg = ("file: %s:%s %s"):format(ctx.host.name, path, why) }
-end
-
-function M.check(ctx, args)
-   local path = args.path:gsub("/+$", "")
-   if path == "" or path:gsub("/+", "/"):gsub("/%.$", "") == "" then
-      return fail(ctx, args.path, "is the root directory: refusing to manage it")
+--- The decision (pure): what makes the path the asked kind and fixes its
+--- attributes, as one command for apply, and the diff.
+function M.plan(cur, args, opts)
+   local function fail(p, why)
+      return { failed = true, msg = ("file: %s:%s %s"):format(opts.host, p, why) }
+   end
+   local path = managed(args.path)
+   if not path then
+      return fail(args.path, "is the root directory: refusing to manage it")
    end
    local state = args.state
    if state ~= "link" and args.src then
-      return fail(ctx, path, "src is only for state=link")
+      return fail(path, "src is only for state=link")
    end
    if state == "link" and args.mode then
-      return fail(ctx, path, "mode cannot be set on a symlink")
-   end
-   local cur, err, code = gather(ctx.host, path, state == "link" and args.src or nil)
-   if not cur then
-      return nil, err, code
+      return fail(path, "mode cannot be set on a symlink")
    end
    -- following, a link to a file or directory counts as one (its attributes
    -- are set on cur.real), except for state=link and state=absent, which
@@ -134,17 +146,17 @@ function M.check(ctx, args)
       if follow and cur.target_stat and cur.real then
          kind, st, where = cur.target_stat.type, cur.target_stat, cur.real
       elseif follow and (args.mode or args.owner or args.group or state) then
-         return fail(ctx, path, ("is a symlink to %s, which does not exist (or loops): nothing to follow "
+         return fail(path, ("is a symlink to %s, which does not exist (or loops): nothing to follow "
             .. "(follow=false manages the link itself: owner and group)"):format(cur.target))
       elseif args.mode then
-         return fail(ctx, path, "is a symlink and follow=false: mode cannot be set on a symlink itself "
+         return fail(path, "is a symlink and follow=false: mode cannot be set on a symlink itself "
             .. "(Linux links have no mode; follow=true sets the mode of the file it points to)")
       end
    end
    local via = where ~= path and (" (through the symlink %s -> %s)"):format(path, where) or ""
    if state == nil then
       if kind == "absent" then
-         return fail(ctx, path, "does not exist (give state=touch, directory or link to create it)")
+         return fail(path, "does not exist (give state=touch, directory or link to create it)")
       end
       state = ({ dir = "directory", link = "link" })[kind] or "file"
    end
@@ -157,7 +169,7 @@ function M.check(ctx, args)
          return { changed = false, msg = "absent" }
       end
       return {
-         changed = true, msg = ("would remove the %s"):format(KIND[kind]), done = ("removed the %s"):format(KIND[kind]),
+         changed = true, msg = ("would remove the %s"):format(KIND(kind)), done = ("removed the %s"):format(KIND(kind)),
          diff = { path = path, before = before, after = "state absent\n" },
          cmd = ("rm -rf -- %s"):format(q(path)),
       }
@@ -168,28 +180,28 @@ function M.check(ctx, args)
       if kind == "absent" then
          cmd, what, new_kind = ("mkdir -p -- %s"):format(q(path)), "create the directory", "dir"
       elseif kind ~= "dir" then
-         return fail(ctx, path, ("exists and is a %s, not a directory%s"):format(KIND[kind], via))
+         return fail(path, ("exists and is a %s, not a directory%s"):format(KIND(kind), via))
       end
    elseif state == "file" then
       if kind == "absent" then
-         return fail(ctx, path, "does not exist (state=file never creates: use state=touch or copy)")
+         return fail(path, "does not exist (state=file never creates: use state=touch or copy)")
       elseif kind ~= "file" then
-         return fail(ctx, path, ("is a %s, not a file%s"):format(KIND[kind], via))
+         return fail(path, ("is a %s, not a file%s"):format(KIND(kind), via))
       end
    elseif state == "touch" then
       if kind == "absent" then
          cmd, what, new_kind = (": >> %s"):format(q(path)), "create the file", "file"
       elseif kind ~= "file" and kind ~= "dir" then
-         return fail(ctx, path, ("is a %s%s"):format(KIND[kind], via))
+         return fail(path, ("is a %s%s"):format(KIND(kind), via))
       end
    elseif state == "link" then
       if args.src and not cur.src_exists and not args.force then
-         return fail(ctx, path, ("link source %s does not exist (force=true links anyway)"):format(args.src))
+         return fail(path, ("link source %s does not exist (force=true links anyway)"):format(args.src))
       end
       if kind == "dir" then
-         return fail(ctx, path, "is a directory: remove it first (state=absent) to put a link there")
+         return fail(path, "is a directory: remove it first (state=absent) to put a link there")
       elseif kind == "file" and not args.force then
-         return fail(ctx, path, "is a regular file: force=true replaces it with a link")
+         return fail(path, "is a regular file: force=true replaces it with a link")
       elseif kind ~= "link" or cur.target ~= src then
          -- a new link beside the path, renamed over it: never a moment without one
          local dir, base = path:match("^(.*)/([^/]*)$")
@@ -197,7 +209,7 @@ function M.check(ctx, args)
          cmd = ("ln -sfn -- %s %s && mv -f -T -- %s %s"):format(q(src), q(tmp), q(tmp), q(path))
          what = kind == "absent" and "create the link"
             or kind == "link" and ("change the link target %s -> %s"):format(cur.target, src)
-            or ("replace the %s with a link"):format(KIND[kind])
+            or ("replace the %s with a link"):format(KIND(kind))
          new_kind = "link"
       end
    end
@@ -205,7 +217,7 @@ function M.check(ctx, args)
    local link = state == "link"
    local changes = cmd and {} or fa.changes(st, args)
    if not cmd and #changes == 0 then
-      return { changed = false, msg = ("%s, attributes match%s"):format(KIND[kind], via) }
+      return { changed = false, msg = ("%s, attributes match%s"):format(KIND(kind), via) }
    end
    local fix = fa.fix_cmd(where, args, link)
    if not cmd then

@@ -1,9 +1,10 @@
--- The file module: arguments, and on a lab node (etcd3) every state run
+-- The file module: arguments, every decision as plan cases (no node), and on a lab node (etcd3) every state run
 -- twice (changed, then unchanged), --check writing nothing, diffs of the
 -- attributes, and failures naming host:path; then on the controller.
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 local fs = require("etcdrun.fs")
 
@@ -32,6 +33,126 @@ describe("file arguments", function()
    it("takes an owner given as a number as the uid", function()
       assert.are.equal("0", assert(modtest.validate("file", { path = "/x", owner = 0 })).owner)
    end)
+end)
+
+describe("file plan", function()
+   local st, NONE = plancases.st, plancases.NONE
+   local ABSENT = { kind = "absent" }
+   local function at(t, mode, user)
+      return { kind = t, lstat = st(t, mode, user) }
+   end
+   local function link(target, tst, real)
+      return { kind = "link", lstat = st("link", "0777"), target = target, target_stat = tst, real = real }
+   end
+   plancases.run(it, "file", {
+      { name = "directory: creates a missing one, with its mode",
+         state = ABSENT, args = { path = "/e/d", state = "directory", mode = "0750" },
+         want = { changed = true, msg = "would create the directory", done = "created the directory",
+            cmd = "mkdir -p -- /e/d && chmod 750 -- /e/d",
+            diff = { path = "/e/d", before = "state absent\n", after = "state directory\nmode 0750\n" } } },
+      { name = "directory: an existing one with its attributes is left",
+         state = at("dir", "0750"), args = { path = "/e/d/", state = "directory", mode = "0750", owner = "root" },
+         want = { changed = false, msg = "directory, attributes match", cmd = NONE } },
+      { name = "directory: fixes mode and owner",
+         state = at("dir", "0700"), args = { path = "/e/d", state = "directory", mode = "01777", owner = "nobody" },
+         want = { changed = true, msg = "would set mode 0700 -> 1777, owner root -> nobody",
+            done = "set mode 0700 -> 1777, owner root -> nobody",
+            cmd = "chown nobody -- /e/d && chmod 1777 -- /e/d" } },
+      { name = "directory: a file there fails",
+         state = at("file", "0644"), args = { path = "/e/f", state = "directory" }, opts = { host = "n1" },
+         want = { failed = true, msg = "file: n1:/e/f exists and is a file, not a directory" } },
+      { name = "file: never creates",
+         state = ABSENT, args = { path = "/e/f", state = "file" }, opts = { host = "n1" },
+         want = { failed = true, msg = "file: n1:/e/f does not exist "
+            .. "(state=file never creates: use state=touch or copy)" } },
+      { name = "no state: a missing path fails",
+         state = ABSENT, args = { path = "/e/f", mode = "0600" }, opts = { host = "n1" },
+         want = { failed = true, msg = "file: n1:/e/f does not exist "
+            .. "(give state=touch, directory or link to create it)" } },
+      { name = "no state: the kind is kept, the group fixed (numeric gid)",
+         state = at("file", "0644", "nobody"), args = { path = "/e/f", group = "0" },
+         want = { changed = true, msg = "would set group nobody -> 0", cmd = "chown :0 -- /e/f" } },
+      { name = "touch: creates an empty file",
+         state = ABSENT, args = { path = "/e/f", state = "touch", mode = "0600" },
+         want = { changed = true, msg = "would create the file", cmd = ": >> /e/f && chmod 600 -- /e/f" } },
+      { name = "touch: an existing file is left (no timestamps)",
+         state = at("file", "0600"), args = { path = "/e/f", state = "touch", mode = "0600" },
+         want = { changed = false, msg = "file, attributes match" } },
+      { name = "absent: removes a directory, recursively",
+         state = at("dir", "0755"), args = { path = "/e/d", state = "absent" },
+         want = { changed = true, msg = "would remove the directory", cmd = "rm -rf -- /e/d",
+            diff = { path = "/e/d", before = "state directory\n", after = "state absent\n" } } },
+      { name = "absent: nothing there",
+         state = ABSENT, args = { path = "/e/d", state = "absent" }, want = { changed = false, msg = "absent" } },
+      { name = "absent: removes a link, never its target",
+         state = link("real", st("dir", "0755"), "/e/real"), args = { path = "/e/l", state = "absent" },
+         want = { changed = true, msg = "would remove the link", cmd = "rm -rf -- /e/l" } },
+      { name = "link: creates one, beside the path then renamed over it",
+         state = { kind = "absent", src_exists = true }, args = { path = "/e/l", state = "link", src = "real" },
+         want = { changed = true, msg = "would create the link",
+            cmd = "ln -sfn -- real /e/.l.etcdrun-link && mv -f -T -- /e/.l.etcdrun-link /e/l",
+            diff = { path = "/e/l", before = "state absent\n", after = "state link\nsrc real\n" } } },
+      { name = "link: retargets",
+         state = link("old", nil, nil), args = { path = "/e/l", state = "link", src = "new", force = true },
+         want = { changed = true, msg = "would change the link target old -> new" } },
+      { name = "link: the same target is left",
+         state = { kind = "link", lstat = st("link", "0777"), target = "real", src_exists = true },
+         args = { path = "/e/l", state = "link", src = "real" },
+         want = { changed = false, msg = "link, attributes match" } },
+      { name = "link: a missing src needs force",
+         state = ABSENT, args = { path = "/e/l", state = "link", src = "/no/such" }, opts = { host = "n1" },
+         want = { failed = true, msg = "file: n1:/e/l link source /no/such does not exist "
+            .. "(force=true links anyway)" } },
+      { name = "link: a regular file there needs force",
+         state = { kind = "file", lstat = st("file", "0644"), src_exists = true },
+         args = { path = "/e/l", state = "link", src = "real" },
+         also = function(p)
+            assert.matches("is a regular file: force=true replaces it", p.msg)
+         end, want = { failed = true } },
+      { name = "link: a mode is refused",
+         state = ABSENT, args = { path = "/e/l", state = "link", src = "real", mode = "0644" },
+         also = function(p)
+            assert.matches("mode cannot be set on a symlink", p.msg)
+         end, want = { failed = true } },
+      { name = "follow: attributes are set on the file a link resolves to",
+         state = link("real/f", st("file", "0640"), "/e/real/f"),
+         args = { path = "/e/l", mode = "0600" },
+         want = { changed = true, msg = "would set mode 0640 -> 0600 (through the symlink /e/l -> /e/real/f)",
+            cmd = "chmod 600 -- /e/real/f",
+            diff = { path = "/e/real/f", before = "state file\nmode 0640\n", after = "state file\nmode 0600\n" } } },
+      { name = "follow: a dangling link has nothing to set attributes on",
+         state = link("nowhere"), args = { path = "/e/l", owner = "nobody" },
+         also = function(p)
+            assert.matches("is a symlink to nowhere, which does not exist %(or loops%): nothing to follow", p.msg)
+         end, want = { failed = true } },
+      { name = "follow=false: owner on the link itself (chown -h)",
+         state = link("real/f", st("file", "0640"), "/e/real/f"),
+         args = { path = "/e/l", owner = "nobody", follow = false },
+         want = { changed = true, msg = "would set owner root -> nobody", cmd = "chown -h nobody -- /e/l" } },
+      { name = "follow=false: no mode on a link",
+         state = link("real/f", st("file", "0640"), "/e/real/f"),
+         args = { path = "/e/l", mode = "0600", follow = false },
+         also = function(p)
+            assert.matches("is a symlink and follow=false: mode cannot be set on a symlink itself", p.msg)
+         end, want = { failed = true } },
+      { name = "follow=false: state=file on a link fails",
+         state = link("real/f", st("file", "0640"), "/e/real/f"),
+         args = { path = "/e/l", state = "file", follow = false },
+         also = function(p)
+            assert.matches("l is a link, not a file$", p.msg)
+         end, want = { failed = true } },
+      { name = "a special file is named so",
+         state = at("char", "0666"), args = { path = "/dev/null", state = "directory" }, opts = { host = "n1" },
+         want = { failed = true, msg = "file: n1:/dev/null exists and is a special file, not a directory" } },
+      { name = "refuses the root directory",
+         state = {}, args = { path = "//", state = "absent" }, opts = { host = "n1" },
+         want = { failed = true, msg = "file: n1:// is the root directory: refusing to manage it" } },
+      { name = "src is only for state=link",
+         state = at("file", "0644"), args = { path = "/e/f", src = "x" },
+         also = function(p)
+            assert.matches("src is only for state=link", p.msg)
+         end, want = { failed = true } },
+   })
 end)
 
 describe("file on a node", function()
