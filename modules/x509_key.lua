@@ -14,6 +14,7 @@
 -- or result: the diff shows only the key's kind.
 local x509 = require("etcdrun.x509")
 local pki = require("etcdrun.pki")
+local fa = require("etcdrun.fileattrs")
 
 local M = {
    doc = "A private key (RSA, ECDSA or Ed25519) in a PEM file, generated once and kept while it matches.",
@@ -52,36 +53,52 @@ local function result(path, k)
    return { path = path, type = k.type, bits = k.bits, curve = k.curve }
 end
 
-function M.check(ctx, args)
-   if args.bits and args.type ~= "rsa" then
-      return nil, "x509_key: argument 'bits' is for type 'rsa'", "EARGS"
-   end
-   if args.curve and args.type ~= "ec" then
-      return nil, "x509_key: argument 'curve' is for type 'ec'", "EARGS"
-   end
+local function fail(msg, code)
+   return { failed = true, msg = msg, result = { code = code } }
+end
+
+--- The key file on ctx.host: whether it exists, what key it holds (info:
+--- type, bits, curve; nil and why when it does not parse) and its stat.
+function M.gather(ctx, args)
    local path, perr = pki.path(ctx, ctx.host, args.path, "x509_key: argument 'path'")
    if not path then
       return nil, perr, "EARGS"
    end
-   local want = wanted(args)
-   local desc = pki.key_desc(want)
-   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
    local pem, err, code = pki.read(ctx.host, path)
    if pem == nil then
       return nil, err, code
    end
-   local info, why
+   local state = { path = path, exists = pem and true or false }
    if pem then
       ctx.secret(pem)
-      info, why = x509.try.key_info(pem, path)
+      state.info, state.why = x509.try.key_info(pem, path)
+      state.st, err, code = ctx.host:stat(path)
+      if not state.st then
+         return nil, err, code
+      end
    end
+   return state
+end
+
+--- Generate when missing, unreadable or (on_mismatch) of another kind, or
+--- always; else keep, fixing attributes.
+function M.plan(state, args, opts)
+   if args.bits and args.type ~= "rsa" then
+      return fail("x509_key: argument 'bits' is for type 'rsa'", "EARGS")
+   end
+   if args.curve and args.type ~= "ec" then
+      return fail("x509_key: argument 'curve' is for type 'ec'", "EARGS")
+   end
+   local path, info = state.path, state.info
+   local want = wanted(args)
+   local desc = pki.key_desc(want)
    local reason
-   if not pem then
+   if not state.exists then
       reason = "no key"
    elseif not info then
       if args.regenerate == "never" then
-         return nil, ("x509_key: %s is not a readable private key (%s) and regenerate is 'never' (%s)")
-            :format(path, why, ctx.host.name), "EPEM"
+         return fail(("x509_key: %s is not a readable private key (%s) and regenerate is 'never' (%s)")
+            :format(path, state.why, opts.host), "EPEM")
       end
       reason = "existing file is not a readable private key"
    elseif args.regenerate == "always" then
@@ -92,33 +109,28 @@ function M.check(ctx, args)
    if reason then
       return {
          changed = true,
-         msg = (pem and "would regenerate: " or "would generate: ") .. reason,
+         msg = (state.exists and "would regenerate: " or "would generate: ") .. reason,
          diff = { path = path, before = info and (pki.key_desc(info) .. " key\n") or "",
             after = desc .. " key (new)\n", secret = true },
          reason = reason,
-         existed = pem and true or false,
+         existed = state.exists,
          result = { path = path, type = want.type, bits = want.bits, curve = want.curve },
       }
    end
    local kept = matches(info, want) and "kept" or ("kept %s key (regenerate is 'never')"):format(pki.key_desc(info))
-   return pki.keep_plan(ctx.host, path, attrs, kept, result(path, info))
+   return fa.keep_plan(path, state.st, args, kept, result(path, info))
 end
 
 function M.apply(ctx, args, plan)
    local path = plan.result.path
    local attrs = { mode = args.mode, owner = args.owner, group = args.group }
    if plan.attrs_only then
-      return pki.apply_attrs(ctx.host, plan, attrs)
+      local ok, err, code = fa.fix(ctx.host, "x509_key", path, attrs)
+      return ok and { msg = plan.msg }, err, code
    end
    local want = wanted(args)
    -- generated on a thread of its own: other hosts' keys are made meanwhile
-   local job = x509.key_job(want)
-   local pem, err, code
-   if ctx.await then
-      pem, err, code = ctx.await(job)
-   else
-      pem, err, code = job:wait()
-   end
+   local pem, err, code = ctx.await(x509.key_job(want))
    if not pem then
       return nil, err, code
    end

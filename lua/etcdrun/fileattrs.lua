@@ -212,6 +212,21 @@ function M.fix_cmd(path, want, link)
    return #parts > 0 and table.concat(parts, " && ") or nil
 end
 
+--- The plan for a file whose content is right (pure): unchanged, or
+--- changed only in its attributes ({attrs_only = path}; apply then calls
+--- fix). st nil (nothing gathered, in --check before the file exists) keeps.
+---@param st table|nil the file's stat
+---@param want {mode?: integer, owner?: string, group?: string}
+---@param msg string what the module says about the content ("kept")
+---@param result? table result fields
+function M.keep_plan(path, st, want, msg, result)
+   local ch = M.changes(st, want)
+   if #ch > 0 then
+      return { changed = true, msg = msg .. "; " .. M.describe(ch), attrs_only = path, result = result }
+   end
+   return { changed = false, msg = msg, result = result }
+end
+
 --- The error of a command that exited non-zero: nil, "op: reason
 --- (host:path)", code. The reason is the last line of stderr (else stdout);
 --- the code ENOENT, EACCES, ENOTDIR or EREMOTE. bare = true (host.lua's

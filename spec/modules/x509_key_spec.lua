@@ -3,6 +3,7 @@
 local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 local x509 = require("etcdrun.x509")
 local fs = require("etcdrun.fs")
@@ -39,6 +40,61 @@ local function no_lab(dir, why_not)
    end
    return false
 end
+
+describe("x509_key plan", function()
+   local st, NONE = plancases.st, plancases.NONE
+   local P = "/pki/k.key"
+   local function have(info, mode)
+      return { path = P, exists = true, info = info, st = st("file", mode or "0600") }
+   end
+   local EC = { type = "ec", curve = "P-256" }
+   plancases.run(it, "x509_key", {
+      { name = "generates a missing key; the diff shows only its kind, as a secret",
+         state = { path = P, exists = false }, args = { path = P },
+         want = { changed = true, msg = "would generate: no key", existed = false, reason = "no key",
+            diff = { path = P, before = "", after = "ec P-256 key (new)\n", secret = true },
+            result = { path = P, type = "ec", curve = "P-256" } } },
+      { name = "keeps a key of the asked kind",
+         state = have(EC), args = { path = P },
+         want = { changed = false, msg = "kept", diff = NONE,
+            result = { path = P, type = "ec", curve = "P-256" } } },
+      { name = "keeps the key, fixes its mode",
+         state = have(EC, "0644"), args = { path = P },
+         want = { changed = true, msg = "kept; mode 0644 -> 0600", attrs_only = P } },
+      { name = "regenerates a key of another type (on_mismatch)",
+         state = have({ type = "rsa", bits = 2048 }), args = { path = P, type = "ed25519" },
+         want = { changed = true, existed = true,
+            msg = "would regenerate: existing key is rsa 2048, not ed25519",
+            diff = { path = P, before = "rsa 2048 key\n", after = "ed25519 key (new)\n", secret = true } } },
+      { name = "regenerates an RSA key of another size",
+         state = have({ type = "rsa", bits = 2048 }), args = { path = P, type = "rsa", bits = 4096 },
+         want = { msg = "would regenerate: existing key is rsa 2048, not rsa 4096" } },
+      { name = "regenerates an EC key on another curve",
+         state = have(EC), args = { path = P, curve = "P-384" },
+         want = { msg = "would regenerate: existing key is ec P-256, not ec P-384" } },
+      { name = "regenerate=never keeps a key of another kind, and says so",
+         state = have({ type = "rsa", bits = 2048 }), args = { path = P, regenerate = "never" },
+         want = { changed = false, msg = "kept rsa 2048 key (regenerate is 'never')",
+            result = { path = P, type = "rsa", bits = 2048 } } },
+      { name = "regenerate=never refuses to overwrite an unreadable file",
+         state = { path = P, exists = true, why = "no PEM", st = st("file", "0600") },
+         args = { path = P, regenerate = "never" }, opts = { host = "n1" },
+         want = { failed = true, result = { code = "EPEM" },
+            msg = "x509_key: /pki/k.key is not a readable private key (no PEM) and regenerate is 'never' (n1)" } },
+      { name = "replaces an unreadable file",
+         state = { path = P, exists = true, why = "no PEM", st = st("file", "0600") }, args = { path = P },
+         want = { changed = true, msg = "would regenerate: existing file is not a readable private key" } },
+      { name = "regenerate=always replaces a matching key",
+         state = have(EC), args = { path = P, regenerate = "always" },
+         want = { changed = true, msg = "would regenerate: regenerate is 'always'" } },
+      { name = "bits is for rsa",
+         state = have(EC), args = { path = P, bits = 4096 },
+         want = { failed = true, msg = "x509_key: argument 'bits' is for type 'rsa'", result = { code = "EARGS" } } },
+      { name = "curve is for ec",
+         state = have(EC), args = { path = P, type = "rsa", curve = "P-384" },
+         want = { failed = true, msg = "x509_key: argument 'curve' is for type 'ec'" } },
+   })
+end)
 
 describe("x509_key", function()
    describe("arguments", function()
