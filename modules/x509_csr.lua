@@ -8,6 +8,7 @@
 -- made from it is not reissued without cause.
 local x509 = require("etcdrun.x509")
 local pki = require("etcdrun.pki")
+local fa = require("etcdrun.fileattrs")
 
 local M = {
    doc = "A PEM certificate signing request for a private key, rewritten only when its content would change.",
@@ -34,8 +35,8 @@ local function fields(info, spki)
       san = pki.san_list(info.san),
       key_usage = pki.sorted(info.key_usage),
       ext_key_usage = pki.sorted(info.ext_key_usage),
-      ca = info.is_ca and ("CA:TRUE" .. (info.pathlen and (", pathlen " .. info.pathlen) or "")) or "CA:FALSE",
       spki = spki,
+      valid = true,
    }
 end
 
@@ -72,76 +73,109 @@ local function differences(want, have)
    return #why > 0 and table.concat(why, "; ") or nil
 end
 
-function M.check(ctx, args)
+local function fail(msg, code)
+   return { failed = true, msg = msg, result = { code = code } }
+end
+
+-- basicConstraints as a CSR states them.
+local function ca_string(is_ca, pathlen)
+   return is_ca and ("CA:TRUE" .. (pathlen and (", pathlen " .. pathlen) or "")) or "CA:FALSE"
+end
+
+--- The key (false: missing; else its public key, spki) and the CSR on
+--- disk (false: missing; {valid = false}; or its fields, comparable), and
+--- the CSR file's stat.
+function M.gather(ctx, args)
    local h = ctx.host
    local path, perr = pki.path(ctx, h, args.path, "x509_csr: argument 'path'")
    local keypath, kerr = pki.path(ctx, h, args.privatekey_path, "x509_csr: argument 'privatekey_path'")
    if not path or not keypath then
       return nil, perr or kerr, "EARGS"
    end
-   local san, serr = pki.check_san(args.san, "x509_csr: argument 'san'")
-   if serr then
-      return nil, serr, "EARGS"
-   end
-   if args.pathlen and not args.ca then
-      return nil, "x509_csr: argument 'pathlen' needs ca = true", "EARGS"
-   end
+   local state = { path = path, keypath = keypath }
    local key, err, code = pki.read(h, keypath)
    if key == nil then
       return nil, err, code
    end
-   if not key then
-      if ctx.check then
-         return { changed = true, msg = ("would create: private key %s does not exist yet"):format(keypath),
-            diff = { path = path, before = "", after = "(new CSR)\n" } }
-      end
-      return nil, ("x509_csr: private key not found (%s:%s)"):format(h.name, keypath), "ENOENT"
-   end
-   ctx.secret(key)
-   local csr
-   csr, err, code = pki.try(x509.try.csr, { key = key, subject = args.subject, san = san,
-      key_usage = args.key_usage, ext_key_usage = args.ext_key_usage, ca = args.ca, pathlen = args.pathlen,
-      name = keypath })
-   if not csr then
-      return nil, "x509_csr: " .. pki.argument_error(err), code
-   end
-   local want = fields(x509.csr_info(csr), pki.spki(key))
+   state.key = key and { spki = pki.spki(ctx.secret(key)) }
+   state.key_pem = key or nil
    local old
    old, err, code = pki.read(h, path)
    if old == nil then
       return nil, err, code
    end
-   local have, reason
-   if not old then
-      reason = "no CSR"
-   else
-      local info = x509.try.csr_info(old, path)
-      if not info or not info.signature_valid then
-         reason = "existing file is not a valid CSR"
-      else
-         have = fields(info, pki.spki(old))
-         reason = differences(want, have)
+   state.csr = old and { valid = false }
+   local info = old and x509.try.csr_info(old, path)
+   if info and info.signature_valid then
+      state.csr = fields(info, pki.spki(old))
+      state.csr.ca = ca_string(info.is_ca, info.pathlen)
+   end
+   if old then
+      state.st, err, code = h:stat(path)
+      if not state.st then
+         return nil, err, code
       end
    end
-   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
+   return state
+end
+
+--- Rewrite when missing, invalid or different in any field; else keep.
+function M.plan(state, args, opts)
+   local path = state.path
+   local san, serr = pki.check_san(args.san, "x509_csr: argument 'san'")
+   if serr then
+      return fail(serr, "EARGS")
+   end
+   if args.pathlen and not args.ca then
+      return fail("x509_csr: argument 'pathlen' needs ca = true", "EARGS")
+   end
+   if not state.key then
+      if opts.check then
+         return { changed = true, msg = ("would create: private key %s does not exist yet"):format(state.keypath),
+            diff = { path = path, before = "", after = "(new CSR)\n" } }
+      end
+      return fail(("x509_csr: private key not found (%s:%s)"):format(opts.host, state.keypath), "ENOENT")
+   end
+   local want, err = pki.canonical(args.subject, san, args.key_usage, args.ext_key_usage)
+   if not want then
+      return fail("x509_csr: " .. err, "EARGS")
+   end
+   want.ca, want.spki = ca_string(args.ca, args.pathlen), state.key.spki
+   local have, reason = state.csr
+   if not have then
+      reason = "no CSR"
+   elseif not have.valid then
+      have, reason = nil, "existing file is not a valid CSR"
+   else
+      reason = differences(want, have)
+   end
    if reason then
       return {
          changed = true,
-         msg = (old and "would regenerate: " or "would create: ") .. reason,
+         msg = (state.csr and "would regenerate: " or "would create: ") .. reason,
          diff = { path = path, before = have and summary(have) or "", after = summary(want) },
-         csr = csr, reason = reason, existed = old and true or false,
+         reason = reason, existed = state.csr and true or false, key_pem = state.key_pem, san = san,
          result = { path = path, reason = reason },
       }
    end
-   return pki.keep_plan(h, path, attrs, "kept", { path = path })
+   return fa.keep_plan(path, state.st, args, "kept", { path = path })
 end
 
 function M.apply(ctx, args, plan)
+   local path = plan.result.path
    local attrs = { mode = args.mode, owner = args.owner, group = args.group }
    if plan.attrs_only then
-      return pki.apply_attrs(ctx.host, plan, attrs)
+      local ok, err, code = fa.fix(ctx.host, "x509_csr", path, attrs)
+      return ok and { msg = plan.msg }, err, code
    end
-   local ok, err, code = ctx.host:write(plan.result.path, plan.csr, attrs)
+   local csr, err, code = pki.try(x509.try.csr, { key = plan.key_pem, subject = args.subject, san = plan.san,
+      key_usage = args.key_usage, ext_key_usage = args.ext_key_usage, ca = args.ca, pathlen = args.pathlen,
+      name = path })
+   if not csr then
+      return nil, "x509_csr: " .. pki.argument_error(err), code
+   end
+   local ok
+   ok, err, code = ctx.host:write(path, csr, attrs)
    if not ok then
       return nil, err, code
    end

@@ -2,6 +2,7 @@
 -- regenerated with the difference as the reason. On the controller.
 local helper = require("support.helper")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 local x509 = require("etcdrun.x509")
 local fs = require("etcdrun.fs")
@@ -13,6 +14,85 @@ local q = helper.q
 local function run(args, opts)
    return modtest.run("x509_csr", args, ctl, opts)
 end
+
+describe("x509_csr plan", function()
+   local st, NONE = plancases.st, plancases.NONE
+   local P, K = "/pki/n.csr", "/pki/n.key"
+   local ARGS = { path = P, privatekey_path = K, subject = { CN = "n1" }, san = { dns = "n1", ip = "10.0.0.1" },
+      key_usage = { "keyEncipherment", "digitalSignature" }, ext_key_usage = { "serverAuth" } }
+   local function args(over)
+      local a = {}
+      for k, v in pairs(ARGS) do
+         a[k] = v
+      end
+      for k, v in pairs(over or {}) do
+         a[k] = v
+      end
+      return a
+   end
+   -- a CSR on disk as gather parses it; `over` changes fields
+   local function csr(over)
+      local f = { valid = true, subject = "CN=n1", subject_dn = "CN=n1", san = { "DNS:n1", "IP:10.0.0.1" },
+         key_usage = { "digitalSignature", "keyEncipherment" }, ext_key_usage = { "serverAuth" },
+         ca = "CA:FALSE", spki = "K1" }
+      for k, v in pairs(over or {}) do
+         f[k] = v
+      end
+      return f
+   end
+   local function state(c, mode)
+      return { path = P, keypath = K, key = { spki = "K1" }, csr = c, st = c and st("file", mode or "0644") }
+   end
+   local SUMMARY = "subject: CN=n1\nsan: DNS:n1, IP:10.0.0.1\nkey_usage: digitalSignature, keyEncipherment\n"
+      .. "ext_key_usage: serverAuth\nbasic_constraints: CA:FALSE\n"
+   plancases.run(it, "x509_csr", {
+      { name = "creates a missing CSR, the diff a summary",
+         state = state(false), args = args(),
+         want = { changed = true, msg = "would create: no CSR", existed = false,
+            diff = { path = P, before = "", after = SUMMARY }, result = { path = P, reason = "no CSR" } } },
+      { name = "keeps a CSR whose every field matches",
+         state = state(csr()), args = args(), want = { changed = false, msg = "kept", diff = NONE } },
+      { name = "keeps it, fixing its mode",
+         state = state(csr(), "0600"), args = args(), want = { changed = true, msg = "kept; mode 0600 -> 0644" } },
+      { name = "a SAN missing",
+         state = state(csr()), args = args({ san = { dns = "n1", ip = { "10.0.0.1", "10.0.0.2" } } }),
+         want = { changed = true, existed = true, msg = "would regenerate: SAN IP:10.0.0.2 missing" } },
+      { name = "a SAN not requested",
+         state = state(csr({ san = { "DNS:n1", "DNS:old", "IP:10.0.0.1" } })), args = args(),
+         want = { msg = "would regenerate: SAN DNS:old not requested" } },
+      { name = "a usage missing",
+         state = state(csr()), args = args({ ext_key_usage = { "serverAuth", "clientAuth" } }),
+         want = { msg = "would regenerate: ext_key_usage clientAuth missing" } },
+      { name = "another key",
+         state = state(csr({ spki = "K0" })), args = args(),
+         want = { msg = "would regenerate: CSR is for another key" } },
+      { name = "another subject",
+         state = state(csr({ subject = "CN=old", subject_dn = "CN=old" })), args = args(),
+         want = { msg = "would regenerate: subject CN=old, want CN=n1" } },
+      { name = "basic constraints",
+         state = state(csr()), args = args({ ca = true, pathlen = 0 }),
+         want = { msg = "would regenerate: basic constraints CA:FALSE, want CA:TRUE, pathlen 0" } },
+      { name = "an invalid CSR is replaced",
+         state = state({ valid = false }), args = args(),
+         want = { msg = "would regenerate: existing file is not a valid CSR",
+            diff = { path = P, before = "", after = SUMMARY } } },
+      { name = "check mode: a key an earlier task would make",
+         state = { path = P, keypath = K, key = false, csr = false }, args = args(), opts = { check = true },
+         want = { changed = true, msg = "would create: private key /pki/n.key does not exist yet" } },
+      { name = "a missing key fails for real",
+         state = { path = P, keypath = K, key = false, csr = false }, args = args(), opts = { host = "n1" },
+         want = { failed = true, msg = "x509_csr: private key not found (n1:/pki/n.key)",
+            result = { code = "ENOENT" } } },
+      { name = "pathlen needs ca",
+         state = state(csr()), args = args({ pathlen = 1 }),
+         want = { failed = true, msg = "x509_csr: argument 'pathlen' needs ca = true" } },
+      { name = "a malformed SAN names the argument",
+         state = state(csr()), args = args({ san = { ip = "10.0.0.300" } }),
+         also = function(p)
+            assert.matches("^x509_csr: argument 'san'", p.msg)
+         end, want = { failed = true, result = { code = "EARGS" } } },
+   })
+end)
 
 describe("x509_csr", function()
    describe("arguments", function()
