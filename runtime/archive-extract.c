@@ -33,7 +33,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,82 +108,6 @@ static int ino_add(inoset *s, dev_t dev, ino_t ino)
     s->slot[i].dev = dev, s->slot[i].ino = ino, s->slot[i].used = 1;
     s->n++;
     return 0;
-}
-
-/* Normalise an archive path: drop "." and empty components, then strip
- * `strip` leading components. Returns 1 and the rest in out (possibly ""
- * when the entry is consumed by stripping), 0 when the path is absolute or
- * holds "..". out must hold strlen(path)+1 bytes. */
-static int normalise(const char *path, int strip, char *out)
-{
-    const char *p = path;
-    size_t o = 0;
-    if (*p == '/')
-        return 0;
-    while (*p) {
-        const char *s = p;
-        while (*p && *p != '/')
-            p++;
-        size_t len = (size_t)(p - s);
-        if (*p == '/')
-            p++;
-        if (len == 0 || (len == 1 && s[0] == '.'))
-            continue;
-        if (len == 2 && s[0] == '.' && s[1] == '.')
-            return 0;
-        if (strip > 0) {
-            strip--;
-            continue;
-        }
-        if (o > 0)
-            out[o++] = '/';
-        memcpy(out + o, s, len);
-        o += len;
-    }
-    out[o] = '\0';
-    return 1;
-}
-
-/* A symlink at rel (normalised) pointing at target stays inside the root? */
-static int symlink_safe(const char *rel, const char *target)
-{
-    int ups = 0, named = 0, depth = 1;
-    for (const char *r = rel; *r; r++)
-        depth += *r == '/';
-    const char *p = target;
-    if (*p == '\0' || *p == '/')
-        return 0;
-    while (*p) {
-        const char *s = p;
-        while (*p && *p != '/')
-            p++;
-        size_t len = (size_t)(p - s);
-        if (*p == '/')
-            p++;
-        if (len == 0 || (len == 1 && s[0] == '.'))
-            continue;
-        if (len == 2 && s[0] == '.' && s[1] == '.') {
-            if (named)
-                return 0;
-            ups++;
-        } else {
-            named = 1;
-        }
-    }
-    return ups <= depth - 1;
-}
-
-static int match_include(const extract_opts *o, const char *rel)
-{
-    int any = 0;
-    for (size_t i = 0; i < o->include.n; i++) {
-        if (strcmp(o->include.v[i], rel) == 0
-            || fnmatch(o->include.v[i], rel, FNM_PATHNAME) == 0) {
-            o->hits[i] = 1;
-            any = 1;
-        }
-    }
-    return any;
 }
 
 static int oom(xstate *x)
@@ -509,80 +432,24 @@ out:
     return rc;
 }
 
-static const char *entry_kind(struct archive_entry *e)
-{
-    switch (archive_entry_filetype(e)) {
-    case AE_IFIFO: return "fifo";
-    case AE_IFCHR: return "chardev";
-    case AE_IFBLK: return "blockdev";
-    case AE_IFSOCK: return "socket";
-    default: return "special file";
-    }
-}
-
-/* Check and write one entry. The names are copied first: reading the next
- * header frees the entry's own. */
+/* Check (ar_select: the rules archive.digests shares) and write one entry. */
 static int extract_one(xstate *x, struct archive_entry *e)
 {
-    const extract_opts *o = x->o;
-    const char *raw = archive_entry_pathname(e);
-    const char *hard = archive_entry_hardlink(e);
-    const char *target = archive_entry_symlink(e);
-    int type = archive_entry_filetype(e), rc = -1;
-    if (raw == NULL) {
-        ar_fail(x->f, "EARCHIVE", "entry with an unreadable name%s%s", "", "");
-        return -1;
-    }
-    size_t need = strlen(raw) + (hard ? strlen(hard) : 0) + 2;
-    char *buf = malloc(3 * need);
-    if (buf == NULL)
-        return oom(x);
-    char *name = buf, *rel = buf + need, *src = buf + 2 * need;
-    memcpy(name, raw, strlen(raw) + 1);
-
-    if (!normalise(name, 0, rel)) {
-        ar_fail(x->f, "EUNSAFE", "entry '%s' escapes the target directory%s", name, "");
-        goto done;
-    }
-    normalise(name, o->strip, rel);
-    if (*rel == '\0' || (o->include.n > 0 && !match_include(o, rel))) {
-        rc = 0;                 /* not wanted: the reader skips its data by itself */
-        goto done;
-    }
-    if (hard == NULL && type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK) {
-        ar_fail(x->f, "EUNSUPPORTED", "entry '%s' is a %s; only files, directories and links "
-                "are extracted", name, entry_kind(e));
-        goto done;
-    }
-    if (hard != NULL) {
-        if (!normalise(hard, 0, src)) {
-            ar_fail(x->f, "EUNSAFE", "entry '%s' is a hard link to '%s' outside the target "
-                    "directory", name, hard);
-            goto done;
-        }
-        normalise(hard, o->strip, src);
-        if (*src == '\0') {
-            ar_fail(x->f, "EUNSAFE", "entry '%s' is a hard link to '%s', which is not a file "
-                    "extracted from this archive", name, hard);
-            goto done;
-        }
-        rc = write_link(x, e, rel, name, NULL, src, hard);
-    } else if (type == AE_IFLNK) {
-        if (target == NULL || !symlink_safe(rel, target)) {
-            ar_fail(x->f, "EUNSAFE", "entry '%s' is a symlink to '%s' outside the target "
-                    "directory", name, target ? target : "");
-            goto done;
-        }
-        rc = write_link(x, e, rel, name, target, NULL, NULL);
-    } else if (type == AE_IFDIR) {
-        rc = write_dir(x, e, rel, name);
-    } else {
-        rc = write_file(x, e, rel, name);
-    }
-    if (rc == 0 && ar_sv_push(x->done, rel) != 0)
+    ar_selected s;
+    int rc = ar_select(e, x->o, &s, x->f);
+    if (rc <= 0)
+        return rc;              /* refused, or not wanted: the reader skips its data */
+    if (s.src != NULL)
+        rc = write_link(x, e, s.rel, s.name, NULL, s.src, s.hard);
+    else if (s.type == AE_IFLNK)
+        rc = write_link(x, e, s.rel, s.name, s.target, NULL, NULL);
+    else if (s.type == AE_IFDIR)
+        rc = write_dir(x, e, s.rel, s.name);
+    else
+        rc = write_file(x, e, s.rel, s.name);
+    if (rc == 0 && ar_sv_push(x->done, s.rel) != 0)
         rc = oom(x);
-done:
-    free(buf);
+    free(s.buf);
     return rc;
 }
 

@@ -1,7 +1,8 @@
 /*
  * archive-internal.h: what the parts of the archive family share
- * (archive.c: reading, archive.list and the Lua side of archive.extract;
- * archive-extract.c: writing entries under the target with *at() calls).
+ * (archive.c: reading, the selection and path rules, and the Lua side;
+ * archive-extract.c: writing entries under the target with *at() calls;
+ * archive-digest.c: hashing the entries extract would write, writing nothing).
  */
 #ifndef ETCDRUN_ARCHIVE_INTERNAL_H
 #define ETCDRUN_ARCHIVE_INTERNAL_H
@@ -48,6 +49,28 @@ typedef struct {
     ino_t skip_ino;
 } extract_opts;
 
+/* One entry as the selection and path rules see it. */
+typedef struct {
+    char *buf;                  /* owns name, rel and src: free(buf) when selected */
+    char *name;                 /* the archive's name, copied (the entry's own is freed
+                                   when the next header is read) */
+    char *rel;                  /* normalised, stripped: where it lands under the target */
+    char *src;                  /* a hard link's source, normalised and stripped; else NULL */
+    const char *hard;           /* a hard link's source as the archive names it */
+    const char *target;         /* a symlink's target */
+    int type;                   /* AE_IF* */
+} ar_selected;
+
+/*
+ * The rules extract and digests share, for one entry: a path that is
+ * absolute or holds ".." is refused (EUNSAFE), strip_components and include
+ * select, special files are refused (EUNSUPPORTED), a hard link must name a
+ * path inside and a symlink may not point outside (EUNSAFE). Returns 1 when
+ * selected (s filled; the caller frees s->buf), 0 when not wanted, -1 with
+ * f filled when the entry is refused.
+ */
+int ar_select(struct archive_entry *e, const extract_opts *o, ar_selected *s, failure *f);
+
 /*
  * Extract every entry of in under the directory open as root. Returns 0 with
  * the paths written in *done, or -1 with *f filled in and everything this
@@ -55,5 +78,32 @@ typedef struct {
  */
 int ar_extract_all(struct archive *in, int root, const extract_opts *o, strvec *done,
                    failure *f);
+
+/* What archive.digests reports of one selected entry. */
+typedef struct {
+    char *rel;
+    char *link;                 /* symlink target, or a hard link's (normalised) source */
+    const char *type;           /* "file", "dir", "symlink", "hardlink" */
+    int mode;
+    long long size;             /* apparent size of a file, 0 otherwise */
+    char sha256[65];            /* hex for a file or hard link, "" otherwise */
+} ar_digest;
+
+typedef struct {
+    ar_digest *v;
+    size_t n, cap;
+    size_t *index;              /* open addressing by rel: an entry named twice is one */
+    size_t icap;
+} ar_digests;
+
+/*
+ * Read every entry of in as ar_extract_all would write it, under the same
+ * rules (ar_select), limits (max_bytes, max_entries) and include check,
+ * streaming each selected file's data (holes as zeros) through SHA-256.
+ * Writes nothing. Returns 0 with out filled (free with ar_digests_free), or
+ * -1 with f filled. Touches no Lua state.
+ */
+int ar_digest_all(struct archive *in, const extract_opts *o, ar_digests *out, failure *f);
+void ar_digests_free(ar_digests *d);
 
 #endif

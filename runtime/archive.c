@@ -1,9 +1,11 @@
 /*
- * archive.c: the archive primitive (libarchive): list and safely extract
- * tar (plain, gzip, xz, bzip2, zstd) and zip archives. Reading is here;
- * writing the entries under the target is archive-extract.c, whose header
- * gives the safety model: every path resolved from the target's fd with
- * *at() calls and O_NOFOLLOW (the working directory of the process is never
+ * archive.c: the archive primitive (libarchive): list, digest and safely
+ * extract tar (plain, gzip, xz, bzip2, zstd) and zip archives. Reading and
+ * the selection and path rules (ar_select) are here; hashing what extract
+ * would write, writing nothing, is archive-digest.c; writing the entries
+ * under the target is archive-extract.c, whose header gives the safety
+ * model: every path resolved from the target's fd with *at() calls and
+ * O_NOFOLLOW (the working directory of the process is never
  * changed: SSH worker threads resolve relative paths against it), nothing
  * written through a symlink, no link resolving outside the target, a limit
  * on the expanded size (max_bytes, 4 GiB by default; sparse files count
@@ -88,6 +90,153 @@ static const char *entry_type(struct archive_entry *e)
     case AE_IFSOCK: return "socket";
     default: return "unknown";
     }
+}
+
+/* Normalise an archive path: drop "." and empty components, then strip
+ * `strip` leading components. Returns 1 and the rest in out (possibly ""
+ * when the entry is consumed by stripping), 0 when the path is absolute or
+ * holds "..". out must hold strlen(path)+1 bytes. */
+static int normalise(const char *path, int strip, char *out)
+{
+    const char *p = path;
+    size_t o = 0;
+    if (*p == '/')
+        return 0;
+    while (*p) {
+        const char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (*p == '/')
+            p++;
+        if (len == 0 || (len == 1 && s[0] == '.'))
+            continue;
+        if (len == 2 && s[0] == '.' && s[1] == '.')
+            return 0;
+        if (strip > 0) {
+            strip--;
+            continue;
+        }
+        if (o > 0)
+            out[o++] = '/';
+        memcpy(out + o, s, len);
+        o += len;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+/* A symlink at rel (normalised) pointing at target stays inside the root? */
+static int symlink_safe(const char *rel, const char *target)
+{
+    int ups = 0, named = 0, depth = 1;
+    for (const char *r = rel; *r; r++)
+        depth += *r == '/';
+    const char *p = target;
+    if (*p == '\0' || *p == '/')
+        return 0;
+    while (*p) {
+        const char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (*p == '/')
+            p++;
+        if (len == 0 || (len == 1 && s[0] == '.'))
+            continue;
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            if (named)
+                return 0;
+            ups++;
+        } else {
+            named = 1;
+        }
+    }
+    return ups <= depth - 1;
+}
+
+static int match_include(const extract_opts *o, const char *rel)
+{
+    int any = 0;
+    for (size_t i = 0; i < o->include.n; i++) {
+        if (strcmp(o->include.v[i], rel) == 0
+            || fnmatch(o->include.v[i], rel, FNM_PATHNAME) == 0) {
+            o->hits[i] = 1;
+            any = 1;
+        }
+    }
+    return any;
+}
+
+static const char *entry_kind(struct archive_entry *e)
+{
+    switch (archive_entry_filetype(e)) {
+    case AE_IFIFO: return "fifo";
+    case AE_IFCHR: return "chardev";
+    case AE_IFBLK: return "blockdev";
+    case AE_IFSOCK: return "socket";
+    default: return "special file";
+    }
+}
+
+int ar_select(struct archive_entry *e, const extract_opts *o, ar_selected *s, failure *f)
+{
+    const char *raw = archive_entry_pathname(e);
+    s->hard = archive_entry_hardlink(e);
+    s->target = archive_entry_symlink(e);
+    s->type = archive_entry_filetype(e);
+    s->buf = s->src = NULL;
+    if (raw == NULL) {
+        ar_fail(f, "EARCHIVE", "entry with an unreadable name%s%s", "", "");
+        return -1;
+    }
+    size_t need = strlen(raw) + (s->hard ? strlen(s->hard) : 0) + 2;
+    if ((s->buf = malloc(3 * need)) == NULL) {
+        ar_fail(f, "ENOMEM", "out of memory%s%s", "", "");
+        return -1;
+    }
+    s->name = s->buf, s->rel = s->buf + need;
+    char *src = s->buf + 2 * need;
+    memcpy(s->name, raw, strlen(raw) + 1);
+
+    if (!normalise(s->name, 0, s->rel)) {
+        ar_fail(f, "EUNSAFE", "entry '%s' escapes the target directory%s", s->name, "");
+        goto refused;
+    }
+    normalise(s->name, o->strip, s->rel);
+    if (*s->rel == '\0' || (o->include.n > 0 && !match_include(o, s->rel))) {
+        free(s->buf);
+        s->buf = NULL;
+        return 0;
+    }
+    if (s->hard == NULL && s->type != AE_IFREG && s->type != AE_IFDIR && s->type != AE_IFLNK) {
+        ar_fail(f, "EUNSUPPORTED", "entry '%s' is a %s; only files, directories and links "
+                "are extracted", s->name, entry_kind(e));
+        goto refused;
+    }
+    if (s->hard != NULL) {
+        if (!normalise(s->hard, 0, src)) {
+            ar_fail(f, "EUNSAFE", "entry '%s' is a hard link to '%s' outside the target "
+                    "directory", s->name, s->hard);
+            goto refused;
+        }
+        normalise(s->hard, o->strip, src);
+        if (*src == '\0') {
+            ar_fail(f, "EUNSAFE", "entry '%s' is a hard link to '%s', which is not a file "
+                    "extracted from this archive", s->name, s->hard);
+            goto refused;
+        }
+        s->src = src;
+    } else if (s->type == AE_IFLNK && (s->target == NULL || !symlink_safe(s->rel, s->target))) {
+        ar_fail(f, "EUNSAFE", "entry '%s' is a symlink to '%s' outside the target "
+                "directory", s->name, s->target ? s->target : "");
+        goto refused;
+    }
+    return 1;
+refused:
+    free(s->buf);
+    s->buf = NULL;
+    return -1;
 }
 
 static struct archive *open_reader(const char *path, int *rc)
@@ -212,13 +361,13 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
-static void read_include(lua_State *L, int idx, strvec *inc)
+static void read_include(lua_State *L, int idx, strvec *inc, const char *fname)
 {
     lua_getfield(L, idx, "include");
     int t = lua_type(L, -1);
     lua_Integer n = t == LUA_TSTRING ? 1 : t == LUA_TTABLE ? luaL_len(L, -1) : 0;
     if (t != LUA_TSTRING && t != LUA_TTABLE && t != LUA_TNIL)
-        luaL_error(L, "archive.extract: option 'include' must be a string or a table");
+        luaL_error(L, "%s: option 'include' must be a string or a table", fname);
     for (lua_Integer i = 1; i <= n; i++) {
         if (t == LUA_TTABLE)
             lua_rawgeti(L, -1, i);
@@ -228,12 +377,11 @@ static void read_include(lua_State *L, int idx, strvec *inc)
         const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (s == NULL || strlen(s) != len) {
             ar_sv_free(inc);
-            luaL_error(L, "archive.extract: option 'include' must hold strings without NUL "
-                       "bytes");
+            luaL_error(L, "%s: option 'include' must hold strings without NUL bytes", fname);
         }
         if (ar_sv_push(inc, s) != 0) {
             ar_sv_free(inc);
-            luaL_error(L, "archive.extract: out of memory");
+            luaL_error(L, "%s: out of memory", fname);
         }
         lua_pop(L, 1);
     }
@@ -276,7 +424,7 @@ static int l_extract(lua_State *L)
     o.max_bytes = (long long)max_bytes;
     o.max_entries = (long long)max_entries;
     if (lua_istable(L, 3))
-        read_include(L, 3, &o.include);
+        read_include(L, 3, &o.include, "archive.extract");
 
     if ((in = prologue(L, "archive.extract", path, object, &st, &nret)) == NULL) {
         ar_sv_free(&o.include);
@@ -320,11 +468,95 @@ static int l_extract(lua_State *L)
     return 1;
 }
 
+static void push_digest(lua_State *L, const ar_digest *d)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, d->rel);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, d->type);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, d->mode);
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, d->size);
+    lua_setfield(L, -2, "size");
+    if (d->sha256[0] != '\0') {
+        lua_pushstring(L, d->sha256);
+        lua_setfield(L, -2, "sha256");
+    }
+    if (d->link != NULL) {
+        lua_pushstring(L, d->link);
+        lua_setfield(L, -2, "link");
+    }
+}
+
+/* archive.digests(path, {strip_components=, include=, max_bytes=, max_entries=, name=}?)
+ *   -> { {path=, type=, mode=, size=, sha256=?, link=?}, ... } | nil, err, code
+ * What archive.extract with the same options would write, in archive order,
+ * with each file's sha256; reads the archive, writes nothing (check mode's
+ * answer to "which files would differ"). See archive-digest.c. */
+static int l_digests(lua_State *L)
+{
+    static const char *const known[] = {"strip_components", "include", "max_bytes",
+                                        "max_entries", "name", NULL};
+    const char *path = er_checkpath(L, 1, "archive.digests");
+    extract_opts o = {0};
+    ar_digests out = {0};
+    failure f = {{0}, NULL};
+    struct archive *in;
+    struct stat st;
+    int nret = 0, rc;
+
+    er_check_options(L, 2, "archive.digests", known);
+    lua_Integer strip = er_opt_integer(L, 2, "strip_components", 0);
+    const char *object = er_opt_string(L, 2, "name", path);
+    lua_Integer max_bytes = er_opt_integer(L, 2, "max_bytes", AR_DEFAULT_MAX_BYTES);
+    lua_Integer max_entries = er_opt_integer(L, 2, "max_entries", AR_DEFAULT_MAX_ENTRIES);
+    if (strip < 0 || strip > 64)
+        return luaL_error(L, "archive.digests: option 'strip_components' out of range");
+    if (max_bytes < 0 || max_entries < 0)
+        return luaL_error(L, "archive.digests: options 'max_bytes' and 'max_entries' must "
+                          "not be negative (%s)", object);
+    o.strip = (int)strip;
+    o.mode = -1;
+    o.max_bytes = (long long)max_bytes;
+    o.max_entries = (long long)max_entries;
+    if (lua_istable(L, 2))
+        read_include(L, 2, &o.include, "archive.digests");
+    if ((in = prologue(L, "archive.digests", path, object, &st, &nret)) == NULL) {
+        ar_sv_free(&o.include);
+        return nret;
+    }
+    if ((o.hits = calloc(o.include.n + 1, sizeof *o.hits)) == NULL) {
+        archive_read_free(in);
+        ar_sv_free(&o.include);
+        return er_fail(L, "ENOMEM", "archive.digests: out of memory (%s)", object);
+    }
+    rc = ar_digest_all(in, &o, &out, &f);
+    archive_read_free(in);
+    free(o.hits);
+    ar_sv_free(&o.include);
+    if (rc != 0)
+        return er_fail(L, f.code, "archive.digests: %s (%s)", f.msg, object);
+    /* lua_createtable may raise (memory): out must not leak then */
+    if (!lua_checkstack(L, 4)) {
+        ar_digests_free(&out);
+        return luaL_error(L, "archive.digests: out of memory");
+    }
+    lua_createtable(L, (int)out.n, 0);
+    for (size_t i = 0; i < out.n; i++) {
+        push_digest(L, &out.v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    ar_digests_free(&out);
+    return 1;
+}
+
 int luaopen_etcdrun_core_archive(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"list", l_list},
         {"extract", l_extract},
+        {"digests", l_digests},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

@@ -1,10 +1,16 @@
 --- Archives: the raising facade over etcdrun.core.archive.
 --
 -- archive.list(path, {name=}) -> { {path=, type=, size=, mode=, mtime=, link=?}, ... }
--- archive.extract(path, dest, {strip_components=0, include={...}, mode=, name=})
+-- archive.extract(path, dest, {strip_components=0, include={...}, mode=, max_bytes=, max_entries=, name=})
 --    -> { paths relative to dest }
--- Both raise "archive.<fn>: <detail> (<archive>)" on failure; the
+-- archive.digests(path, {strip_components=0, include={...}, max_bytes=, max_entries=, name=})
+--    -> { {path=, type="file"|"dir"|"symlink"|"hardlink", mode=, size=, sha256=?, link=?}, ... }
+--    what extract with the same options would write (same selection, path
+--    rules, refusals and limits), each file's data streamed through SHA-256
+--    (holes as zeros; a hard link carries its file's digest); it reads the
+--    archive and writes nothing, so it also runs under --check.
+-- Each raises "archive.<fn>: <detail> (<archive>)" on failure; the
 -- non-raising originals (nil, err, code) are in archive.try. Extraction
 -- refuses (EUNSAFE) any entry that would land outside dest; see the
--- header of runtime/archive.c for the exact rules.
+-- headers of runtime/archive.c and runtime/archive-extract.c for the exact rules.
 return require("etcdrun.raising").wrap(require("etcdrun.core.archive"), "archive")

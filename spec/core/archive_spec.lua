@@ -363,4 +363,164 @@ describe("archive", function()
          refused({ { name = "h", type = "hardlink", link = "preexisting" } }, "h", "tar")
       end)
    end)
+
+   describe("digests", function()
+      -- what extract wrote, as digests reports it: path -> {type, mode, sha256}
+      local function on_disk(dest, paths)
+         local out = {}
+         for _, rel in ipairs(paths) do
+            local st = fs.stat(dest .. "/" .. rel, { follow = false })
+            local e = { type = st.type == "link" and "symlink" or st.type, mode = st.mode & 511 }
+            if st.type == "file" then
+               e.sha256 = fs.sha256_file(dest .. "/" .. rel)
+            end
+            out[rel] = e
+         end
+         return out
+      end
+      local function by_path(list)
+         local out = {}
+         for _, e in ipairs(list) do
+            out[e.path] = { type = e.type == "hardlink" and "file" or e.type, mode = e.mode, sha256 = e.sha256 }
+         end
+         return out
+      end
+
+      it("reports what extract writes, with each file's sha256, and writes nothing", function()
+         local tgz = tarball("z", ".tar.gz")
+         for _, opts in ipairs({ {}, { strip_components = 1 }, { strip_components = 1, include = { "etcd*" } } }) do
+            local before = sorted(fs.list(dir))
+            local d = assert(archive.digests(tgz, opts))
+            assert.are.same(before, sorted(fs.list(dir)))
+            local dest = dir .. "/x" .. #fs.list(dir)
+            local paths = assert(archive.extract(tgz, dest, opts))
+            assert.are.same(on_disk(dest, paths), by_path(d))
+         end
+         local d = assert(archive.digests(tgz, { strip_components = 1, include = { "etcd" } }))
+         assert.are.same({ { path = "etcd", type = "file", mode = 493, size = 20,
+            sha256 = fs.sha256("#!/bin/sh\necho etcd\n") } }, d)
+         local link = by_path(assert(archive.digests(tgz, { strip_components = 1 })))["etcd-link"]
+         assert.are.same({ type = "symlink", mode = 511 }, link)
+      end)
+
+      it("reads zip and tar.xz the same way", function()
+         local entries = {
+            { name = "p/", type = "dir", mode = 448 },
+            { name = "p/a", data = "alpha\n", mode = 384 },
+            { name = "p/s", type = "symlink", link = "a" },
+         }
+         for _, fmt in ipairs({ "zip", "tar.xz" }) do
+            local t = mkarchive(dir .. "/p." .. fmt, fmt, entries)
+            local d = assert(archive.digests(t, { strip_components = 1 }))
+            assert.are.same({ "a", "s" }, { d[1].path, d[2].path })
+            assert.are.same({ "file", 384, 6, fs.sha256("alpha\n") }, { d[1].type, d[1].mode, d[1].size, d[1].sha256 })
+            assert.are.same({ "symlink", "a" }, { d[2].type, d[2].link })
+         end
+      end)
+
+      it("hashes a sparse file's holes as zeros, as the extracted file reads", function()
+         sh("cd " .. q(dir) .. " && truncate -s 1M sp && printf mid | dd of=sp bs=1 seek=300000 conv=notrunc"
+            .. " 2>/dev/null && truncate -s 2M sp && tar -cSf sp.tar sp")
+         local d = assert(archive.digests(dir .. "/sp.tar"))
+         assert.are.same({ 2097152, fs.sha256_file(dir .. "/sp") }, { d[1].size, d[1].sha256 })
+      end)
+
+      it("gives a hard link its file's digest, and a name given twice its later content", function()
+         local t = mkarchive(dir .. "/h.tar", "tar", {
+            { name = "a", data = "one", mode = 384 },
+            { name = "b", type = "hardlink", link = "a" },
+            { name = "a", data = "two" },
+         })
+         local d = assert(archive.digests(t))
+         assert.are.same({ "a", "b" }, { d[1].path, d[2].path })
+         assert.are.same({ fs.sha256("two"), 420 }, { d[1].sha256, d[1].mode })
+         assert.are.same({ "hardlink", "a", fs.sha256("one"), 384 }, { d[2].type, d[2].link, d[2].sha256, d[2].mode })
+         local dest = dir .. "/hx"
+         assert(archive.extract(t, dest))
+         assert.are.same({ fs.sha256("two"), fs.sha256("one") },
+            { fs.sha256_file(dest .. "/a"), fs.sha256_file(dest .. "/b") })
+      end)
+
+      it("refuses what extract refuses, with the same codes", function()
+         local cases = {
+            { { { name = "../evil", data = "x" } }, "EUNSAFE", "entry '../evil' escapes" },
+            { { { name = "/abs", data = "x" } }, "EUNSAFE", "entry '/abs' escapes" },
+            { { { name = "l", type = "symlink", link = "../../x" } }, "EUNSAFE", "symlink to '../../x'" },
+            { { { name = "h", type = "hardlink", link = "nothere" } }, "EUNSAFE", "not a file extracted" },
+            { { { name = "d", type = "dir" }, { name = "h", type = "hardlink", link = "d" } }, "EUNSAFE",
+               "not a file extracted" },
+            { { { name = "null", type = "chardev" } }, "EUNSUPPORTED", "entry 'null' is a chardev" },
+         }
+         for i, c in ipairs(cases) do
+            local t = mkarchive(dir .. "/bad" .. i .. ".tar", "tar", c[1])
+            local r, err, code = archive.digests(t)
+            assert.is_nil(r)
+            assert.are.equal(c[2], code, err)
+            assert.truthy(err:find(c[3], 1, true), err)
+            assert.matches("^archive%.digests: .*%(.*/bad" .. i .. "%.tar%)$", err)
+            local _, _, xcode = archive.extract(t, dir .. "/bad" .. i)
+            assert.are.equal(c[2], xcode)
+         end
+         local t = mkarchive(dir .. "/i.tar", "tar", { { name = "a", data = "x" } })
+         local r, err, code = archive.digests(t, { include = { "a", "nope" } })
+         assert.is_nil(r)
+         assert.are.equal("ENOENT", code)
+         assert.truthy(err:find("no entry matches 'nope'", 1, true), err)
+      end)
+
+      it("keeps extract's limits: max_bytes (a sparse file by its declared size), max_entries", function()
+         sh("cd " .. q(dir) .. " && truncate -s 3M s && printf x >> s && tar -cSf s.tar s"
+            .. " && truncate -s 1T big && tar -cSf big.tar big && rm big")
+         local r, err, code = archive.digests(dir .. "/s.tar", { max_bytes = 3 * 1024 * 1024 })
+         assert.is_nil(r)
+         assert.are.equal("EFBIG", code)
+         assert.truthy(err:find("archive expands beyond 3145728 bytes (max_bytes), at entry 's'", 1, true), err)
+         assert(archive.digests(dir .. "/s.tar", { max_bytes = 3 * 1024 * 1024 + 1 }))
+         local t0 = os.time()
+         r, err, code = archive.digests(dir .. "/big.tar")
+         assert.is_nil(r)
+         assert.are.equal("EFBIG", code, err)
+         assert.is_true(os.time() - t0 < 5)
+         sh("cd " .. q(dir) .. " && mkdir -p z && head -c 4194304 /dev/zero > z/zeros && tar -czf bomb.tgz z")
+         r, err, code = archive.digests(dir .. "/bomb.tgz", { max_bytes = 1048576 })
+         assert.is_nil(r)
+         assert.are.equal("EFBIG", code, err)
+         local many = {}
+         for i = 1, 5 do
+            many[i] = { name = "f" .. i, data = "" }
+         end
+         r, err, code = archive.digests(mkarchive(dir .. "/m.tar", "tar", many), { max_entries = 4 })
+         assert.is_nil(r)
+         assert.are.equal("EFBIG", code, err)
+         assert.truthy(err:find("more than 4 entries", 1, true), err)
+      end)
+
+      it("runs under check mode (it writes nothing), unlike extract", function()
+         local tgz = tarball("z", ".tar.gz")
+         local checkguard = require("etcdrun.checkguard")
+         local ok, d = checkguard.run(archive.digests, tgz, { strip_components = 1 })
+         assert.is_true(ok)
+         assert.is_table(d)
+         local _, r, _, code = checkguard.run(archive.extract, tgz, dir .. "/ck")
+         assert.is_nil(r)
+         assert.are.equal("ECHECK", code)
+      end)
+
+      it("fails with ENOENT naming a missing archive; raises on misuse; the facade raises", function()
+         local r, err, code = archive.digests(dir .. "/missing.tgz")
+         assert.is_nil(r)
+         assert.are.equal("ENOENT", code)
+         assert.matches("^archive%.digests: .*%(.*/missing%.tgz%)$", err)
+         local tgz = tarball("z", ".tar.gz")
+         assert.has_error(function() archive.digests(tgz, { mode = "0644" }) end)
+         assert.has_error(function() archive.digests(tgz, { include = { 1 } }) end,
+            "archive.digests: option 'include' must hold strings without NUL bytes")
+         assert.has_error(function() archive.digests(tgz, { max_bytes = -1 }) end)
+         assert.has_error(function() archive.digests(tgz .. "\0x") end)
+         local ok, ferr = pcall(earchive.digests, dir .. "/nope.tgz")
+         assert.is_false(ok)
+         assert.matches("archive%.digests: No such file or directory %(.*nope%.tgz%)", ferr)
+         assert.are.same(archive.digests(tgz), earchive.digests(tgz))
+      end)
+   end)
 end)
