@@ -217,21 +217,6 @@ describe("tls-cluster.lua on the lab", function()
       end
    end)
 
-   it("names an unreachable member in preflight and changes nothing", function()
-      if no_lab() or not ws then return end
-      local conf = node(1, "sha256sum /etc/etcd/etcd.conf.yaml")
-      lab.run("cut", "etcd3")
-      finally(function()
-         lab.run("heal", "etcd3")
-      end)
-      local out, err, code = playbook(ws, "-e etcd_heartbeat_interval=120")
-      assert.are.equal(3, code, out .. err)
-      assert.matches("etcd3: unreachable %(ssh%.connect: [^\n]*%): every member must be up and reachable", out)
-      assert.is_nil((out .. err):find("attempt to index", 1, true))
-      assert.is_nil(out:match("changed%s+etcd"), out)
-      assert.are.equal(conf, node(1, "sha256sum /etc/etcd/etcd.conf.yaml"))
-   end)
-
    it("rolls a configuration change one member at a time, leader last, keeping quorum", function()
       if no_lab() or not ws then return end
       local t = tls(ws)
@@ -296,6 +281,24 @@ describe("tls-cluster.lua on the lab", function()
          assert.are_not.equal(before[i], node(i, "systemctl show -p InvocationID --value etcd"))
          assert.matches("heartbeat%-interval: 150", node(i, "cat /etc/etcd/etcd.conf.yaml"))
       end
+   end)
+
+   -- (after the rolling change: a member cut off and healed makes etcd 3.4,
+   -- which has no pre-vote, hold an election when it rejoins, which would move
+   -- the leader under the rolling test's feet)
+   it("names an unreachable member in preflight and changes nothing", function()
+      if no_lab() or not ws then return end
+      local conf = node(1, "sha256sum /etc/etcd/etcd.conf.yaml")
+      lab.run("cut", "etcd3")
+      finally(function()
+         lab.run("heal", "etcd3")
+      end)
+      local out, err, code = playbook(ws, "-e etcd_heartbeat_interval=120")
+      assert.are.equal(3, code, out .. err)
+      assert.matches("etcd3: unreachable %(ssh%.connect: [^\n]*%): every member must be up and reachable", out)
+      assert.is_nil((out .. err):find("attempt to index", 1, true))
+      assert.is_nil(out:match("changed%s+etcd"), out)
+      assert.are.equal(conf, node(1, "sha256sum /etc/etcd/etcd.conf.yaml"))
    end)
 
    it("stops in preflight, before writing anything, when a member's address left its certificate", function()
