@@ -15,6 +15,7 @@
 -- (generated there) while the CA key never leaves the controller.
 local x509 = require("etcdrun.x509")
 local pki = require("etcdrun.pki")
+local fa = require("etcdrun.fileattrs")
 
 local DEFAULT_KU = { "digitalSignature", "keyEncipherment" }
 local DEFAULT_EKU = { "serverAuth" }
@@ -53,132 +54,152 @@ local M = {
    },
 }
 
--- Whole days from now until t, rounded: a 10-day certificate issued a
--- second ago "expires in 10 days".
-local function days_until(t, now)
-   return math.floor((t - now) / 86400 + 0.5)
+local days_until = pki.days_until
+
+local function fail(code, fmt, ...)
+   return { failed = true, msg = "x509_cert: " .. fmt:format(...), result = { code = code } }
 end
 
-local function fail(fmt, ...)
-   return nil, "x509_cert: " .. fmt:format(...), "EARGS"
-end
+-- The inputs: state field, argument, whether it is on the CA's host, what it is, secret.
+local INPUTS = { { "key", "privatekey_path", false, "private key", true }, { "csr", "csr_path", false, "CSR" },
+   { "ca_cert", "ca_cert_path", true, "CA certificate" }, { "ca_key", "ca_key_path", true, "CA key", true } }
 
--- Read a file that must exist unless this is check mode (an earlier task of
--- the same run would have made it): content, or false in check mode.
-local function need(ctx, host, path, what)
-   local data, err, code = pki.read(host, path)
-   if data == nil then
-      return nil, err, code
-   end
-   if not data and not ctx.check then
-      return nil, ("x509_cert: %s not found (%s:%s)"):format(what, host.name, path), "ENOENT"
-   end
-   return data
-end
-
--- Arguments, paths and inputs: everything check and apply need.
-local function gather(ctx, args)
-   local g = { ca = args.provider == "selfsigned", host = ctx.host }
-   g.ca_host = args.ca_on_controller and ctx.controller or ctx.host
-   local err
+--- Read the inputs and the certificate (false: missing) and parse them:
+--- key {spki, desc}, csr {valid, subject, san, spki}, ca_cert {valid,
+--- subject_dn}, ca_key (true), ca_key_matches; cert {valid, info, spki,
+--- verified (against the CA, or itself for selfsigned), verify_err}; its
+--- stat; now. The PEMs go to apply (state.pem).
+function M.gather(ctx, args)
+   local ca_host = args.ca_on_controller and ctx.controller or ctx.host
+   local state = { now = os.time(), paths = {}, pem = {}, ca_host = ca_host.name }
+   local paths, pem = state.paths, state.pem
    for _, a in ipairs({ "path", "privatekey_path", "csr_path", "ca_cert_path", "ca_key_path" }) do
       if args[a] then
-         local host = (a == "ca_cert_path" or a == "ca_key_path") and g.ca_host or ctx.host
-         g[a], err = pki.path(ctx, host, args[a], "x509_cert: argument '" .. a .. "'")
-         if not g[a] then
+         local host = (a == "ca_cert_path" or a == "ca_key_path") and ca_host or ctx.host
+         local p, err = pki.path(ctx, host, args[a], "x509_cert: argument '" .. a .. "'")
+         if not p then
             return nil, err, "EARGS"
          end
+         paths[a] = p
       end
    end
-   if g.ca then
+   for _, i in ipairs(INPUTS) do
+      local field, arg, on_ca, _, secret = table.unpack(i)
+      if paths[arg] then
+         local data, err, code = pki.read(on_ca and ca_host or ctx.host, paths[arg])
+         if data == nil then
+            return nil, err, code
+         end
+         pem[field] = (data and secret) and ctx.secret(data) or data
+         state[field] = data and {} or false
+      end
+   end
+   if pem.key then
+      local ki = x509.try.key_info(pem.key)
+      state.key = { spki = pki.spki(pem.key), desc = ki and pki.key_desc(ki) }
+   end
+   local ci = pem.csr and x509.try.csr_info(pem.csr, paths.csr_path)
+   if pem.csr then
+      state.csr = ci and ci.signature_valid and { valid = true, subject = ci.subject, san = ci.san,
+         spki = pki.spki(pem.csr) } or { valid = false }
+   end
+   ci = pem.ca_cert and x509.try.info(pem.ca_cert, paths.ca_cert_path)
+   if pem.ca_cert then
+      state.ca_cert = { valid = ci and true or false, subject_dn = ci and ci.subject_dn }
+   end
+   state.ca_key = pem.ca_key and true or state.ca_key
+   if pem.ca_key and ci then
+      state.ca_key_matches, state.ca_key_err = x509.try.key_matches(pem.ca_key, pem.ca_cert)
+   end
+   local old, err, code = pki.read(ctx.host, paths.path)
+   if old == nil then
+      return nil, err, code
+   end
+   state.cert = pki.cert_facts(old, paths.path, state.now, pem.ca_cert, args.provider == "selfsigned")
+   if old then
+      state.st, err, code = ctx.host:stat(paths.path)
+      if not state.st then
+         return nil, err, code
+      end
+   end
+   return state
+end
+
+-- Arguments that go together: true and the SANs asked for (nil: none), or
+-- false and a failed plan.
+local function check_args(args, ca)
+   if ca then
       for _, a in ipairs({ "csr_path", "ca_cert_path", "ca_key_path", "san", "key_usage", "ext_key_usage" }) do
          if args[a] ~= nil then
-            return fail("argument '%s' is for provider 'ca'", a)
+            return false, fail("EARGS", "argument '%s' is for provider 'ca'", a)
          end
       end
    elseif args.pathlen then
-      return fail("argument 'pathlen' is for provider 'selfsigned'")
+      return false, fail("EARGS", "argument 'pathlen' is for provider 'selfsigned'")
    elseif not args.csr_path and not (args.privatekey_path and args.subject) then
-      return fail("provider 'ca' needs csr_path, or privatekey_path and subject")
+      return false, fail("EARGS", "provider 'ca' needs csr_path, or privatekey_path and subject")
    elseif args.csr_path and args.subject then
-      return fail("argument 'subject' comes from csr_path: give one or the other")
+      return false, fail("EARGS", "argument 'subject' comes from csr_path: give one or the other")
    end
-   g.days = args.days or (g.ca and 3650 or 365)
    local san, serr = pki.check_san(args.san, "x509_cert: argument 'san'")
    if serr then
-      return nil, serr, "EARGS"
+      return false, { failed = true, msg = serr, result = { code = "EARGS" } }
    end
-   g.san = san
-   for _, i in ipairs({ { "key", "privatekey_path", ctx.host, "private key", true },
-      { "csr", "csr_path", ctx.host, "CSR" }, { "ca_cert", "ca_cert_path", g.ca_host, "CA certificate" },
-      { "ca_key", "ca_key_path", g.ca_host, "CA key", true } }) do
-      local field, arg, host, what, secret = table.unpack(i)
-      if g[arg] then
-         local data, rerr, code = need(ctx, host, g[arg], what)
-         if data == nil then
-            return nil, rerr, code
-         end
-         g[field] = (data and secret) and ctx.secret(data) or data
-      end
-   end
-   return g
+   return true, san
 end
 
--- The wanted certificate's fields, in comparable form, or nil, err, code.
-local function wanted(args, g)
-   local w = { ca = g.ca, pathlen = args.pathlen }
-   local subject, san = args.subject, g.san
-   if g.csr then
-      local info = x509.try.csr_info(g.csr, g.csr_path)
-      if not info or not info.signature_valid then
-         return nil, ("x509_cert: not a valid CSR (%s:%s)"):format(g.host.name, g.csr_path), "EPEM"
+-- The wanted certificate's fields, in comparable form, or nil and a failed plan.
+local function wanted(state, args, ca, san, host)
+   local w = { ca = ca, pathlen = args.pathlen }
+   local subject, paths = args.subject, state.paths
+   if state.csr then
+      if not state.csr.valid then
+         return nil, fail("EPEM", "not a valid CSR (%s:%s)", host, paths.csr_path)
       end
-      subject, san = info.subject, san or info.san
-      w.spki = pki.spki(g.csr)
-      if g.key and pki.spki(g.key) ~= w.spki then
-         return nil, ("x509_cert: CSR %s is not for private key %s (%s)"):format(g.csr_path,
-            g.privatekey_path, g.host.name), "EKEYMISMATCH"
+      subject, san, w.spki = state.csr.subject, san or state.csr.san, state.csr.spki
+      if state.key and state.key.spki ~= w.spki then
+         return nil, fail("EKEYMISMATCH", "CSR %s is not for private key %s (%s)", paths.csr_path,
+            paths.privatekey_path, host)
       end
-   elseif g.key then
-      w.spki = pki.spki(g.key)
+   elseif state.key then
+      w.spki = state.key.spki
       if not w.spki then
-         return nil, ("x509_cert: not a readable private key (%s:%s)"):format(g.host.name, g.privatekey_path), "EPEM"
+         return nil, fail("EPEM", "not a readable private key (%s:%s)", host, paths.privatekey_path)
       end
    end
-   local c, err = pki.canonical(subject, san, g.ca and CA_KU or args.key_usage or DEFAULT_KU,
-      (not g.ca) and (args.ext_key_usage or DEFAULT_EKU) or nil)
+   local c, err = pki.canonical(subject, san, ca and CA_KU or args.key_usage or DEFAULT_KU,
+      (not ca) and (args.ext_key_usage or DEFAULT_EKU) or nil)
    if not c then
-      return nil, "x509_cert: " .. err, "EARGS"
+      return nil, fail("EARGS", "%s", err)
    end
    w.subject, w.subject_dn, w.san = c.subject, c.subject_dn, c.san
    w.key_usage, w.ext_key_usage = c.key_usage, c.ext_key_usage
-   if g.ca_cert then
-      local ci = x509.try.info(g.ca_cert, g.ca_cert_path)
-      if not ci then
-         return nil, ("x509_cert: not a certificate (%s:%s)"):format(g.ca_host.name, g.ca_cert_path), "EPEM"
+   if state.ca_cert then
+      if not state.ca_cert.valid then
+         return nil, fail("EPEM", "not a certificate (%s:%s)", state.ca_host, paths.ca_cert_path)
       end
-      w.issuer_dn = ci.subject_dn
+      w.issuer_dn = state.ca_cert.subject_dn
       -- caught here, so that check mode already says what apply would hit
-      local match, merr = x509.try.key_matches(g.ca_key, g.ca_cert)
-      if not match then
-         return nil, merr and ("x509_cert: " .. merr) or ("x509_cert: CA key %s does not match CA certificate %s (%s)")
-            :format(g.ca_key_path, g.ca_cert_path, g.ca_host.name), "EKEYMISMATCH"
+      if not state.ca_key_matches then
+         return nil, state.ca_key_err and fail("EKEYMISMATCH", "%s", state.ca_key_err)
+            or fail("EKEYMISMATCH", "CA key %s does not match CA certificate %s (%s)", paths.ca_key_path,
+               paths.ca_cert_path, state.ca_host)
       end
-   elseif g.ca then
+   elseif ca then
       w.issuer_dn = w.subject_dn
    end
    return w
 end
 
--- Reasons to (re)issue the certificate `pem` (empty when it is to be kept);
+-- Reasons to (re)issue the certificate (empty when it is to be kept);
 -- the second value says whether expiry is the only one.
-local function reasons(args, g, w, pem, info, now)
-   local why = {}
+local function reasons(state, args, w, ca, now)
+   local cert, info, why = state.cert, state.cert.info, {}
    local function add(fmt, ...)
       why[#why + 1] = fmt:format(...)
    end
-   if w.spki and pki.spki(pem) ~= w.spki then
-      add(g.csr and "certificate is not for the CSR's key" or "certificate does not match the private key")
+   if w.spki and cert.spki ~= w.spki then
+      add(state.csr and "certificate is not for the CSR's key" or "certificate does not match the private key")
    end
    local left = info.not_after - now
    local renewing = left < args.renew_before_days * 86400
@@ -187,134 +208,106 @@ local function reasons(args, g, w, pem, info, now)
    elseif renewing then
       add("expires in %d days", days_until(info.not_after, now))
    end
-   local at = left > 0 and now or info.not_after - 1
-   if g.ca then
+   if ca then
       if not info.is_ca or not info.self_signed then
          add("not a self-signed CA certificate")
-      elseif not x509.try.verify({ cert = pem, ca = pem, at = at }) then
+      elseif not cert.verified then
          add("self-signature does not verify")
       end
       if info.is_ca and info.pathlen ~= args.pathlen then
          add("pathlen %s, want %s", tostring(info.pathlen), tostring(args.pathlen))
       end
-   elseif g.ca_cert then
-      local ok, verr = x509.try.verify({ cert = pem, ca = g.ca_cert, at = at })
-      if not ok then
-         add("not issued by CA %s (%s)", w.issuer_dn, verr:match("^x509%.verify: (.-) %(") or verr)
-      end
+   elseif state.ca_cert and not cert.verified then
+      local verr = cert.verify_err or "?"
+      add("not issued by CA %s (%s)", w.issuer_dn, verr:match("^x509%.verify: (.-) %(") or verr)
    end
-   local subject = pki.subject_string(info.subject)
-   if subject ~= w.subject then
+   if pki.subject_string(info.subject) ~= w.subject then
       add("subject %s, want %s", info.subject_dn, w.subject_dn)
    end
-   for _, f in ipairs({ { "san", "SAN" }, { "key_usage", "key usage" }, { "ext_key_usage", "extended key usage" } }) do
-      local have = f[1] == "san" and pki.san_list(info.san) or pki.sorted(info[f[1]])
-      local missing, extra = pki.set_diff(w[f[1]], have)
-      for _, v in ipairs(missing) do
-         add("%s %s missing", f[2], v)
-      end
-      for _, v in ipairs(extra) do
-         add("%s %s not requested", f[2], v)
-      end
-   end
+   pki.mismatches(why, w, { san = pki.san_list(info.san), key_usage = pki.sorted(info.key_usage),
+      ext_key_usage = pki.sorted(info.ext_key_usage) },
+      { { "san", "SAN" }, { "key_usage", "key usage" }, { "ext_key_usage", "extended key usage" } })
    return why, renewing and #why == 1
 end
 
-local function result(path, info, reason, now)
-   return {
-      path = path, serial = info.serial, not_after = pki.iso(info.not_after),
-      days_left = days_until(info.not_after, now), sans = pki.san_list(info.san),
-      subject = info.subject_dn, issuer = info.issuer_dn, reason = reason,
-   }
-end
-
-function M.check(ctx, args)
-   local g, err, code = gather(ctx, args)
-   if not g then
-      return nil, err, code
+--- Issue when missing, invalid, for another key or CA, mismatched or
+--- expiring within renew_before_days; else keep, fixing attributes.
+function M.plan(state, args, opts)
+   local ca, path, now = args.provider == "selfsigned", state.paths.path, state.now
+   local ok, san = check_args(args, ca)
+   if not ok then
+      return san
    end
-   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
-   local old
-   old, err, code = pki.read(ctx.host, g.path)
-   if old == nil then
-      return nil, err, code
+   local missing = false
+   for _, i in ipairs(INPUTS) do
+      local field, arg, on_ca, what = table.unpack(i)
+      if state[field] == false then
+         -- check mode before an earlier task made an input: all we can say
+         if not opts.check then
+            return fail("ENOENT", "%s not found (%s:%s)", what, on_ca and state.ca_host or opts.host, state.paths[arg])
+         end
+         missing = true
+      end
    end
-   -- check mode before an earlier task made an input: all we can say
-   if (g.privatekey_path and not g.key) or (g.csr_path and not g.csr)
-      or (not g.ca and not (g.ca_cert and g.ca_key)) then
+   if missing then
       return { changed = true, msg = "would issue: an input does not exist yet (made by an earlier task)",
-         diff = { path = g.path, before = "", after = "(new certificate)\n" } }
+         diff = { path = path, before = "", after = "(new certificate)\n" } }
    end
-   local w
-   w, err, code = wanted(args, g)
+   local w, bad = wanted(state, args, ca, san, opts.host)
    if not w then
-      return nil, err, code
+      return bad
    end
-   local now = os.time()
-   local info = old and x509.try.info(old, g.path)
+   local cert = state.cert
+   local info = cert and cert.info
    local why, renewing = { "no certificate" }, false
-   if old and not info then
+   if cert and not cert.valid then
       why = { "existing file is not a certificate" }
    elseif info then
-      why, renewing = reasons(args, g, w, old, info, now)
+      why, renewing = reasons(state, args, w, ca, now)
    end
    if #why == 0 then
-      return pki.keep_plan(ctx.host, g.path, attrs, "valid until " .. pki.iso(info.not_after),
-         result(g.path, info, nil, now))
+      return fa.keep_plan(path, state.st, args, "valid until " .. pki.iso(info.not_after),
+         pki.cert_result(path, info, nil, now))
    end
    local reason = table.concat(why, "; ")
-   local verb = not old and "issue" or renewing and "renew" or "reissue"
+   local verb = not cert and "issue" or renewing and "renew" or "reissue"
+   local days = args.days or (ca and 3650 or 365)
    local after = {
       subject_dn = w.subject_dn, issuer_dn = w.issuer_dn, san = w.san, key_usage = w.key_usage,
-      ext_key_usage = w.ext_key_usage, is_ca = g.ca, pathlen = args.pathlen,
-      not_after = "~" .. pki.iso(now + g.days * 86400),
-      key = g.key and pki.key_desc(x509.key_info(g.key)) or nil,
+      ext_key_usage = w.ext_key_usage, is_ca = ca, pathlen = args.pathlen,
+      not_after = "~" .. pki.iso(now + days * 86400), key = state.key and state.key.desc,
    }
    return {
       changed = true,
       msg = ("would %s: %s"):format(verb, reason),
-      diff = { path = g.path, before = info and pki.summary(info) or "", after = pki.summary(after) },
-      result = { path = g.path, reason = reason },
-      g = g, verb = verb, reason = reason, before = info,
+      diff = { path = path, before = info and pki.summary(info) or "", after = pki.summary(after) },
+      result = { path = path, reason = reason },
+      pem = state.pem, san = san, days = days, verb = verb, reason = reason, before = info,
    }
 end
 
 local PAST = { issue = "issued", renew = "renewed", reissue = "reissued" }
 
 function M.apply(ctx, args, plan)
+   local path = plan.result.path
    local attrs = { mode = args.mode, owner = args.owner, group = args.group }
    if plan.attrs_only then
-      return pki.apply_attrs(ctx.host, plan, attrs)
+      local ok, err, code = fa.fix(ctx.host, "x509_cert", path, attrs)
+      return ok and { msg = plan.msg }, err, code
    end
-   local g = plan.g
-   local pem, err, code
-   if g.ca then
-      pem, err, code = pki.try(x509.try.ca, { key = g.key, subject = args.subject, days = g.days,
-         pathlen = args.pathlen, name = g.path })
-   else
-      local csr = g.csr
-      if not csr then
-         csr, err, code = pki.try(x509.try.csr, { key = g.key, subject = args.subject, san = g.san, name = g.path })
-      end
-      if csr then
-         pem, err, code = pki.try(x509.try.sign, { csr = csr, ca_cert = g.ca_cert, ca_key = g.ca_key,
-            days = g.days, key_usage = args.key_usage, ext_key_usage = args.ext_key_usage, san = g.san,
-            name = g.path })
-      end
-   end
+   local pem, err, code = pki.issue(args, plan.pem, { days = plan.days, san = plan.san, name = path })
    if not pem then
       return nil, "x509_cert: " .. err, code
    end
    local ok
-   ok, err, code = ctx.host:write(g.path, pem, attrs)
+   ok, err, code = ctx.host:write(path, pem, attrs)
    if not ok then
       return nil, err, code
    end
    local info = x509.info(pem)
-   local r = result(g.path, info, plan.reason, os.time())
+   local r = pki.cert_result(path, info, plan.reason, os.time())
    r.msg = ("%s: %s"):format(PAST[plan.verb], plan.reason)
-   r.diff = { path = g.path, before = plan.before and pki.summary(plan.before) or "",
-      after = pki.summary(info) }
+   r.diff = { path = path, before = plan.before and pki.summary(plan.before) or "", after = pki.summary(info) }
    return r
 end
 

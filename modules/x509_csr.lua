@@ -58,15 +58,8 @@ local function differences(want, have)
    if have.subject ~= want.subject then
       why[#why + 1] = ("subject %s, want %s"):format(have.subject_dn, want.subject_dn)
    end
-   for _, field in ipairs({ "san", "key_usage", "ext_key_usage" }) do
-      local missing, extra = pki.set_diff(want[field], have[field])
-      for _, v in ipairs(missing) do
-         why[#why + 1] = ("%s %s missing"):format(field == "san" and "SAN" or field, v)
-      end
-      for _, v in ipairs(extra) do
-         why[#why + 1] = ("%s %s not requested"):format(field == "san" and "SAN" or field, v)
-      end
-   end
+   pki.mismatches(why, want, have, { { "san", "SAN" }, { "key_usage", "key_usage" },
+      { "ext_key_usage", "ext_key_usage" } })
    if have.ca ~= want.ca then
       why[#why + 1] = ("basic constraints %s, want %s"):format(have.ca, want.ca)
    end

@@ -1,17 +1,13 @@
 --- Policy helpers shared by the x509_key, x509_csr and x509_cert modules:
--- where a path lives, reading a file that may be missing, file attributes,
--- and the canonical forms (subject, SANs, usages, public key) that decide
+-- where a path lives, reading a file that may be missing, and the
+-- canonical forms (subject, SANs, usages, public key) that decide
 -- whether an existing key, CSR or certificate still matches what a task asks
 -- for. The crypto itself is etcdrun.x509 (the C core); nothing here touches
 -- a file except through a host object, so the modules work the same on the
--- controller and on a node. The file-attribute helpers serve the download
--- and unarchive modules too.
+-- controller and on a node. File attributes are etcdrun.fileattrs'.
 local x509 = require("etcdrun.x509")
-local shell = require("etcdrun.shell")
 
 local M = {}
-
-local q = shell.quote
 
 --- An absolute path for `p` on `host`. A relative path is taken relative to
 -- the playbook's directory, which only makes sense on the controller.
@@ -44,90 +40,6 @@ function M.read(host, path)
    return nil, err, code
 end
 
-local function owner_matches(want, name, id)
-   return want == nil or want == name or tostring(want) == tostring(id)
-end
-
---- What differs between a stat result and the wanted mode/owner/group, as
---- human-readable changes ("mode 0644 -> 0600"); an empty list when nothing.
----@param st table host:stat() result
----@param want {mode?: integer, owner?: string, group?: string}
----@return string[]
-function M.attr_changes(st, want)
-   local ch = {}
-   local mode = st.mode & 4095
-   if want.mode and mode ~= want.mode then
-      ch[#ch + 1] = ("mode %04o -> %04o"):format(mode, want.mode)
-   end
-   if not owner_matches(want.owner, st.user, st.uid) then
-      ch[#ch + 1] = ("owner %s -> %s"):format(st.user or st.uid, want.owner)
-   end
-   if not owner_matches(want.group, st.group, st.gid) then
-      ch[#ch + 1] = ("group %s -> %s"):format(st.group or st.gid, want.group)
-   end
-   return ch
-end
-
---- Give an existing file its mode/owner/group (chmod/chown through
---- host:exec, so it works on a node, under become, and on the controller).
----@return boolean|nil ok, string|nil err, string|nil code
-function M.set_attrs(host, path, want)
-   local cmds = {}
-   if want.owner or want.group then
-      cmds[#cmds + 1] = ("chown %s%s -- %s"):format(want.owner and q(want.owner) or "",
-         want.group and (":" .. q(want.group)) or "", q(path))
-   end
-   if want.mode then
-      cmds[#cmds + 1] = ("chmod %o -- %s"):format(want.mode, q(path))
-   end
-   if #cmds == 0 then
-      return true
-   end
-   local r, err, code = host:exec(table.concat(cmds, " && "))
-   if not r then
-      return nil, err, code
-   end
-   if r.status ~= 0 then
-      local why = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
-      return nil, ("host.chmod: %s (%s:%s)"):format(why, host.name, path), "EREMOTE"
-   end
-   return true
-end
-
---- Stat `path` and return the attribute changes it needs (see attr_changes),
---- or nil, err, code.
-function M.stat_changes(host, path, want)
-   local st, err, code = host:stat(path)
-   if not st then
-      return nil, err, code
-   end
-   return M.attr_changes(st, want)
-end
-
---- The plan for a file whose content is right: unchanged, or changed only
---- in mode/owner/group (which apply_attrs then fixes).
----@param msg string what check says about the content ("kept")
----@param result table result fields
-function M.keep_plan(host, path, attrs, msg, result)
-   local ch, err, code = M.stat_changes(host, path, attrs)
-   if not ch then
-      return nil, err, code
-   end
-   if #ch > 0 then
-      return { changed = true, msg = msg .. "; " .. table.concat(ch, ", "), attrs_only = path, result = result }
-   end
-   return { changed = false, msg = msg, result = result }
-end
-
---- apply() for a keep_plan that only fixes attributes.
-function M.apply_attrs(host, plan, attrs)
-   local ok, err, code = M.set_attrs(host, plan.attrs_only, attrs)
-   if not ok then
-      return nil, err, code
-   end
-   return { msg = plan.msg }
-end
-
 -- ---- canonical forms ---------------------------------------------------
 
 --- Sorted copy of a list of strings.
@@ -140,28 +52,58 @@ function M.sorted(list)
    return t
 end
 
---- Elements of `want` missing from `have`, and elements of `have` not in `want`.
----@return string[] missing, string[] extra
-function M.set_diff(want, have)
-   local w, h = {}, {}
-   for _, v in ipairs(want) do
-      w[v] = true
-   end
-   for _, v in ipairs(have) do
-      h[v] = true
-   end
-   local missing, extra = {}, {}
-   for _, v in ipairs(want) do
-      if not h[v] then
-         missing[#missing + 1] = v
+--- Append to `why` what differs between two sets of lists: for each
+--- {field, label} of fields, "<label> <v> missing" for a value of want[field]
+--- not in have[field] and "<label> <v> not requested" for the reverse.
+---@param why string[]
+---@param want table
+---@param have table
+---@param fields table[] { {"san", "SAN"}, {"key_usage", "key usage"}, ... }
+function M.mismatches(why, want, have, fields)
+   for _, f in ipairs(fields) do
+      local w, h = {}, {}
+      for _, v in ipairs(want[f[1]]) do
+         w[v] = true
+      end
+      for _, v in ipairs(have[f[1]]) do
+         h[v] = true
+      end
+      for _, v in ipairs(want[f[1]]) do
+         if not h[v] then
+            why[#why + 1] = ("%s %s missing"):format(f[2], v)
+         end
+      end
+      for _, v in ipairs(have[f[1]]) do
+         if not w[v] then
+            why[#why + 1] = ("%s %s not requested"):format(f[2], v)
+         end
       end
    end
-   for _, v in ipairs(have) do
-      if not w[v] then
-         extra[#extra + 1] = v
-      end
+   return why
+end
+
+--- Whole days from now until t, rounded: a 10-day certificate issued a
+--- second ago "expires in 10 days".
+function M.days_until(t, now)
+   return math.floor((t - now) / 86400 + 0.5)
+end
+
+--- A certificate's facts as gather records them: false (no file), {valid =
+--- false}, or {valid, info (x509.info), spki, verified, verify_err}: verified
+--- against ca_pem (or itself when selfsigned and it is a self-signed CA) at
+--- now, or just before it expired.
+function M.cert_facts(pem, path, now, ca_pem, selfsigned)
+   local info = pem and x509.try.info(pem, path)
+   if not info then
+      return pem and { valid = false }
    end
-   return missing, extra
+   local facts = { valid = true, info = info, spki = M.spki(pem) }
+   local at = info.not_after > now and now or info.not_after - 1
+   local ca = selfsigned and info.is_ca and info.self_signed and pem or (not selfsigned and ca_pem)
+   if ca then
+      facts.verified, facts.verify_err = x509.try.verify({ cert = pem, ca = ca, at = at })
+   end
+   return facts
 end
 
 local SAN_PREFIX = { { "dns", "DNS" }, { "ip", "IP" }, { "email", "email" }, { "uri", "URI" } }
@@ -298,7 +240,39 @@ function M.spki(pem)
    return (x509.try.public_key(pem))
 end
 
+--- Make a certificate as x509_cert's arguments say (provider selfsigned:
+--- a CA for pem.key; ca: pem.csr, or a CSR made from pem.key and the
+--- subject, signed with pem.ca_cert and pem.ca_key): the PEM, or nil, err, code.
+---@param args table x509_cert's arguments
+---@param pem table {key?, csr?, ca_cert?, ca_key?}
+---@param o table {days, san?, name}
+function M.issue(args, pem, o)
+   if args.provider == "selfsigned" then
+      return M.try(x509.try.ca, { key = pem.key, subject = args.subject, days = o.days, pathlen = args.pathlen,
+         name = o.name })
+   end
+   local csr = pem.csr
+   if not csr then
+      local err, code
+      csr, err, code = M.try(x509.try.csr, { key = pem.key, subject = args.subject, san = o.san, name = o.name })
+      if not csr then
+         return nil, err, code
+      end
+   end
+   return M.try(x509.try.sign, { csr = csr, ca_cert = pem.ca_cert, ca_key = pem.ca_key, days = o.days,
+      key_usage = args.key_usage, ext_key_usage = args.ext_key_usage, san = o.san, name = o.name })
+end
+
 -- ---- showing certificates ----------------------------------------------
+
+--- What x509_cert returns about a certificate (x509.info `info`).
+function M.cert_result(path, info, reason, now)
+   return {
+      path = path, serial = info.serial, not_after = M.iso(info.not_after),
+      days_left = M.days_until(info.not_after, now), sans = M.san_list(info.san),
+      subject = info.subject_dn, issuer = info.issuer_dn, reason = reason,
+   }
+end
 
 --- Seconds since the epoch as ISO 8601 UTC.
 function M.iso(t)

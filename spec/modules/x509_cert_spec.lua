@@ -5,6 +5,7 @@
 local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 local x509 = require("etcdrun.x509")
 local fs = require("etcdrun.fs")
@@ -42,6 +43,132 @@ local function no_lab(dir, why_not)
    end
    return false
 end
+
+describe("x509_cert plan", function()
+   local st, NONE = plancases.st, plancases.NONE
+   local pki = require("etcdrun.pki")
+   local NOW, DAY = 1800000000, 86400
+   local P, K, CA, CAK = "/pki/n.crt", "/pki/n.key", "/pki/ca.crt", "/pki/ca.key"
+   local function merge(base, over)
+      local t = {}
+      for k, v in pairs(base) do
+         t[k] = v
+      end
+      for k, v in pairs(over or {}) do
+         t[k] = v
+      end
+      return t
+   end
+   local LEAF = { subject = { CN = "n1" }, subject_dn = "CN=n1", issuer_dn = "CN=etcd-ca", serial = "01",
+      san = { dns = { "n1" }, ip = { "10.0.0.1" } }, key_usage = { "digitalSignature", "keyEncipherment" },
+      ext_key_usage = { "serverAuth" }, is_ca = false, not_after = NOW + 100 * DAY }
+   local ROOT = { subject = { CN = "etcd-ca" }, subject_dn = "CN=etcd-ca", issuer_dn = "CN=etcd-ca", serial = "02",
+      san = {}, key_usage = { "cRLSign", "keyCertSign" }, ext_key_usage = {}, is_ca = true, self_signed = true,
+      pathlen = 0, not_after = NOW + 3000 * DAY }
+   -- a leaf signed by the CA, as gather finds it; `facts` changes the certificate's facts
+   local function leaf(info, facts, over)
+      return merge({ now = NOW, ca_host = "controller", pem = {},
+         paths = { path = P, privatekey_path = K, ca_cert_path = CA, ca_key_path = CAK },
+         key = { spki = "K1", desc = "ec P-256" }, ca_cert = { valid = true, subject_dn = "CN=etcd-ca" },
+         ca_key = true, ca_key_matches = true, st = st("file", "0644"),
+         cert = merge({ valid = true, info = merge(LEAF, info), spki = "K1", verified = true }, facts) }, over)
+   end
+   local function root(info, over)
+      return merge({ now = NOW, ca_host = "controller", pem = {}, paths = { path = CA, privatekey_path = CAK },
+         key = { spki = "C1", desc = "ec P-256" }, st = st("file", "0644"),
+         cert = { valid = true, info = merge(ROOT, info), spki = "C1", verified = true } }, over)
+   end
+   local LARGS = { path = P, provider = "ca", privatekey_path = K, subject = { CN = "n1" },
+      san = { dns = "n1", ip = "10.0.0.1" }, ca_cert_path = CA, ca_key_path = CAK }
+   local CARGS = { path = CA, provider = "selfsigned", privatekey_path = CAK,
+      subject = { CN = "etcd-ca" }, pathlen = 0 }
+   local function largs(over)
+      return merge(LARGS, over)
+   end
+   plancases.run(it, "x509_cert", {
+      { name = "keeps a valid leaf",
+         state = leaf(), args = largs(),
+         want = { changed = false, diff = NONE, msg = "valid until " .. pki.iso(NOW + 100 * DAY),
+            result = { path = P, serial = "01", not_after = pki.iso(NOW + 100 * DAY), days_left = 100,
+               sans = { "DNS:n1", "IP:10.0.0.1" }, subject = "CN=n1", issuer = "CN=etcd-ca" } } },
+      { name = "keeps it, fixing the mode",
+         state = leaf(nil, nil, { st = st("file", "0600") }), args = largs(),
+         want = { changed = true, attrs_only = P,
+            msg = "valid until " .. pki.iso(NOW + 100 * DAY) .. "; mode 0600 -> 0644" } },
+      { name = "renews inside the renew window",
+         state = leaf({ not_after = NOW + 10 * DAY }), args = largs(),
+         want = { changed = true, verb = "renew", msg = "would renew: expires in 10 days" } },
+      { name = "keeps it outside a shorter window",
+         state = leaf({ not_after = NOW + 10 * DAY }), args = largs({ renew_before_days = 5 }),
+         want = { changed = false } },
+      { name = "renews an expired certificate",
+         state = leaf({ not_after = NOW - 3 * DAY }), args = largs(),
+         want = { changed = true, msg = "would renew: expired 3 days ago" } },
+      { name = "expiring and mismatched is a reissue, with every reason",
+         state = leaf({ not_after = NOW + 10 * DAY }),
+         args = largs({ san = { dns = "n1", ip = { "10.0.0.1", "10.0.0.2" } } }),
+         want = { verb = "reissue", msg = "would reissue: expires in 10 days; SAN IP:10.0.0.2 missing" } },
+      { name = "a SAN not requested",
+         state = leaf({ san = { dns = { "n1", "old" }, ip = { "10.0.0.1" } } }), args = largs(),
+         want = { msg = "would reissue: SAN DNS:old not requested" } },
+      { name = "a usage missing",
+         state = leaf(), args = largs({ ext_key_usage = { "serverAuth", "clientAuth" } }),
+         want = { msg = "would reissue: extended key usage clientAuth missing" } },
+      { name = "another subject",
+         state = leaf({ subject = { CN = "old" }, subject_dn = "CN=old" }), args = largs(),
+         want = { msg = "would reissue: subject CN=old, want CN=n1" } },
+      { name = "a new key (another type or size): the certificate no longer matches it",
+         state = leaf(nil, { spki = "K0" }), args = largs(),
+         want = { msg = "would reissue: certificate does not match the private key" } },
+      { name = "signed by another CA",
+         state = leaf(nil, { verified = false, verify_err = "x509.verify: certificate signature failure (n.crt)" }),
+         args = largs(),
+         want = { msg = "would reissue: not issued by CA CN=etcd-ca (certificate signature failure)" } },
+      { name = "issues a missing certificate; the diff is a summary, never PEM",
+         state = leaf(nil, nil, { cert = false }), args = largs(),
+         want = { changed = true, verb = "issue", msg = "would issue: no certificate",
+            diff = { path = P, before = "", after = "subject: CN=n1\nissuer: CN=etcd-ca\nsan: DNS:n1, IP:10.0.0.1\n"
+               .. "key_usage: digitalSignature, keyEncipherment\next_key_usage: serverAuth\nkey: ec P-256\n"
+               .. "not_after: ~" .. pki.iso(NOW + 365 * DAY) .. "\nserial: (new)\n" } } },
+      { name = "replaces a file that is not a certificate",
+         state = leaf(nil, nil, { cert = { valid = false } }), args = largs(),
+         want = { msg = "would reissue: existing file is not a certificate" } },
+      { name = "check mode: a CA an earlier task would make",
+         state = leaf(nil, nil, { ca_cert = false, ca_key = false }), args = largs(), opts = { check = true },
+         want = { changed = true, msg = "would issue: an input does not exist yet (made by an earlier task)" } },
+      { name = "a missing input fails for real",
+         state = leaf(nil, nil, { ca_cert = false }), args = largs(),
+         want = { failed = true, msg = "x509_cert: CA certificate not found (controller:/pki/ca.crt)",
+            result = { code = "ENOENT" } } },
+      { name = "a CA key that does not match the CA certificate",
+         state = leaf(nil, nil, { ca_key_matches = false }), args = largs(),
+         want = { failed = true, result = { code = "EKEYMISMATCH" },
+            msg = "x509_cert: CA key /pki/ca.key does not match CA certificate /pki/ca.crt (controller)" } },
+      { name = "a CSR for another key",
+         state = leaf(nil, nil, { csr = { valid = true, subject = { CN = "n1" }, san = {}, spki = "K9" },
+            paths = { path = P, privatekey_path = K, csr_path = "/pki/n.csr", ca_cert_path = CA, ca_key_path = CAK } }),
+         args = { path = P, provider = "ca", privatekey_path = K, csr_path = "/pki/n.csr", ca_cert_path = CA,
+            ca_key_path = CAK }, opts = { host = "n1" },
+         want = { failed = true, msg = "x509_cert: CSR /pki/n.csr is not for private key /pki/n.key (n1)" } },
+      { name = "keeps a self-signed CA",
+         state = root(), args = CARGS, want = { changed = false } },
+      { name = "reissues a CA whose pathlen changed",
+         state = root(), args = merge(CARGS, { pathlen = 1 }), want = { msg = "would reissue: pathlen 0, want 1" } },
+      { name = "reissues a CA certificate that is not a CA",
+         state = root({ is_ca = false }),
+         args = CARGS, want = { msg = "would reissue: not a self-signed CA certificate" } },
+      { name = "reissues a CA whose self-signature does not verify",
+         state = root(nil, { cert = merge(root().cert, { verified = false }) }), args = CARGS,
+         want = { msg = "would reissue: self-signature does not verify" } },
+      { name = "san is for provider ca",
+         state = root(), args = merge(CARGS, { san = { dns = "x" } }),
+         want = { failed = true,
+            msg = "x509_cert: argument 'san' is for provider 'ca'", result = { code = "EARGS" } } },
+      { name = "pathlen is for provider selfsigned",
+         state = leaf(), args = largs({ pathlen = 1 }),
+         want = { failed = true, msg = "x509_cert: argument 'pathlen' is for provider 'selfsigned'" } },
+   })
+end)
 
 describe("x509_cert", function()
    describe("arguments", function()
