@@ -9,27 +9,36 @@ local M = {
    },
 }
 
-local function wanted(ctx, args)
-   return ("%s (%s)\n"):format(args.text, ctx.host.name)
+local function wanted(args, host)
+   return ("%s (%s)\n"):format(args.text, host)
 end
 
---- Read the banner; plan a rewrite only when it differs.
-function M.check(ctx, args)
-   local current = ctx.host:read(args.path) -- nil when the file does not exist
-   local want = wanted(ctx, args)
-   if current == want then
+--- Read the banner (read-only): what is there, false when there is none.
+function M.gather(ctx, args)
+   local current, err, code = ctx.host:read(args.path, { missing = false })
+   if current == nil then
+      return nil, err, code
+   end
+   return { current = current }
+end
+
+--- Decide, from what gather read alone: a rewrite only when it differs.
+function M.plan(state, args, opts)
+   local want = wanted(args, opts.host)
+   if state.current == want then
       return { changed = false, msg = "banner in place" }
    end
    return {
       changed = true,
-      msg = current and "would update the banner" or "would create the banner",
-      diff = { path = args.path, before = current or "", after = want },
+      msg = state.current and "would update the banner" or "would create the banner",
+      diff = { path = args.path, before = state.current or "", after = want },
+      content = want,
    }
 end
 
 --- Write it atomically, world-readable.
-function M.apply(ctx, args)
-   local ok, err, code = ctx.host:write(args.path, wanted(ctx, args), { mode = 420 })
+function M.apply(ctx, args, plan)
+   local ok, err, code = ctx.host:write(args.path, plan.content, { mode = "0644" })
    if not ok then
       return nil, err, code
    end

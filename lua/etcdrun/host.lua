@@ -250,16 +250,26 @@ function Host:stat(path, opts)
 end
 
 --- Read a remote file's content.
-function Host:read(path)
+function Host:read(path, opts)
+   local data, err, code
    if self.become and self.user ~= "root" then
-      local r, err, code = self:_file_cmd("read", path, "cat -- " .. q(path))
-      return r and r.stdout, err, code
+      local r
+      r, err, code = self:_file_cmd("read", path, "cat -- " .. q(path))
+      data = r and r.stdout
+   else
+      local ok
+      ok, err, code = self:connect()
+      if not ok then
+         return nil, err, code
+      end
+      data, err, code = sched.await(self._session:submit("get", path))
    end
-   local ok, err, code = self:connect()
-   if not ok then
-      return nil, err, code
+   -- {missing = false}: a file that is not there reads as false, a distinct
+   -- answer from a failure (a permission error must not read as "absent")
+   if data == nil and code == "ENOENT" and opts and opts.missing == false then
+      return false
    end
-   return sched.await(self._session:submit("get", path))
+   return data, err, code
 end
 
 --- sha256 of a remote file (sha256sum on the node), so unchanged files are

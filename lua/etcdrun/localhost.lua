@@ -52,8 +52,12 @@ function LocalHost:stat(path, opts)
    return rename_failure(self, "stat", path, st, err, code)
 end
 
-function LocalHost:read(path)
-   return rename_failure(self, "read", path, fs.read(path))
+function LocalHost:read(path, opts)
+   local data, err, code = rename_failure(self, "read", path, fs.read(path))
+   if data == nil and code == "ENOENT" and opts and opts.missing == false then
+      return false -- as Host:read: missing is an answer, not a failure
+   end
+   return data, err, code
 end
 
 function LocalHost:sha256(path)
