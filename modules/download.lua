@@ -9,9 +9,10 @@
 -- internet access. Every host of a run that needs the same file is served
 -- from one staged copy.
 --
--- Check mode fetches nothing but the (small) SHA256SUMS list when sums_url
--- is used, reads the host's digest, and reports whether the file would be
--- fetched ("not cached") or only pushed.
+-- gather fetches nothing but the (small) SHA256SUMS list when sums_url is
+-- used, reads the host's digest and looks the file up in the cache; plan
+-- decides whether it would be fetched and pushed, only pushed (cached), or
+-- left (then perhaps its attributes fixed); apply fetches, verifies, pushes.
 local http = require("etcdrun.http")
 local fs = require("etcdrun.fs")
 local fa = require("etcdrun.fileattrs")
@@ -122,53 +123,63 @@ local function mark_credentials(ctx, url)
    end
 end
 
-function M.check(ctx, args)
+--- The expected sha256 (given, or from the checksum list: one small GET),
+--- the destination's stat (an existing directory gets the URL's file name),
+--- its sha256 when it is a file, and whether the controller's cache holds
+--- the file already.
+function M.gather(ctx, args)
    mark_credentials(ctx, args.url)
    mark_credentials(ctx, args.sums_url)
    local sha, err, code = expected_sha256(args)
    if not sha then
       return nil, err, code
    end
-   local h = ctx.host
-   local dest = args.dest
-   local st, serr, scode = h:stat(dest)
+   local h, dest = ctx.host, args.dest
+   local st, scode
+   st, err, scode = h:stat(dest)
    if st and st.type == "dir" then
       dest = dest:gsub("/+$", "") .. "/" .. basename(args.url)
-      st, serr, scode = h:stat(dest)
+      st, err, scode = h:stat(dest)
    end
    if not st and scode ~= "ENOENT" then
-      return nil, serr, scode -- unreachable, permission denied: not "missing"
+      return nil, err, scode -- unreachable, permission denied: not "missing"
    end
    local cache = cache_dir(args)
-   local cache_path = cache and (cache .. "/" .. sha)
-   local cached = cache_path and fs.try.stat(cache_path) ~= nil
-   local res = { dest = dest, url = args.url, sha256 = sha, cache_path = cached and cache_path or nil }
-   local have
-   if st then
-      if st.type ~= "file" then
-         return nil, ("download: %s:%s exists and is not a regular file"):format(h.name, dest), "EEXIST"
-      end
-      have, err, code = h:sha256(dest)
-      if not have then
+   local state = { sha = sha, dest = dest, st = st,
+      cache_path = cache and fs.try.stat(cache .. "/" .. sha) and (cache .. "/" .. sha) or nil }
+   if st and st.type == "file" then
+      state.have, err, code = h:sha256(dest)
+      if not state.have then
          return nil, err, code
       end
    end
-   local attrs = { mode = args.mode, owner = args.owner, group = args.group }
+   return state
+end
+
+--- Up to date when the host's digest matches (then only attributes may
+--- change); otherwise the file is pushed, fetched first unless cached.
+function M.plan(state, args, opts)
+   local sha, dest, st, have = state.sha, state.dest, state.st, state.have
+   local result = { dest = dest, url = args.url, sha256 = sha, cache_path = state.cache_path }
+   if st and st.type ~= "file" then
+      return { failed = true, result = { code = "EEXIST" },
+         msg = ("download: %s:%s exists and is not a regular file"):format(opts.host, dest) }
+   end
    if have == sha then
-      local ch = fa.changes(st, attrs)
+      local ch = fa.changes(st, { mode = args.mode, owner = args.owner, group = args.group })
       if #ch > 0 then
          return { changed = true, msg = "up to date; " .. fa.describe(ch), attrs_only = true, dest = dest,
-            result = res }
+            result = result }
       end
-      return { changed = false, msg = "up to date (sha256 matches)", result = res }
+      return { changed = false, msg = "up to date (sha256 matches)", result = result }
    end
    return {
       changed = true,
-      msg = ("would %s %s to %s"):format(cached and "push (cached)" or "download and push", args.url, dest),
+      msg = ("would %s %s to %s"):format(state.cache_path and "push (cached)" or "download and push", args.url, dest),
       diff = { path = dest, before = have and ("sha256 " .. have .. "\n") or "",
          after = ("sha256 %s\nmode %04o\n"):format(sha, args.mode) },
       dest = dest, sha = sha, existed = have ~= nil,
-      result = res,
+      result = result,
    }
 end
 

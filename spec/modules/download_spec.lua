@@ -4,6 +4,7 @@
 local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local fs = require("etcdrun.fs")
 local http = require("etcdrun.core.http")
 local cjson = require("cjson")
@@ -39,6 +40,66 @@ describe("download", function()
             assert.matches("site.lua:4: module 'download': " .. c[2], err, 1, true)
          end)
       end
+   end)
+
+   describe("plan", function()
+      local st, NONE = plancases.st, plancases.NONE
+      local S, T = string.rep("5", 64), string.rep("7", 64)
+      local URL = "https://example.org/r/tool.tgz"
+      local args = { url = URL, sha256 = S, dest = "/opt/tool.tgz" }
+      local function with(extra)
+         local a = { url = URL, sha256 = S, dest = "/opt/tool.tgz" }
+         for k, v in pairs(extra) do
+            a[k] = v
+         end
+         return a
+      end
+      local function state(extra)
+         local s = { sha = S, dest = "/opt/tool.tgz" }
+         for k, v in pairs(extra or {}) do
+            s[k] = v
+         end
+         return s
+      end
+      plancases.run(it, "download", {
+         { name = "absent and not cached: download and push, diff from nothing",
+           state = state(), args = args,
+           want = { changed = true, msg = "would download and push " .. URL .. " to /opt/tool.tgz",
+              diff = { path = "/opt/tool.tgz", before = "", after = "sha256 " .. S .. "\nmode 0644\n" },
+              sha = S, existed = false, attrs_only = NONE,
+              result = { dest = "/opt/tool.tgz", url = URL, sha256 = S } } },
+         { name = "absent but cached on the controller: push only",
+           state = state({ cache_path = "/c/" .. S }), args = args,
+           want = { changed = true, msg = "would push (cached) " .. URL .. " to /opt/tool.tgz",
+              result = { dest = "/opt/tool.tgz", url = URL, sha256 = S, cache_path = "/c/" .. S } } },
+         { name = "another content there: replaced, before shows its digest, the mode asked",
+           state = state({ st = st("file", "0600"), have = T }), args = with({ mode = "0755" }),
+           want = { changed = true, existed = true,
+              diff = { path = "/opt/tool.tgz", before = "sha256 " .. T .. "\n",
+                 after = "sha256 " .. S .. "\nmode 0755\n" } } },
+         { name = "the same digest and attributes: up to date",
+           state = state({ st = st("file", "0644"), have = S }), args = args,
+           want = { changed = false, msg = "up to date (sha256 matches)", diff = NONE } },
+         { name = "the same digest, mode and owner drifted: fixed without sending",
+           state = state({ st = st("file", "0644"), have = S }), args = with({ mode = "0600", owner = "nobody" }),
+           want = { changed = true, msg = "up to date; mode 0644 -> 0600, owner root -> nobody", attrs_only = true,
+              dest = "/opt/tool.tgz", diff = NONE } },
+         { name = "an owner and group that already match",
+           state = state({ st = st("file", "0644", "etcd"), have = S }),
+           args = with({ owner = "etcd", group = "etcd" }),
+           want = { changed = false } },
+         { name = "check mode decides the same (nothing is fetched before apply)",
+           state = state(), args = args, opts = { check = true },
+           want = { changed = true, msg = "would download and push " .. URL .. " to /opt/tool.tgz" } },
+         { name = "a directory inside the directory (dest/name) is not a file: fails naming the host",
+           state = state({ dest = "/opt/d/tool.tgz", st = st("dir", "0755") }), args = with({ dest = "/opt/d" }),
+           opts = { host = "etcd9" },
+           want = { failed = true, msg = "download: etcd9:/opt/d/tool.tgz exists and is not a regular file",
+              result = { code = "EEXIST" } } },
+         { name = "a fifo at dest is not a regular file either",
+           state = state({ st = st("fifo", "0644") }), args = args, opts = { host = "etcd9" },
+           want = { failed = true, msg = "download: etcd9:/opt/tool.tgz exists and is not a regular file" } },
+      })
    end)
 
    describe("to a node", function()
