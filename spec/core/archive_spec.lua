@@ -523,4 +523,39 @@ describe("archive", function()
          assert.are.same(archive.digests(tgz), earchive.digests(tgz))
       end)
    end)
+
+   describe("tree (the facade's cache of extracted trees)", function()
+      it("readonly describes a tree not cached yet from digests, as the extraction then caches it", function()
+         local t = mkarchive(dir .. "/t.tar.gz", "tar.gz", {
+            { name = "top/d/", type = "dir", mode = 488 }, -- explicit: an implicit one's mode is the umask's
+            { name = "top/d/x", data = "x\n", mode = 384 },
+            { name = "top/y", data = "y\n" },
+            { name = "top/h", type = "hardlink", link = "top/y" },
+            { name = "top/s", type = "symlink", link = "y" },
+         })
+         local opts = { strip_components = 1, readonly = true }
+         local pre = earchive.tree(t, opts)
+         assert.is_nil(pre.dir)
+         local ok, under_check = require("etcdrun.checkguard").run(earchive.tree, t, opts)
+         assert.is_true(ok)
+         assert.are.same(pre, under_check)
+         local got = earchive.tree(t, { strip_components = 1 })
+         assert.is_string(got.dir)
+         assert.are.same(got.entries, pre.entries)
+         assert.are.same({ "d", "d/x", "h", "s", "y" }, (function()
+            local r = {}
+            for i, e in ipairs(got.entries) do
+               r[i] = e.rel
+            end
+            return r
+         end)())
+         assert.are.equal("x\n", helper.read(got.dir .. "/d/x"))
+         assert.are.same(got, earchive.tree(t, opts)) -- cached now: readonly gets the dir too
+         local r, err, code = earchive.try.tree(t, { include = { "nope" } })
+         assert.is_nil(r)
+         assert.are.equal("ENOENT", code)
+         assert.truthy(err:find("archive.extract: no entry matches 'nope'", 1, true), err)
+         assert.has_error(function() earchive.tree(dir .. "/none.tgz") end)
+      end)
+   end)
 end)

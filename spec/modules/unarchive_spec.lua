@@ -4,6 +4,7 @@
 local helper = require("support.helper")
 local lab = require("support.lab")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local host = require("etcdrun.host")
 local localhost = require("etcdrun.localhost")
 local fs = require("etcdrun.fs")
@@ -50,6 +51,140 @@ describe("unarchive", function()
             assert.matches("site.lua:5: module 'unarchive': " .. c[2], err, 1, true)
          end)
       end
+   end)
+
+   describe("plan", function()
+      local NONE = plancases.NONE
+      local A, B = string.rep("a", 64), string.rep("b", 64)
+      -- a tree as archive.tree gives it (cached, or from digests under --check)
+      local function tree(dir)
+         return { dir = dir, entries = {
+            { rel = "README", type = "file", mode = 420, sha256 = A },
+            { rel = "bin", type = "dir", mode = 493 },
+            { rel = "bin/tool", type = "file", mode = 493, sha256 = B },
+            { rel = "link", type = "link", mode = 511 },
+         } }
+      end
+      -- what the host has, by entry index (as host_state parses it)
+      local function F(sha, mode, user, hashed)
+         return { type = "F", sha256 = sha, mode = tonumber(mode, 8), user = user or "root", group = user or "root",
+            hashed = hashed }
+      end
+      local function state(host, dir)
+         return { src = "/c/pkg.tgz", dest = "/opt/p", tree = tree(dir or "/cache/t"), host = host }
+      end
+      local args = { src = "/c/pkg.tgz", dest = "/opt/p" }
+      local function with(extra)
+         local a = { src = "/c/pkg.tgz", dest = "/opt/p" }
+         for k, v in pairs(extra) do
+            a[k] = v
+         end
+         return a
+      end
+      local UP = { F(A, "644"), { type = "D" }, F(B, "755"), { type = "L" } }
+      local FILES = { "/opt/p/README", "/opt/p/bin/tool" }
+      plancases.run(it, "unarchive", {
+         { name = "dest missing: makes it and its directory, pushes every file, skips the link",
+           state = state(false), args = args,
+           want = { changed = true, msg = "would place 2 of 2 files in /opt/p", mkdest = true,
+              diff = { path = "/opt/p", before = "", after = "README  " .. A:sub(1, 16) .. "  0644\nbin/\n"
+                 .. "bin/tool  " .. B:sub(1, 16) .. "  0755\n" },
+              result = { files = FILES, changed_files = FILES, skipped = { "link" }, dest = "/opt/p" } },
+           also = function(p)
+              assert.are.same({ "README", "bin/tool" }, { p.push[1].e.rel, p.push[2].e.rel })
+              assert.are.same({ "bin" }, { p.dirs[1].rel })
+              assert.are.equal("/cache/t", p.tree.dir)
+           end },
+         { name = "check mode, tree from digests (no dir): the same per-file answer",
+           state = state(false, false), args = args, opts = { check = true },
+           want = { changed = true, msg = "would place 2 of 2 files in /opt/p" } },
+         { name = "everything there with the archive's digests and modes: up to date",
+           state = state(UP), args = args,
+           want = { changed = false, msg = "2 files up to date", diff = NONE } },
+         { name = "a trailing slash on dest is dropped",
+           state = state(UP), args = with({ dest = "/opt/p/" }),
+           want = { changed = false, result = { files = FILES, changed_files = {}, skipped = { "link" },
+              dest = "/opt/p" } } },
+         { name = "one file's content differs: only it is pushed, before shows the host's digest",
+           state = state({ F(B, "644"), { type = "D" }, F(B, "755"), { type = "L" } }), args = args,
+           want = { changed = true, msg = "would place 1 of 2 files in /opt/p",
+              diff = { path = "/opt/p", before = "README  " .. B:sub(1, 16) .. "  0644\n",
+                 after = "README  " .. A:sub(1, 16) .. "  0644\n" } },
+           also = function(p)
+              assert.are.equal(1, #p.push)
+              assert.are.same({}, p.fix)
+           end },
+         { name = "same content, the mode differs from the one asked: fixed in place, not pushed",
+           state = state(UP), args = with({ mode = "0700" }),
+           want = { changed = true, msg = "would place 2 of 2 files in /opt/p",
+              diff = { path = "/opt/p", before = "README: mode 0644 -> 0700\nbin/tool: mode 0755 -> 0700\n",
+                 after = "README  " .. A:sub(1, 16) .. "  0700\nbin/tool  " .. B:sub(1, 16) .. "  0700\n" } },
+           also = function(p)
+              assert.are.same({}, p.push)
+              assert.are.same({ { path = "/opt/p/README", mode = 448 }, { path = "/opt/p/bin/tool", mode = 448 } },
+                 p.fix)
+           end },
+         { name = "the owner differs",
+           state = state(UP), args = with({ owner = "nobody" }),
+           want = { changed = true, msg = "would place 2 of 2 files in /opt/p" },
+           also = function(p)
+              assert.are.equal("README: owner root -> nobody\nbin/tool: owner root -> nobody\n", p.diff.before)
+           end },
+         { name = "an owner given by name that matches: up to date",
+           state = state(UP), args = with({ owner = "root", group = "root" }),
+           want = { changed = false } },
+         { name = "a missing directory is made",
+           state = state({ F(A, "644"), nil, nil, nil }), args = args,
+           want = { changed = true, msg = "would place 1 of 2 files in /opt/p" },
+           also = function(p)
+              assert.are.same({ "bin" }, { p.dirs[1].rel })
+              assert.is_false(p.mkdest)
+           end },
+         { name = "a directory where the archive has a file fails, naming the host",
+           state = state({ { type = "D" }, { type = "D" }, F(B, "755") }), args = args, opts = { host = "etcd9" },
+           want = { failed = true, msg = "unarchive: etcd9:/opt/p/README is a directory, the archive has a file there",
+              result = { code = "EEXIST" } } },
+         { name = "a file where the archive has a directory fails",
+           state = state({ F(A, "644"), F(A, "644") }), args = args, opts = { host = "etcd9" },
+           want = { failed = true, msg = "unarchive: etcd9:/opt/p/bin exists and is not a directory" } },
+         { name = "the archive is missing: a failure",
+           state = { src = "/c/none.tgz", missing = true, controller = "controller" }, args = args,
+           want = { failed = true, msg = "unarchive: archive not found (controller:/c/none.tgz)",
+              result = { code = "ENOENT" } } },
+         { name = "the archive is missing under --check (an earlier task makes it): a change",
+           state = { src = "/c/none.tgz", missing = true, controller = "controller" }, args = args,
+           opts = { check = true },
+           want = { changed = true, failed = NONE,
+              msg = "would extract /c/none.tgz: it does not exist yet (made by an earlier task)" } },
+      })
+   end)
+
+   describe("on the controller (no lab)", function()
+      it("check mode answers per file from the archive's digests, writing nothing; the run agrees", function()
+         local work = helper.tmpdir()
+         local src = work .. "/p.tar.gz"
+         mkarchive(src, "tar.gz", {
+            { name = "p/sub/a", data = "alpha\n", mode = 384 },
+            { name = "p/b", data = "beta\n", mode = 493 },
+            { name = "p/l", type = "symlink", link = "b" },
+         })
+         local ctl = localhost.new()
+         local a = { src = src, dest = work .. "/out", strip_components = 1 }
+         local trees = require("etcdrun.archive").cache_dir() .. "/trees"
+         local before = fs.try.list(trees) or {}
+         local r = modtest.run("unarchive", a, ctl, { check = true })
+         assert.is_false(r.failed, r.msg)
+         assert.are.equal("would place 2 of 2 files in " .. work .. "/out", r.msg)
+         assert.are.same({ "p.tar.gz", "p.tar.gz.json" }, fs.list(work))
+         assert.are.same(before, fs.try.list(trees) or {})
+         local r2 = modtest.run("unarchive", a, ctl)
+         assert.is_false(r2.failed, r2.msg)
+         assert.are.same(r.diff, r2.diff)
+         assert.are.same({ "l" }, r2.skipped)
+         assert.are.equal("alpha\n", helper.read(work .. "/out/sub/a"))
+         r = modtest.run("unarchive", a, ctl, { check = true })
+         assert.are.equal("2 files up to date", r.msg)
+      end)
    end)
 
    describe("a small archive on etcd9", function()
