@@ -76,7 +76,7 @@ local function host_state(h, dest, entries)
       .. [[ elif [ -f "$f" ]; then k=$(stat -c ']] .. STAT_KEY .. [[' -- "$f");]]
       .. [[ s=$(awk -F'\t' -v f="$f" -v k="$k" '$1 == f && $2 == k { print $3; exit }' "$c");]]
       .. [[ w=c; [ -n "$s" ] || { w=h; s=$(sha256sum < "$f") || exit 1; };]]
-      .. [[ printf '%s|F|%s|%s|%s\n' "$i" "$w" "${s%% *}" "$(stat -c '%a|%U|%G' -- "$f")";]]
+      .. [[ printf '%s|F|%s|%s|%s\n' "$i" "$w" "${s%% *}" "$(]] .. fa.stat_p(false, "f") .. [[)";]]
       .. [[ elif [ -e "$f" ]; then echo "$i|O"; fi; done]]
    local r, err, code = h:exec(cmd)
    if not r then
@@ -94,8 +94,9 @@ local function host_state(h, dest, entries)
       if i then
          local s = { type = t }
          if t == "F" then
-            local how, sha, mode, user, group = rest:match("^([ch])|(%x+)|(%d+)|([^|]*)|(.*)$")
-            s.sha256, s.mode, s.user, s.group = sha, tonumber(mode, 8), user, group
+            local how, sha, stat = rest:match("^([ch])|(%x+)|(.*)$")
+            local st = fa.parse_stat(stat) or {}
+            s.sha256, s.mode, s.uid, s.gid, s.user, s.group = sha, st.mode, st.uid, st.gid, st.user, st.group
             s.hashed = how == "h"
          end
          state[tonumber(i)] = s

@@ -70,8 +70,12 @@ describe("unarchive", function()
          return { type = "F", sha256 = sha, mode = tonumber(mode, 8), user = user or "root", group = user or "root",
             hashed = hashed }
       end
-      local function state(host, dir)
-         return { src = "/c/pkg.tgz", dest = "/opt/p", tree = tree(dir or "/cache/t"), host = host }
+      -- dir false: a tree from archive.digests (check mode, not cached), without dir
+      local function state(on_host, dir)
+         if dir == nil then
+            dir = "/cache/t"
+         end
+         return { src = "/c/pkg.tgz", dest = "/opt/p", tree = tree(dir or nil), host = on_host }
       end
       local args = { src = "/c/pkg.tgz", dest = "/opt/p" }
       local function with(extra)
@@ -97,7 +101,12 @@ describe("unarchive", function()
            end },
          { name = "check mode, tree from digests (no dir): the same per-file answer",
            state = state(false, false), args = args, opts = { check = true },
-           want = { changed = true, msg = "would place 2 of 2 files in /opt/p" } },
+           want = { changed = true, msg = "would place 2 of 2 files in /opt/p" },
+           also = function(p)
+              assert.is_nil(p.tree.dir)
+              assert.are.equal("README  " .. A:sub(1, 16) .. "  0644\nbin/\nbin/tool  " .. B:sub(1, 16) .. "  0755\n",
+                 p.diff.after)
+           end },
          { name = "everything there with the archive's digests and modes: up to date",
            state = state(UP), args = args,
            want = { changed = false, msg = "2 files up to date", diff = NONE } },
