@@ -24,14 +24,7 @@ local M = {
 }
 
 local function cache_of(args)
-   if args.cache then
-      return args.cache
-   end
-   local base = os.getenv("XDG_CACHE_HOME")
-   if not base or base == "" then
-      base = (os.getenv("HOME") or "/tmp") .. "/.cache"
-   end
-   return base .. "/etcdrun/releases"
+   return args.cache or ((http.cache_dir() or "/tmp/etcdrun-cache") .. "/releases")
 end
 
 local function base(args)

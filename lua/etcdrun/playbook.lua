@@ -223,25 +223,6 @@ local function describe(v)
    return (t == "nil" and "nil") or ("a" .. (t:match("^[aeiou]") and "n " or " ") .. t)
 end
 
-local function is_list_of_strings(v)
-   if type(v) ~= "table" or M.is_secret(v) then
-      return false
-   end
-   local n = 0
-   for _ in pairs(v) do
-      n = n + 1
-   end
-   if n ~= #v then
-      return false
-   end
-   for _, x in ipairs(v) do
-      if type(x) ~= "string" then
-         return false
-      end
-   end
-   return true
-end
-
 local function is_list(v)
    if type(v) ~= "table" or M.is_secret(v) then
       return false
@@ -251,6 +232,18 @@ local function is_list(v)
       n = n + 1
    end
    return n == #v
+end
+
+local function is_list_of_strings(v)
+   if not is_list(v) then
+      return false
+   end
+   for _, x in ipairs(v) do
+      if type(x) ~= "string" then
+         return false
+      end
+   end
+   return true
 end
 
 -- The type each optional field of a play or task takes: a checker and the
