@@ -2,7 +2,8 @@
 -- template, lineinfile) as a pure decision (dest_plan, table-driven), and
 -- the shell that gathers what it decides on (dest_cmd), run on the
 -- controller against real links: plain, relative, chained, to a directory,
--- dangling and looping.
+-- dangling and looping; and the one place for attributes: the stat line,
+-- wanted vs current, the fixing command, the failure mapping.
 local helper = require("support.helper")
 local fa = require("etcdrun.fileattrs")
 local proc = require("etcdrun.core.proc")
@@ -87,4 +88,55 @@ describe("fileattrs.dest_cmd on the controller", function()
          assert.are.equal(c[4]:format(d), out)
       end)
    end
+end)
+
+describe("fileattrs: the one place for attributes", function()
+   it("parses a stat line (the fields of host:stat and fs.stat)", function()
+      assert.are.same({ type = "file", mode = 420, uid = 0, gid = 5, user = "root", group = "tty", size = 12,
+         mtime = 1700000000 }, fa.parse_stat("regular file|644|0|5|root|tty|12|1700000000"))
+      assert.are.same({ type = "char", mode = 438, uid = 1234, gid = 1234, size = 0, mtime = 1 },
+         fa.parse_stat("character special file|666|1234|1234|UNKNOWN|UNKNOWN|0|1"))
+      assert.are.equal("unknown", fa.parse_stat("weird|0|0|0|a|b|0|0").type)
+      assert.is_nil(fa.parse_stat("stat: cannot statx"))
+      assert.are.equal("special file", fa.kind("char"))
+      assert.are.equal("directory", fa.kind("dir"))
+   end)
+
+   -- { stat, wanted, changes described }
+   local cases = {
+      { { type = "file", mode = 420, uid = 0, gid = 0, user = "root", group = "root" }, { mode = 384 },
+         "mode 0644 -> 0600" },
+      { { type = "file", mode = 420, uid = 0, gid = 0, user = "root", group = "root" },
+         { mode = 420, owner = "root", group = "0" }, "" },
+      { { type = "file", mode = 420, uid = 65534, gid = 0, user = "nobody", group = "root" },
+         { owner = "0", group = "etcd" }, "owner nobody -> 0, group root -> etcd" },
+      { { type = "file", mode = 1092, uid = 1234, gid = 1234 }, { mode = 1092, owner = "1234", group = "x" },
+         "group 1234 -> x" },
+      { { type = "link", mode = 511, uid = 0, gid = 0, user = "root", group = "root" }, { mode = 384 }, "" },
+      { nil, { mode = 384 }, "" },
+   }
+   for i, c in ipairs(cases) do
+      it(("compares wanted with current, case %d"):format(i), function()
+         assert.are.equal(c[3], fa.describe(fa.changes(c[1], c[2])))
+      end)
+   end
+
+   it("builds the fixing command: chown before chmod, -h for a link, nothing to do is nil", function()
+      assert.are.equal("chown etcd:etcd -- /x && chmod 600 -- /x", fa.fix_cmd("/x", { mode = 384, owner = "etcd",
+         group = "etcd" }))
+      assert.are.equal("chown -h :wheel -- /l", fa.fix_cmd("/l", { mode = 384, group = "wheel" }, true))
+      assert.is_nil(fa.fix_cmd("/x", {}))
+   end)
+
+   it("maps a failed command to a message and a code", function()
+      local function fail(stderr, bare)
+         return { select(2, fa.failure("host.stat", "n1", "/x", { stderr = stderr, stdout = "", status = 1 }, bare)) }
+      end
+      assert.are.same({ "host.stat: No such file or directory (n1:/x)", "ENOENT" },
+         fail("stat: cannot statx '/x': No such file or directory\n", true))
+      assert.are.same({ "host.stat: chown: invalid user: 'x' (n1:/x)", "EREMOTE" }, fail("chown: invalid user: 'x'"))
+      assert.are.same({ "host.stat: cannot open '/x': Permission denied (n1:/x)", "EACCES" },
+         fail("warning\ncat: cannot open '/x': Permission denied", true))
+      assert.are.equal("ENOTDIR", fail("mkdir: cannot create directory '/x/y': Not a directory")[2])
+   end)
 end)

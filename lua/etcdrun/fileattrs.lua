@@ -39,9 +39,11 @@ function M.stat_cmd(path, follow)
    return ("stat %s-c %s -- %s"):format(follow == false and "" or "-L ", FMT, q(path))
 end
 
---- stat_cmd for the path in the shell variable $p (see dest_cmd).
-function M.stat_p(follow)
-   return ("stat %s-c %s -- \"$p\""):format(follow == false and "" or "-L ", FMT)
+--- stat_cmd for the path in a shell variable: $p (see dest_cmd) or $var.
+---@param follow? boolean
+---@param var? string
+function M.stat_p(follow, var)
+   return ("stat %s-c %s -- \"$%s\""):format(follow == false and "" or "-L ", FMT, var or "p")
 end
 
 --- The symlink rule of every content module (copy, template, lineinfile)

@@ -294,21 +294,17 @@ local function split_path(path)
    return dir == "" and "/" or dir, base
 end
 
+-- The mode/owner/group of opts for fileattrs.fix_cmd, a string mode read as octal.
+local function attrs(opts, path)
+   return { mode = opts.mode and fs.mode(opts.mode, path), owner = opts.owner, group = opts.group }
+end
+
 -- The command that gives a staged temp file its owner and mode and renames
 -- it over path. Without mode/owner the existing file's are kept.
 local function finalize_cmd(tmp, path, opts)
    local parts = { ("if [ -e %s ]; then chmod --reference=%s %s && chown --reference=%s %s; fi")
       :format(q(path), q(path), q(tmp), q(path), q(tmp)) }
-   if opts.owner or opts.group then
-      parts[#parts + 1] = ("chown %s%s %s"):format(
-         opts.owner and q(opts.owner) or "",
-         opts.group and (":" .. q(opts.group)) or "",
-         q(tmp)
-      )
-   end
-   if opts.mode then
-      parts[#parts + 1] = ("chmod %o %s"):format(fs.mode(opts.mode, path), q(tmp))
-   end
+   parts[#parts + 1] = fa.fix_cmd(tmp, attrs(opts, path))
    parts[#parts + 1] = ("mv -f -T %s %s"):format(q(tmp), q(path))
    -- in the same command: temp files of this name that killed runs left
    -- behind (untouched for 10 minutes; a live transfer keeps touching its own)
@@ -381,17 +377,8 @@ end
 --- mkdir -p with the mode (and owner) given to the last component.
 function Host:mkdir(path, opts)
    opts = opts or {}
-   local cmd = "mkdir -p -- " .. q(path)
-   if opts.mode then
-      cmd = cmd .. (" && chmod %o %s"):format(fs.mode(opts.mode, path), q(path))
-   end
-   if opts.owner or opts.group then
-      cmd = cmd .. (" && chown %s%s %s"):format(
-         opts.owner and q(opts.owner) or "",
-         opts.group and (":" .. q(opts.group)) or "",
-         q(path)
-      )
-   end
+   local fix = fa.fix_cmd(path, attrs(opts, path))
+   local cmd = "mkdir -p -- " .. q(path) .. (fix and (" && " .. fix) or "")
    local r, err, code = self:_file_cmd("mkdir", path, cmd)
    return r and true, err, code
 end
