@@ -111,17 +111,11 @@ function M.gather(ctx, args)
    if pem.ca_key and ci then
       state.ca_key_matches, state.ca_key_err = x509.try.key_matches(pem.ca_key, pem.ca_cert)
    end
-   local old, err, code = pki.read(ctx.host, paths.path)
+   local old, st, code = pki.read_stat(ctx.host, paths.path)
    if old == nil then
-      return nil, err, code
+      return nil, st, code
    end
-   state.cert = pki.cert_facts(old, paths.path, state.now, pem.ca_cert, args.provider == "selfsigned")
-   if old then
-      state.st, err, code = ctx.host:stat(paths.path)
-      if not state.st then
-         return nil, err, code
-      end
-   end
+   state.cert, state.st = pki.cert_facts(old, paths.path, state.now, pem.ca_cert, args.provider == "selfsigned"), st
    return state
 end
 

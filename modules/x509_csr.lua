@@ -93,21 +93,15 @@ function M.gather(ctx, args)
    state.key = key and { spki = pki.spki(ctx.secret(key)) }
    state.key_pem = key or nil
    local old
-   old, err, code = pki.read(h, path)
+   old, state.st, code = pki.read_stat(h, path)
    if old == nil then
-      return nil, err, code
+      return nil, state.st, code
    end
    state.csr = old and { valid = false }
    local info = old and x509.try.csr_info(old, path)
    if info and info.signature_valid then
       state.csr = fields(info, pki.spki(old))
       state.csr.ca = ca_string(info.is_ca, info.pathlen)
-   end
-   if old then
-      state.st, err, code = h:stat(path)
-      if not state.st then
-         return nil, err, code
-      end
    end
    return state
 end

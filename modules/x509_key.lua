@@ -64,18 +64,13 @@ function M.gather(ctx, args)
    if not path then
       return nil, perr, "EARGS"
    end
-   local pem, err, code = pki.read(ctx.host, path)
+   local pem, st, code = pki.read_stat(ctx.host, path)
    if pem == nil then
-      return nil, err, code
+      return nil, st, code
    end
-   local state = { path = path, exists = pem and true or false }
+   local state = { path = path, exists = pem and true or false, st = st }
    if pem then
-      ctx.secret(pem)
-      state.info, state.why = x509.try.key_info(pem, path)
-      state.st, err, code = ctx.host:stat(path)
-      if not state.st then
-         return nil, err, code
-      end
+      state.info, state.why = x509.try.key_info(ctx.secret(pem), path)
    end
    return state
 end

@@ -40,6 +40,22 @@ function M.read(host, path)
    return nil, err, code
 end
 
+--- read, and for a file that exists its stat too (for fileattrs.keep_plan):
+--- data and stat, false when it does not exist, or nil, err, code.
+---@return string|false|nil data, table|string|nil st_or_err, string|nil code
+function M.read_stat(host, path)
+   local data, err, code = M.read(host, path)
+   if not data then
+      return data, err, code
+   end
+   local st
+   st, err, code = host:stat(path)
+   if not st then
+      return nil, err, code
+   end
+   return data, st
+end
+
 -- ---- canonical forms ---------------------------------------------------
 
 --- Sorted copy of a list of strings.

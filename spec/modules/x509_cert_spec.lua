@@ -49,16 +49,7 @@ describe("x509_cert plan", function()
    local pki = require("etcdrun.pki")
    local NOW, DAY = 1800000000, 86400
    local P, K, CA, CAK = "/pki/n.crt", "/pki/n.key", "/pki/ca.crt", "/pki/ca.key"
-   local function merge(base, over)
-      local t = {}
-      for k, v in pairs(base) do
-         t[k] = v
-      end
-      for k, v in pairs(over or {}) do
-         t[k] = v
-      end
-      return t
-   end
+   local merge = plancases.merge
    local LEAF = { subject = { CN = "n1" }, subject_dn = "CN=n1", issuer_dn = "CN=etcd-ca", serial = "01",
       san = { dns = { "n1" }, ip = { "10.0.0.1" } }, key_usage = { "digitalSignature", "keyEncipherment" },
       ext_key_usage = { "serverAuth" }, is_ca = false, not_after = NOW + 100 * DAY }

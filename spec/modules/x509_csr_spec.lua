@@ -21,24 +21,13 @@ describe("x509_csr plan", function()
    local ARGS = { path = P, privatekey_path = K, subject = { CN = "n1" }, san = { dns = "n1", ip = "10.0.0.1" },
       key_usage = { "keyEncipherment", "digitalSignature" }, ext_key_usage = { "serverAuth" } }
    local function args(over)
-      local a = {}
-      for k, v in pairs(ARGS) do
-         a[k] = v
-      end
-      for k, v in pairs(over or {}) do
-         a[k] = v
-      end
-      return a
+      return plancases.merge(ARGS, over)
    end
    -- a CSR on disk as gather parses it; `over` changes fields
    local function csr(over)
-      local f = { valid = true, subject = "CN=n1", subject_dn = "CN=n1", san = { "DNS:n1", "IP:10.0.0.1" },
+      return plancases.merge({ valid = true, subject = "CN=n1", subject_dn = "CN=n1", san = { "DNS:n1", "IP:10.0.0.1" },
          key_usage = { "digitalSignature", "keyEncipherment" }, ext_key_usage = { "serverAuth" },
-         ca = "CA:FALSE", spki = "K1" }
-      for k, v in pairs(over or {}) do
-         f[k] = v
-      end
-      return f
+         ca = "CA:FALSE", spki = "K1" }, over)
    end
    local function state(c, mode)
       return { path = P, keypath = K, key = { spki = "K1" }, csr = c, st = c and st("file", mode or "0644") }

@@ -30,6 +30,18 @@ function M.st(t, mode, user, extra)
    return s
 end
 
+--- A copy of base with the fields of over (for args and states that differ a little).
+function M.merge(base, over)
+   local t = {}
+   for k, v in pairs(base) do
+      t[k] = v
+   end
+   for k, v in pairs(over or {}) do
+      t[k] = v
+   end
+   return t
+end
+
 --- One `it` per case, in a describe of the caller's (busted's `it` is the
 --- spec file's, so it is passed in).
 ---@param it function
