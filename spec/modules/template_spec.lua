@@ -5,6 +5,7 @@
 local lab = require("support.lab")
 local helper = require("support.helper")
 local modtest = require("support.modtest")
+local plancases = require("support.plancases")
 local localhost = require("etcdrun.localhost")
 
 local BASE = "/root/etcdrun-modtest-template"
@@ -27,6 +28,37 @@ describe("template arguments", function()
          assert.matches(c[2], err)
       end)
    end
+end)
+
+describe("template plan", function()
+   local fs = require("etcdrun.fs")
+   local st = plancases.st
+   -- gather rendered the template: the state is copy's, state.src the result
+   local function rendered(text, over)
+      return plancases.merge({ src = { content = text, digest = fs.sha256(text), size = #text } }, over)
+   end
+   local function file(text)
+      return st("file", "0644", "root", { size = #text, digest = fs.sha256(text) })
+   end
+   plancases.run(it, "template", {
+      { name = "creates the rendered file",
+         state = rendered("a=1\n"), args = { dest = "/e/a.conf", source = "a={{ a }}\n" }, opts = { diff = true },
+         want = { changed = true, msg = "would create file",
+            diff = { path = "/e/a.conf", before = "", after = "a=1\n" } } },
+      { name = "leaves a file that holds the rendered content",
+         state = rendered("a=1\n", { st = file("a=1\n") }), args = { dest = "/e/a.conf", source = "x" },
+         want = { changed = false, msg = "unchanged" } },
+      { name = "always replaces differing content (force), through a followed symlink",
+         state = rendered("a=2\n", { st = file("a=1\n"), before = "a=1\n", link = { target = "r", real = "/e/r" } }),
+         args = { dest = "/e/a.conf", source = "x" }, opts = { diff = true },
+         want = { changed = true, msg = "would change content (through the symlink /e/a.conf -> /e/r)",
+            diff = { path = "/e/r", before = "a=1\n", after = "a=2\n" } } },
+      { name = "hides a diff of a rendered secret",
+         state = rendered("pw=s3cret\n", { secret = true }), args = { dest = "/e/a.conf", source = "x" },
+         opts = { diff = true }, also = function(p)
+            assert.is_true(p.diff.secret)
+         end, want = {} },
+   })
 end)
 
 describe("template rendering", function()
