@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${ETCDRUN:-./etcdrun}
 command -v ansible >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ansible-core >/dev/null
-ansible-doc -t module community.crypto.openssl_privatekey >/dev/null 2>&1 ||
+# (ansible-doc exits 0 for a module it cannot find: ask dpkg)
+dpkg-query -W -f='${Status}' ansible 2>/dev/null | grep -q "install ok installed" ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ansible >/dev/null
 
 started=""
