@@ -55,9 +55,7 @@ local function retention(names, cluster, retain, extra)
          all[#all + 1] = { name = n, key = ("%s %020d %04d"):format(t, tonumber(rev), tonumber(seq) or 0) }
       end
    end
-   table.sort(all, function(a, b)
-      return a.key < b.key
-   end)
+   table.sort(all, function(a, b) return a.key < b.key end)
    local drop, keep = {}, {}
    for i, s in ipairs(all) do
       table.insert(retain > 0 and i <= #all + extra - retain and drop or keep, s.name)
@@ -87,8 +85,8 @@ function M.gather(ctx, args)
    state.tmp_dir = r.stdout:match("tmp_dir=([^\n]+)") or false
    state.healthy = r.stdout:match("health=(%d+)") == "0"
    local said = {}
-   for line in r.stdout:gmatch("[^\n]+") do
-      said[#said + 1] = line:match("^| (.*)$")
+   for line in r.stdout:gmatch("[^\n]+") do -- etcdctl's own words, not its client's JSON log lines
+      said[#said + 1] = not line:find('^| {"level"') and line:match("^| (.*)$") or nil
    end
    state.health = table.concat(said, "\n"):gsub("%s+$", "")
    return state
@@ -167,8 +165,16 @@ local function save(ctx, args, tmp)
    return st, sum
 end
 
--- Fetch the node's copy as `path`, verified; writes path and its .sha256.
-local function fetch(ctx, tmp, path, sum)
+-- Fetch the node's copy as <base>.db (<base>-N.db for a second snapshot in
+-- one second at one revision), verified, with its .sha256: path, or nil, err, code.
+local function fetch(ctx, tmp, base, sum)
+   local path = base .. ".db"
+   for n = 2, 99 do
+      if not fs.try.stat(path) then
+         break
+      end
+      path = ("%s-%d.db"):format(base, n)
+   end
    local incoming = path:gsub("[^/]*$", ".%0.incoming")
    local ok, err, code = ctx.host:get_file(tmp, incoming, { mode = "0600" })
    if ok then
@@ -190,7 +196,22 @@ local function fetch(ctx, tmp, path, sum)
       os.remove(path .. ".sha256")
       return nil, err, code
    end
-   return true
+   return path
+end
+
+-- save, then fetch: status, sha256, path or nil, err, code
+local function take(ctx, args, plan, tmp, t0)
+   local st, sum, code = save(ctx, args, tmp)
+   if not st then
+      return nil, sum, code
+   end
+   local path, err
+   path, err, code = fetch(ctx, tmp, ("%s/%s-%s-rev%d"):format(plan.dir, args.cluster,
+      os.date("!%Y%m%dT%H%M%SZ", t0), st.revision), sum)
+   if not path then
+      return nil, err, code
+   end
+   return st, sum, path
 end
 
 function M.apply(ctx, args, plan)
@@ -200,26 +221,14 @@ function M.apply(ctx, args, plan)
    end
    local tmp = ("%s/%s%08x.db"):format(plan.tmp_dir, TMP_PREFIX, math.random(0, 0x7fffffff))
    local t0, started = os.time(), clock.monotonic()
-   local st, sum, path
-   st, sum, code = save(ctx, args, tmp)
-   if st then
-      local base = ("%s/%s-%s-rev%d"):format(plan.dir, args.cluster, os.date("!%Y%m%dT%H%M%SZ", t0), st.revision)
-      path = base .. ".db"
-      for n = 2, 99 do -- two snapshots in one second at one revision
-         if not fs.try.stat(path) then
-            break
-         end
-         path = ("%s-%d.db"):format(base, n)
-      end
-      made, err, code = fetch(ctx, tmp, path, sum)
-   else
-      made, err = nil, sum
-   end
-   -- always: this run's copy, and copies killed runs left an hour ago
+   local ok, st, sum, path = pcall(take, ctx, args, plan, tmp, t0)
+   -- always (a raise included): this run's copy, and copies killed runs left an hour ago
    ctx.host:exec(("rm -f -- %s %s.part; find %s -maxdepth 1 -name %s -mmin +60 -exec rm -f -- {} + 2>/dev/null; true")
       :format(q(tmp), q(tmp), q(plan.tmp_dir), q(TMP_PREFIX .. "*")))
-   if not made then
-      return nil, err, code
+   if not ok then
+      error(st, 0)
+   elseif not st then
+      return nil, sum, path
    end
    local names = fs.try.list(plan.dir) or {}
    local deleted = retention(names, args.cluster, args.retain, 0)
@@ -227,12 +236,14 @@ function M.apply(ctx, args, plan)
       ctx.controller:remove(plan.dir .. "/" .. n)
       ctx.controller:remove(plan.dir .. "/" .. n .. ".sha256")
    end
-   local size, keys = math.tointeger(st.totalSize) or 0, math.tointeger(st.totalKey) or 0
+   local fst = fs.try.stat(path)
+   local size, keys = fst and fst.size or 0, math.tointeger(st.totalKey) or 0
    local msg = ("snapshot from %s%s: %s (revision %d, %d keys, %s, sha256 verified)%s"):format(ctx.host.name,
       args.reason and (" (" .. args.reason .. ")") or "", path, st.revision, keys, human(size),
       #deleted > 0 and ("; retention deleted " .. table.concat(deleted, ", ")) or "")
-   return { path = path, revision = math.tointeger(st.revision), keys = keys, size = size, hash = st.hash,
-      sha256 = sum, deleted = deleted, seconds = clock.monotonic() - started, msg = msg, report = msg }
+   return { path = path, revision = math.tointeger(st.revision), keys = keys, size = size, sha256 = sum,
+      hash = math.tointeger(st.hash), deleted = deleted, seconds = clock.monotonic() - started, msg = msg,
+      report = msg }
 end
 
 return M
