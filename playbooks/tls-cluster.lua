@@ -261,9 +261,7 @@ for _, list in ipairs({ client_cert("admin", "root"), client_cert("healthcheck",
          include = { "etcdctl" },
          mode = "0755",
       },
-      when = function(v)
-         return v.release.paths[L.release_file(v, v.facts.arch_go)] ~= nil
-      end,
+      when = L.needs_etcdctl,
    },
    controller "cluster" {
       etcd_status = with_tls({

@@ -57,7 +57,8 @@ describe("examples/site.lua", function()
 
    it("uses every built-in module (the etcd ones through playbooks/tls-cluster.lua, examples/snapshot.lua)", function()
       local used = {}
-      for _, file in ipairs({ "examples/site.lua", "playbooks/tls-cluster.lua", "examples/snapshot.lua" }) do
+      for _, file in ipairs({ "examples/site.lua", "playbooks/tls-cluster.lua", "examples/snapshot.lua",
+         "examples/member.lua" }) do
          local pb = assert(playbook.load(file))
          for _, p in ipairs(pb.plays) do
             for _, list in ipairs({ p.steps, p.handlers }) do

@@ -1,6 +1,7 @@
 --- Talking to an etcd cluster from the controller over mutual TLS (libcurl),
 -- through etcd's HTTP gateway: health, status (leader, version, DB size),
--- the member list, and a put/get for a canary. Used by the cluster
+-- the member list and its changes (add a learner, promote, remove, move the
+-- leader), and a put/get for a canary. Used by the cluster
 -- playbooks to decide (wait for health, restart the leader last) and to
 -- verify, and by the REPL.
 local cjson = require("cjson")
@@ -89,12 +90,43 @@ function M.members(url, tls)
    end
    local out = {}
    for i, m in ipairs(r.members or {}) do
-      out[i] = { id = m.ID, name = m.name or "", peer_urls = m.peerURLs or {}, client_urls = m.clientURLs or {} }
+      out[i] = { id = m.ID, name = m.name or "", peer_urls = m.peerURLs or {}, client_urls = m.clientURLs or {},
+         is_learner = m.isLearner == true }
    end
    table.sort(out, function(a, b)
       return a.name < b.name
    end)
    return out
+end
+
+--- Add a member (a learner unless learner == false): the new member's ID
+-- (a string: the gateway writes uint64 as strings).
+function M.member_add(url, tls, peer_url, learner)
+   local r, err, code = M.call(url, "/v3/cluster/member/add", { peerURLs = { peer_url }, isLearner = learner ~= false },
+      tls, 15)
+   if not r then
+      return nil, err, code
+   end
+   return r.member and r.member.ID
+end
+
+--- Promote a learner to a voter. etcd refuses while the learner is behind
+-- ("can only promote a learner member which is in sync with leader"): the
+-- caller retries.
+function M.member_promote(url, tls, id)
+   local r, err, code = M.call(url, "/v3/cluster/member/promote", { ID = id }, tls, 15)
+   return r and true, err, code
+end
+
+function M.member_remove(url, tls, id)
+   local r, err, code = M.call(url, "/v3/cluster/member/remove", { ID = id }, tls, 15)
+   return r and true, err, code
+end
+
+--- Hand leadership to member `id`; `url` must be the leader's.
+function M.move_leader(url, tls, id)
+   local r, err, code = M.call(url, "/v3/maintenance/transfer-leadership", { targetID = id }, tls, 15)
+   return r and true, err, code
 end
 
 function M.put(url, tls, key, value)

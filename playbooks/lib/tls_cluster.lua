@@ -3,6 +3,7 @@
 -- variables, and the order of a rolling restart. Functions of the variables
 -- view `v`; tls-cluster.lua uses them as computed module arguments.
 local etcd = require("etcdrun.etcd")
+local fs = require("etcdrun.fs")
 
 local here = ... -- this file's directory (include passes it)
 local L = {}
@@ -197,6 +198,13 @@ end
 function L.tls(v)
    local pki = L.pki(v)
    return { ca = pki .. "/ca.crt", cert = pki .. "/healthcheck.crt", key = pki .. "/healthcheck.key" }
+end
+
+--- Whether the operator's etcdctl is still to be placed in the PKI directory
+--- (once: a converged re-run does not look inside the release again).
+function L.needs_etcdctl(v)
+   return v.release.paths[L.release_file(v, v.facts.arch_go)] ~= nil
+      and not fs.try.stat(L.pki(v) .. "/bin/etcdctl")
 end
 
 --- The rolling restart's order: followers first, the leader last (restarting
