@@ -252,18 +252,8 @@ int ar_digest_all(struct archive *in, const extract_opts *o, ar_digests *out, fa
     long long entries = 0;
     int r, rc = 0;
     while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-        if (++entries > o->max_entries) {
-            char n[64];
-            snprintf(n, sizeof n, "%lld", o->max_entries);
-            ar_fail(f, "EFBIG", "archive holds more than %s entries (max_entries)%s", n, "");
-            rc = -1;
+        if ((rc = ar_may_read(++entries, o, f)) != 0)
             break;
-        }
-        if (er_interrupted()) {
-            ar_fail(f, "EINTR", "interrupted%s%s", "", "");
-            rc = -1;
-            break;
-        }
         if ((rc = digest_one(&x, e, out)) != 0)
             break;
     }

@@ -504,18 +504,8 @@ int ar_extract_all(struct archive *in, int root, const extract_opts *o, strvec *
     struct archive_entry *e;
     int r, rc = 0;
     while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-        if (++x.entries > o->max_entries) {
-            char n[64];
-            snprintf(n, sizeof n, "%lld", o->max_entries);
-            ar_fail(f, "EFBIG", "archive holds more than %s entries (max_entries)%s", n, "");
-            rc = -1;
+        if ((rc = ar_may_read(++x.entries, o, f)) != 0)
             break;
-        }
-        if (er_interrupted()) {
-            ar_fail(f, "EINTR", "interrupted%s%s", "", "");
-            rc = -1;
-            break;
-        }
         if ((rc = extract_one(&x, e)) != 0)
             break;
     }

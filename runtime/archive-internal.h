@@ -71,6 +71,10 @@ typedef struct {
  */
 int ar_select(struct archive_entry *e, const extract_opts *o, ar_selected *s, failure *f);
 
+/* Before reading entry number n: its count within max_entries and no Ctrl-C;
+ * -1 with f filled when it may not be read (shared by extract and digests). */
+int ar_may_read(long long n, const extract_opts *o, failure *f);
+
 /*
  * Extract every entry of in under the directory open as root. Returns 0 with
  * the paths written in *done, or -1 with *f filled in and everything this

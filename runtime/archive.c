@@ -76,6 +76,21 @@ void ar_fail(failure *f, const char *code, const char *fmt, const char *a, const
     f->code = code;
 }
 
+int ar_may_read(long long n, const extract_opts *o, failure *f)
+{
+    if (n > o->max_entries) {
+        char num[64];
+        snprintf(num, sizeof num, "%lld", o->max_entries);
+        ar_fail(f, "EFBIG", "archive holds more than %s entries (max_entries)%s", num, "");
+        return -1;
+    }
+    if (er_interrupted()) {
+        ar_fail(f, "EINTR", "interrupted%s%s", "", "");
+        return -1;
+    }
+    return 0;
+}
+
 static const char *entry_type(struct archive_entry *e)
 {
     if (archive_entry_hardlink(e) != NULL)

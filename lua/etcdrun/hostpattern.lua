@@ -32,18 +32,24 @@ local function trim(s)
    return s:match(".*%S", i)
 end
 
--- Whether a glob has a '[' that no ']' closes (the fnmatch rules of glob_to_lua).
+-- Where the set that opens with the '[' at i closes, or nil. fnmatch: a set
+-- runs to the next ']' (a ']' right after '[' or '[!' belongs to the set).
+local function set_end(glob, i)
+   local j = i + 1
+   if glob:sub(j, j) == "!" then
+      j = j + 1
+   end
+   if glob:sub(j, j) == "]" then
+      j = j + 1
+   end
+   return glob:find("]", j, true)
+end
+
+-- Whether a glob has a '[' that no ']' closes.
 local function unclosed_bracket(glob)
    local i = glob:find("[", 1, true)
    while i do
-      local j = i + 1
-      if glob:sub(j, j) == "!" then
-         j = j + 1
-      end
-      if glob:sub(j, j) == "]" then
-         j = j + 1
-      end
-      local close = glob:find("]", j, true)
+      local close = set_end(glob, i)
       if not close then
          return true
       end
@@ -148,16 +154,8 @@ function M.glob_to_lua(glob)
       elseif c == "?" then
          table.insert(out, ".")
       elseif c == "[" then
-         -- fnmatch: a set runs to the next ']' (a ']' right after '[' or '[!'
-         -- belongs to the set); without one, '[' is literal.
-         local j = i + 1
-         if glob:sub(j, j) == "!" then
-            j = j + 1
-         end
-         if glob:sub(j, j) == "]" then
-            j = j + 1
-         end
-         local close = glob:find("]", j, true)
+         -- a set (set_end); without its ']', '[' is literal
+         local close = set_end(glob, i)
          if not close then
             table.insert(out, "%[")
          else
