@@ -257,16 +257,8 @@ int ar_digest_all(struct archive *in, const extract_opts *o, ar_digests *out, fa
         if ((rc = digest_one(&x, e, out)) != 0)
             break;
     }
-    if (rc == 0 && r != ARCHIVE_EOF) {
-        ar_fail(f, "EARCHIVE", "%s%s", archive_error_string(in), "");
-        rc = -1;
-    }
-    for (size_t i = 0; rc == 0 && i < o->include.n; i++) {
-        if (!o->hits[i]) {
-            ar_fail(f, "ENOENT", "no entry matches '%s'%s", o->include.v[i], "");
-            rc = -1;
-        }
-    }
+    if (rc == 0)
+        rc = ar_read_done(in, r, o, f);
     if (rc != 0)
         ar_digests_free(out);
     return rc;

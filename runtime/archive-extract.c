@@ -509,16 +509,8 @@ int ar_extract_all(struct archive *in, int root, const extract_opts *o, strvec *
         if ((rc = extract_one(&x, e)) != 0)
             break;
     }
-    if (rc == 0 && r != ARCHIVE_EOF) {
-        ar_fail(f, "EARCHIVE", "%s%s", archive_error_string(in), "");
-        rc = -1;
-    }
-    for (size_t i = 0; rc == 0 && i < o->include.n; i++) {
-        if (!o->hits[i]) {
-            ar_fail(f, "ENOENT", "no entry matches '%s'%s", o->include.v[i], "");
-            rc = -1;
-        }
-    }
+    if (rc == 0)
+        rc = ar_read_done(in, r, o, f);
     if (rc == 0)
         rc = finish_dirs(&x);
     if (rc != 0)

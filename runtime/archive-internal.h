@@ -74,6 +74,9 @@ int ar_select(struct archive_entry *e, const extract_opts *o, ar_selected *s, fa
 /* Before reading entry number n: its count within max_entries and no Ctrl-C;
  * -1 with f filled when it may not be read (shared by extract and digests). */
 int ar_may_read(long long n, const extract_opts *o, failure *f);
+/* After the last header (r is what archive_read_next_header said): the read
+ * ended cleanly and every include pattern matched; 0, or -1 with f filled. */
+int ar_read_done(struct archive *in, int r, const extract_opts *o, failure *f);
 
 /*
  * Extract every entry of in under the directory open as root. Returns 0 with

@@ -91,6 +91,21 @@ int ar_may_read(long long n, const extract_opts *o, failure *f)
     return 0;
 }
 
+int ar_read_done(struct archive *in, int r, const extract_opts *o, failure *f)
+{
+    if (r != ARCHIVE_EOF) {
+        ar_fail(f, "EARCHIVE", "%s%s", archive_error_string(in), "");
+        return -1;
+    }
+    for (size_t i = 0; i < o->include.n; i++) {
+        if (!o->hits[i]) {
+            ar_fail(f, "ENOENT", "no entry matches '%s'%s", o->include.v[i], "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static const char *entry_type(struct archive_entry *e)
 {
     if (archive_entry_hardlink(e) != NULL)
