@@ -24,6 +24,9 @@ local M = {
       ca = { type = "path", required = true, doc = "CA certificate (controller)" },
       cert = { type = "path", required = true, doc = "an admin client certificate (controller)" },
       key = { type = "path", required = true, doc = "its private key (controller)" },
+      remove_on_failure = { type = "boolean", default = false,
+         doc = "state = voter: a learner that is still not in sync at the deadline (never started, never caught"
+            .. " up) is removed again, so no half-joined member is left behind" },
       timeout = { type = "number", default = 60,
          doc = "seconds to wait for a learner to be promotable, or for etcd to accept a change (strict reconfig)" },
    },
@@ -61,11 +64,14 @@ function M.gather(ctx, args)
    return nil, "etcd_member: no member answers: " .. table.concat(why, "; "), "EUNAVAILABLE"
 end
 
-local function initial_cluster(members, extra)
+-- name=peer URL of every member (one added but not started yet has no name:
+-- it is `args.name` when its peer URL is args.peer_url)
+local function initial_cluster(members, extra, args)
    local parts = {}
    for _, m in ipairs(members) do
-      if m.name ~= "" and m.peer_urls[1] then
-         parts[#parts + 1] = m.name .. "=" .. m.peer_urls[1]
+      local name = m.name ~= "" and m.name or (args and m.peer_urls[1] == args.peer_url and args.name) or nil
+      if name and m.peer_urls[1] then
+         parts[#parts + 1] = name .. "=" .. m.peer_urls[1]
       end
    end
    if extra then
@@ -75,7 +81,7 @@ local function initial_cluster(members, extra)
    return table.concat(parts, ",")
 end
 
-function M.plan(state, args)
+function M.plan(state, args, opts)
    local me, voters = nil, 0
    for _, m in ipairs(state.members) do
       if m.name == args.name or (args.peer_url and m.peer_urls[1] == args.peer_url) then
@@ -114,14 +120,18 @@ function M.plan(state, args)
          return { failed = true, msg = ("%s is not a member: peer_url is needed to add it"):format(args.name) }
       end
       result.initial_cluster = initial_cluster(state.members, args.name .. "=" .. args.peer_url)
-      if args.state == "voter" then
+      if args.state == "voter" and opts and opts.check then
+         -- under --check the learner an earlier task would add is not there
+         return { changed = true, result = result, msg = ("would promote %s once it is added and in sync")
+            :format(args.name) }
+      elseif args.state == "voter" then
          return { failed = true, msg = ("%s is not a member: add it as a learner and start it first (state = "
             .. "\"learner\"), then promote it"):format(args.name), result = result }
       end
       return { changed = true, add = true, via = state.via, result = result,
          msg = ("would add %s as a learner (%s)"):format(args.name, args.peer_url) }
    end
-   result.initial_cluster = initial_cluster(state.members)
+   result.initial_cluster = initial_cluster(state.members, nil, args)
    if args.state == "voter" and me.is_learner then
       return { changed = true, promote = me.id, via = state.via, result = result,
          msg = ("would promote %s to a voter"):format(args.name) }
@@ -162,7 +172,14 @@ function M.apply(ctx, args, plan)
          end
          local err = tostring(perr)
          if not err:find("in sync with leader", 1, true) or clock.monotonic() >= deadline then
-            return nil, ("etcd_member: promoting %s: %s"):format(args.name, err), "EPROMOTE"
+            local why = ("etcd_member: promoting %s: %s"):format(args.name, err)
+            if args.remove_on_failure then
+               local ok, rerr = etcd.member_remove(url, tls, plan.promote)
+               why = why .. (ok and ("; after %d s the learner was removed from the cluster again (the next run"
+                  .. " moves its node's data dir aside and tries again)"):format(math.floor(args.timeout))
+                  or ("; removing the learner again failed too: " .. tostring(rerr)))
+            end
+            return nil, why, "EPROMOTE"
          end
          ctx.sleep(0.2)
       end

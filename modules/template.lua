@@ -22,6 +22,9 @@ local M = {
       owner = { type = "string", doc = "user name or uid" },
       group = { type = "string", doc = "group name or gid" },
       vars = { type = "table", doc = "extra variables, over the host's (ctx.vars)" },
+      notify_ignore = { type = "list", elements = "string",
+         doc = "Lua patterns of lines that are read only at a first start (etcd's initial-cluster): when only"
+            .. " such lines changed, the file is written and the task is changed, but it notifies no handler" },
       follow = { type = "boolean", default = true,
          doc = "a symlink at dest: true writes the file it points to and keeps the link (a dangling "
             .. "link fails); false replaces the link with a regular file" },
@@ -71,13 +74,37 @@ function M.gather(ctx, args)
       return nil, err, code
    end
    copy = copy or module.load("copy")
-   return copy.gather(ctx, as_copy(args, out))
+   local state, gerr, gcode = copy.gather(ctx, as_copy(args, out))
+   if state and args.notify_ignore and state.st and state.st.type == "file" and state.st.digest ~= state.src.digest then
+      state.old_text, state.new_text = ctx.host:read(args.dest), out
+   end
+   return state, gerr, gcode
+end
+
+-- The text without the lines notify_ignore names.
+local function significant(text, patterns)
+   local keep = {}
+   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+      local skip = false
+      for _, p in ipairs(patterns) do
+         skip = skip or line:find(p) ~= nil
+      end
+      keep[#keep + 1] = not skip and line or nil
+   end
+   return table.concat(keep, "\n")
 end
 
 --- copy's decision for the rendered content (state.src holds it).
 function M.plan(state, args, opts)
    copy = copy or module.load("copy")
-   return copy.plan(state, as_copy(args), opts)
+   local p = copy.plan(state, as_copy(args), opts)
+   if p.changed and state.old_text and significant(state.old_text, args.notify_ignore)
+      == significant(state.new_text, args.notify_ignore) then
+      p.result = p.result or {}
+      p.result.notify = false
+      p.msg = (p.msg or "") .. " (only lines read at a first start changed: no handler notified)"
+   end
+   return p
 end
 
 function M.apply(ctx, args, plan)

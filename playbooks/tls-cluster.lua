@@ -45,10 +45,16 @@ local function with_tls(args)
    return args
 end
 
-local function healthy(name)
+-- a health gate: every member in the cluster (`all`: joiners too)
+local function healthy(name, all)
    return task(name) {
-      etcd_health = with_tls({ endpoints = L.endpoints, timeout = num("etcd_health_timeout") }),
+      etcd_health = with_tls({ endpoints = all and L.endpoints or L.cluster_endpoints,
+         timeout = num("etcd_health_timeout") }),
    }
+end
+
+local function joining(v)
+   return L.joining(v)
 end
 
 -- A member certificate: server (serverAuth; clientAuth too, because etcd's
@@ -114,8 +120,12 @@ local function push(src, dest, mode, owner)
    }
 end
 
+-- The configuration. initial-cluster and initial-cluster-state are read only
+-- when a member first starts: a change to them alone (a member joined or
+-- left, bootstrap done) rewrites the file without restarting anyone.
 local function config(state)
-   return task(state == "existing" and "mark the cluster as existing" or "etcd configuration") {
+   return task(state == "existing" and "mark the cluster as existing" or state == "join" and "joining member's"
+      .. " configuration" or "etcd configuration") {
       template = {
          src = "templates/etcd.conf.yaml.j2",
          dest = "/etc/etcd/etcd.conf.yaml",
@@ -125,9 +135,40 @@ local function config(state)
          vars = function(v)
             return L.config_vars(v, state)
          end,
+         notify_ignore = { "^initial%-cluster:", "^initial%-cluster%-state:" },
       },
-      -- initial-cluster-state only matters at bootstrap: no restart for it
-      notify = state ~= "existing" and "restart etcd" or nil,
+      notify = state == nil and "restart etcd" or nil,
+      when = function(v)
+         return state == "existing" or (state == "join") == L.joining(v)
+      end,
+   }
+end
+
+-- A membership change through the cluster's API, from the controller.
+local function member(name, args, register)
+   args.endpoints = L.cluster_endpoints
+   args.timeout = args.timeout or num("etcd_join_timeout")
+   return task(name) { etcd_member = L.admin(args), delegate = "controller", when = joining, register = register }
+end
+
+-- A membership change of the plan's list `list` (remove_first, remove_last),
+-- one member at a time, on the controller.
+local function remove_members(name, list)
+   return controller(name) {
+      etcd_member = L.admin({
+         name = function(v)
+            return v.item.name
+         end,
+         state = "absent",
+         endpoints = L.cluster_endpoints,
+         timeout = num("etcd_join_timeout"),
+      }),
+      loop = function(v)
+         return L.plan(v)[list]
+      end,
+      loop_label = function(item)
+         return item.name
+      end,
    }
 end
 
@@ -150,6 +191,45 @@ local tasks = {
          pki_dir = L.pki,
       },
    },
+   -- the membership plan: the cluster's members against the inventory, the
+   -- changes in order with the quorum at each (under --check: only this)
+   controller "membership" {
+      etcd_membership = L.admin({
+         hosts = L.membership_hosts,
+         remove = function(v)
+            return L.names(v, "etcd_remove")
+         end,
+         replace = function(v)
+            return L.names(v, "etcd_replace")
+         end,
+      }),
+      register = "membership",
+   },
+   -- one operator at a time: a lock on a lease in the cluster itself
+   controller "operator lock" {
+      etcd_lock = L.admin({ endpoints = L.cluster_endpoints, ttl = num("etcd_lock_ttl"), purpose = "tls-cluster.lua" }),
+      when = function(v)
+         return L.plan(v).exists
+      end,
+      changed_when = false,
+   },
+   -- a verified snapshot on the controller before any membership change
+   task "snapshot before membership changes" {
+      etcd_snapshot = {
+         dir = L.snapshot_dir,
+         retain = num("etcd_snapshot_retain"),
+         cluster = var("etcd_cluster_token"),
+         reason = function(v)
+            return ("before %d membership change(s)"):format(L.plan(v).changes)
+         end,
+      },
+      when = function(v)
+         local plan = L.plan(v)
+         return plan.changes > 0 and plan.snapshot_from == v.inventory_hostname
+      end,
+   },
+   -- dead and replaced members leave first: the cluster stays writable
+   remove_members("remove dead or replaced members", "remove_first"),
 
    -- 3: the release, fetched once on the controller, verified against SHA256SUMS
    controller "etcd release" {
@@ -231,18 +311,108 @@ for _, list in ipairs({ client_cert("admin", "root"), client_cert("healthcheck",
 
    -- 9: start members that are not running, without blocking (Type=notify:
    -- the first member waits for a quorum that only the others bring), then
-   -- wait for the whole cluster to be healthy
+   -- wait for the whole cluster to be healthy; a joining member starts in
+   -- the next play, once it is a learner
    task "start etcd" {
       systemd = { name = "etcd", state = "started", no_block = true },
       when = function(v)
-         return not v.preflight.running
+         return not v.preflight.running and not L.joining(v)
       end,
    },
    healthy "cluster healthy",
 
    -- a change on a running cluster: the rolling restart handler, now
    flush_handlers "restart changed members",
+} }) do
+   for _, t in ipairs(list) do
+      tasks[#tasks + 1] = t
+   end
+end
 
+-- New members join one at a time: a learner (it does not count for quorum
+-- until promoted), started with the member list of that moment, promoted once
+-- in sync with the leader, the cluster healthy before the next one.
+local join = {
+   task "renew the operator lock" {
+      etcd_lock = L.admin({ endpoints = L.cluster_endpoints, ttl = num("etcd_lock_ttl"), purpose = "tls-cluster.lua" }),
+      delegate = "controller",
+      when = joining,
+      changed_when = false,
+   },
+   -- data from an earlier life (a removed member, a failed join) would make
+   -- etcd start as that member: stopped and moved aside, never deleted
+   task "stop the old etcd of a joining node" {
+      systemd = { name = "etcd", state = "stopped" },
+      when = function(v)
+         return L.joining(v) and L.plan(v).aside[v.inventory_hostname] == true
+      end,
+   },
+   task "move old data aside" {
+      command = {
+         argv = function(v)
+            local d = L.data_dir(v)
+            return { "mv", "-T", d, d .. ".etcdrun-aside-" .. os.date("!%Y%m%dT%H%M%SZ") }
+         end,
+         removes = function(v)
+            return L.data_dir(v) .. "/member"
+         end,
+      },
+      when = function(v)
+         return L.joining(v) and L.plan(v).aside[v.inventory_hostname] == true
+      end,
+   },
+   task "data directory of a joining member" {
+      file = { path = L.data_dir, state = "directory", mode = "0700", owner = "etcd", group = "etcd" },
+      when = joining,
+   },
+   member("add as a learner", {
+      name = var("inventory_hostname"),
+      peer_url = function(v)
+         return L.member(v).peer_url
+      end,
+      state = "learner",
+   }, "joined"),
+   config("join"),
+   task "start the learner" { systemd = { name = "etcd", state = "started", no_block = true }, when = joining },
+   member("promote once in sync", {
+      name = var("inventory_hostname"),
+      peer_url = function(v)
+         return L.member(v).peer_url
+      end,
+      state = "voter",
+      remove_on_failure = true,
+   }),
+   task "cluster healthy with the new member" {
+      etcd_health = with_tls({
+         endpoints = function(v)
+            local urls = L.cluster_endpoints(v)
+            urls[#urls + 1] = L.member(v).client_url
+            return urls
+         end,
+         timeout = num("etcd_health_timeout"),
+      }),
+      when = joining,
+   },
+}
+
+local finish = {
+   -- members named in etcd_remove leave after the joins
+   remove_members("remove members named in etcd_remove", "remove_last"),
+   controller "retire removed members' certificates" {
+      shell = { cmd = L.retire_certs_cmd },
+      when = function(v)
+         local inv = {}
+         for _, n in ipairs(v.play_hosts) do
+            inv[n] = true
+         end
+         for _, r in ipairs(L.plan(v).removals) do
+            if not inv[r.name] then
+               return true
+            end
+         end
+         return false
+      end,
+   },
    -- 10: after bootstrap the members' state is `existing` (no restart needed)
    config("existing"),
 
@@ -272,11 +442,61 @@ for _, list in ipairs({ client_cert("admin", "root"), client_cert("healthcheck",
          end,
       }),
    },
-} }) do
-   for _, t in ipairs(list) do
-      tasks[#tasks + 1] = t
+   controller "give the operator lock back" {
+      etcd_lock = L.admin({ state = "absent", endpoints = L.endpoints }),
+      when = function(v)
+         return L.plan(v).exists
+      end,
+      changed_when = false,
+   },
+}
+
+-- The node of a member named in etcd_remove, when the inventory still has it
+-- (in another group than etcd): etcd stopped and disabled, its data dir moved
+-- aside (not deleted), its keys removed.
+local function leaving(v)
+   for _, n in ipairs(L.names(v, "etcd_remove")) do
+      if n == v.inventory_hostname then
+         return true
+      end
    end
+   return false
 end
+
+local retire = {
+   task "stop and disable etcd" { systemd = { name = "etcd", state = "stopped", enabled = false }, when = leaving },
+   task "move the data dir aside" {
+      command = {
+         argv = function(v)
+            local d = L.data_dir(v)
+            return { "mv", "-T", d, d .. ".etcdrun-removed-" .. os.date("!%Y%m%dT%H%M%SZ") }
+         end,
+         removes = function(v)
+            return L.data_dir(v)
+         end,
+      },
+      when = leaving,
+   },
+   task "remove its keys" {
+      file = { path = var("item"), state = "absent" },
+      loop = { "/etc/etcd/ssl/server.key", "/etc/etcd/ssl/peer.key" },
+      when = leaving,
+   },
+}
+
+local handlers = {
+   -- members that were running restart one at a time, leader last, each
+   -- only while the whole cluster is healthy, before and after
+   handler "restart etcd" {
+      systemd = { name = "etcd", state = "restarted" },
+      when = function(v)
+         return v.preflight.running
+      end,
+      serial = 1,
+      order = L.leader_last,
+      gate = healthy "cluster healthy",
+   },
+}
 
 return {
    play "etcd cluster with TLS" {
@@ -284,18 +504,25 @@ return {
       any_errors_fatal = true,
       defaults = L.DEFAULTS,
       tasks = tasks,
-      handlers = {
-         -- members that were running restart one at a time, leader last, each
-         -- only while the whole cluster is healthy, before and after
-         handler "restart etcd" {
-            systemd = { name = "etcd", state = "restarted" },
-            when = function(v)
-               return v.preflight.running
-            end,
-            serial = 1,
-            order = L.leader_last,
-            gate = healthy "cluster healthy",
-         },
-      },
+      handlers = handlers,
+   },
+   play "new members join" {
+      hosts = "etcd",
+      serial = 1,
+      any_errors_fatal = true,
+      defaults = L.DEFAULTS,
+      tasks = join,
+   },
+   play "verify" {
+      hosts = "etcd",
+      any_errors_fatal = true,
+      defaults = L.DEFAULTS,
+      tasks = finish,
+   },
+   play "retire removed members" {
+      hosts = "all:!etcd",
+      optional = true,
+      defaults = L.DEFAULTS,
+      tasks = retire,
    },
 }

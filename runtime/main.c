@@ -232,6 +232,17 @@ static int runtime_abspath(lua_State *L)
     return 1;
 }
 
+/* runtime.hostname() -> this machine's name (who holds a lock, in messages) */
+static int runtime_hostname(lua_State *L)
+{
+    char name[256];
+    if (gethostname(name, sizeof name - 1) != 0)
+        return er_fail(L, "EIO", "gethostname: %s", strerror(errno));
+    name[sizeof name - 1] = '\0';
+    lua_pushstring(L, name);
+    return 1;
+}
+
 /* runtime.exit_code(n): remembered and used as the process's exit status */
 static int runtime_set_exit(lua_State *L)
 {
@@ -249,9 +260,12 @@ static int luaopen_etcdrun_core_runtime(lua_State *L)
         {"monotonic", runtime_monotonic},
         {"getpass", runtime_getpass},
         {"abspath", runtime_abspath},
+        {"hostname", runtime_hostname},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);
+    lua_pushinteger(L, (lua_Integer)getpid());
+    lua_setfield(L, -2, "pid");
     lua_pushstring(L, lua_tostring(L, lua_upvalueindex(1)));
     lua_setfield(L, -2, "root");
     return 1;

@@ -129,6 +129,65 @@ function M.move_leader(url, tls, id)
    return r and true, err, code
 end
 
+--- A lease of `ttl` seconds: its ID (a string), or nil, err, code.
+function M.lease_grant(url, tls, ttl)
+   local r, err, code = M.call(url, "/v3/lease/grant", { TTL = ttl }, tls)
+   if not r then
+      return nil, err, code
+   end
+   return r.ID
+end
+
+--- Revoke a lease: the keys attached to it are deleted.
+function M.lease_revoke(url, tls, id)
+   local r, err, code = M.call(url, "/v3/lease/revoke", { ID = id }, tls)
+   return r and true, err, code
+end
+
+--- Renew a lease once: its new TTL (0 or nil: the lease is gone).
+function M.lease_keepalive(url, tls, id)
+   local r, err, code = M.call(url, "/v3/lease/keepalive", { ID = id }, tls)
+   if not r then
+      return nil, err, code
+   end
+   local res = r.result or r
+   return tonumber(res.TTL) or 0
+end
+
+--- A key's value with its lease and creation revision, or false when the
+-- key does not exist; nil, err, code when the cluster does not answer.
+function M.get_kv(url, tls, key)
+   local r, err, code = M.call(url, "/v3/kv/range", { key = b64(key) }, tls)
+   if not r then
+      return nil, err, code
+   end
+   local kv = r.kvs and r.kvs[1]
+   if not kv then
+      return false
+   end
+   return { value = unb64(kv.value or ""), lease = kv.lease, create_revision = tonumber(kv.create_revision) }
+end
+
+--- Put key = value (attached to `lease` when given) only if the key does not
+-- exist, in one transaction: true, or false and the key as it is.
+function M.create(url, tls, key, value, lease)
+   local k = b64(key)
+   local r, err, code = M.call(url, "/v3/kv/txn", {
+      compare = { { key = k, target = "CREATE", result = "EQUAL", create_revision = "0" } },
+      success = { { request_put = { key = k, value = b64(value), lease = lease } } },
+      failure = { { request_range = { key = k } } },
+   }, tls)
+   if not r then
+      return nil, err, code
+   end
+   if r.succeeded then
+      return true
+   end
+   local rr = r.responses and r.responses[1] and r.responses[1].response_range
+   local kv = rr and rr.kvs and rr.kvs[1]
+   return false, kv and { value = unb64(kv.value or ""), lease = kv.lease } or nil
+end
+
 function M.put(url, tls, key, value)
    local r, err, code = M.call(url, "/v3/kv/put", { key = b64(key), value = b64(value) }, tls)
    return r and true, err, code

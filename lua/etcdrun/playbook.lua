@@ -29,7 +29,7 @@ local kinds = setmetatable({}, { __mode = "k" }) -- table -> "play"|"task"|"hand
 local PLAY_KEYS = {
    name = true, hosts = true, tasks = true, handlers = true, vars = true, serial = true,
    any_errors_fatal = true, max_fail_percentage = true, tags = true, become = true,
-   gather_facts = true, defaults = true,
+   gather_facts = true, defaults = true, optional = true,
 }
 local TASK_KEYS = {
    name = true, when = true, register = true, notify = true, tags = true, retries = true,
@@ -490,6 +490,7 @@ local function prepare_play(p, file, search, index)
       handlers = handlers,
       serial = serial,
       any_errors_fatal = p.any_errors_fatal,
+      optional = p.optional == true, -- no host matched: skipped without a word
       max_fail_percentage = p.max_fail_percentage,
       tags = as_list(p.tags),
       become = p.become,

@@ -447,6 +447,9 @@ local function run_plays(pb, inv, opts, state)
          rs.failed_run = true
          break
       end
+      if #specs == 0 and play.optional then
+         goto next_play
+      end
       local hosts = {}
       for i, spec in ipairs(specs) do
          hosts[i] = host_state(rs, spec)
@@ -511,6 +514,7 @@ local function run_plays(pb, inv, opts, state)
       if rs.abort then
          break
       end
+      ::next_play::
    end
    return finish(rs)
 end

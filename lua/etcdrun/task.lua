@@ -407,7 +407,7 @@ local function run_task(rs, hs, play, task, kind)
    if task.register then
       hs.registered[task.register] = r
    end
-   if r.changed and not r.failed and #(task.notify or {}) > 0 then
+   if r.changed and not r.failed and r.notify ~= false and #(task.notify or {}) > 0 then
       for _, name in ipairs(task.notify) do
          hs.notified[name] = true
       end

@@ -4,6 +4,7 @@
 -- view `v`; tls-cluster.lua uses them as computed module arguments.
 local etcd = require("etcdrun.etcd")
 local fs = require("etcdrun.fs")
+local shell = require("etcdrun.shell")
 
 local here = ... -- this file's directory (include passes it)
 local L = {}
@@ -38,6 +39,12 @@ L.DEFAULTS = {
    etcd_clock_skew = 60,
    etcd_cert_days = 825,
    etcd_renew_days = 30,
+   etcd_remove = {},
+   etcd_replace = {},
+   etcd_snapshot_dir = "snapshots",
+   etcd_snapshot_retain = 5,
+   etcd_join_timeout = 120,
+   etcd_lock_ttl = 900,
 }
 
 --- A numeric variable (-e gives strings).
@@ -54,11 +61,32 @@ end
 -- (the default `pki` included) is relative to the inventory file's
 -- directory, so the same inventory always finds the same CA.
 function L.pki(v)
-   local dir = v.etcd_pki_dir
+   return L.controller_dir(v, v.etcd_pki_dir)
+end
+
+--- A directory on the controller: relative to the inventory file's.
+function L.controller_dir(v, dir)
    if dir:sub(1, 1) ~= "/" then
       dir = (v("inventory_dir", nil) or os.getenv("PWD") or ".") .. "/" .. dir
    end
    return (dir:gsub("/+$", ""))
+end
+
+function L.snapshot_dir(v)
+   return L.controller_dir(v, v.etcd_snapshot_dir)
+end
+
+--- A list variable: -e gives "a,b", the inventory a list.
+function L.names(v, name)
+   local x = v(name, nil)
+   if type(x) == "table" then
+      return x
+   end
+   local out = {}
+   for n in tostring(x or ""):gmatch("[^,%s]+") do
+      out[#out + 1] = n
+   end
+   return out
 end
 
 function L.pki_file(name)
@@ -98,12 +126,81 @@ function L.members(v)
    return out
 end
 
+--- initial-cluster: name=peer URL of every member of the inventory.
+function L.initial_cluster(v)
+   local parts = {}
+   for i, m in ipairs(L.members(v)) do
+      parts[i] = m.name .. "=" .. m.peer_url
+   end
+   return table.concat(parts, ",")
+end
+
+--- The shell command that moves removed members' certificates and keys
+--- into <pki>/retired (kept for the record, no longer issued from).
+function L.retire_certs_cmd(v)
+   local names = {}
+   for _, r in ipairs(L.plan(v).removals) do
+      names[#names + 1] = shell.quote(r.name)
+   end
+   return ("cd %s && mkdir -p -m 0700 retired && for n in %s; do for f in \"$n\"-server.* \"$n\"-peer.*; do"
+      .. " if [ -e \"$f\" ]; then mv -- \"$f\" retired/; fi; done; done"):format(shell.quote(L.pki(v)),
+      table.concat(names, " "))
+end
+
+--- This host's entry of L.members.
+function L.member(v)
+   for _, m in ipairs(L.members(v)) do
+      if m.name == v.inventory_hostname then
+         return m
+      end
+   end
+end
+
 function L.endpoints(v)
    local urls = {}
    for i, m in ipairs(L.members(v)) do
       urls[i] = m.client_url
    end
    return urls
+end
+
+--- The inventory's members as etcd_membership compares them with the cluster.
+function L.membership_hosts(v)
+   local out = {}
+   for i, m in ipairs(L.members(v)) do
+      local p = v.hostvars[m.name].preflight
+      out[i] = { name = m.name, peer_url = m.peer_url, client_url = m.client_url, has_data = p.has_data,
+         running = p.running }
+   end
+   return out
+end
+
+--- What etcd_membership planned (nothing, before it ran).
+function L.plan(v)
+   return v("membership", nil) or { join = {}, joins = {}, remove_first = {}, remove_last = {}, aside = {},
+      changes = 0 }
+end
+
+--- Whether this host joins a running cluster in this run (as a learner).
+function L.joining(v)
+   return L.plan(v).join[v.inventory_hostname] == true
+end
+
+--- The client URLs of the members that are in the cluster already.
+function L.cluster_endpoints(v)
+   local urls, join = {}, L.plan(v).join
+   for _, m in ipairs(L.members(v)) do
+      if not join[m.name] then
+         urls[#urls + 1] = m.client_url
+      end
+   end
+   return urls
+end
+
+--- The operator's client certificate, for membership changes and the lock.
+function L.admin(args)
+   args.ca, args.cert, args.key = L.pki_file("ca.crt"), L.pki_file("admin.crt"), L.pki_file("admin.key")
+   return args
 end
 
 --- Each member's etcd_facts result (or failure), for etcd_preflight.
@@ -184,9 +281,9 @@ function L.config_vars(v, state)
       address = v.preflight.address,
       client_port = L.num(v, "etcd_client_port"),
       peer_port = L.num(v, "etcd_peer_port"),
-      members = L.members(v),
+      initial_cluster = state == "join" and v.joined.initial_cluster or L.initial_cluster(v),
       cluster_token = v.etcd_cluster_token,
-      cluster_state = state or (v.preflight.has_data and "existing" or "new"),
+      cluster_state = (state == "join" and "existing") or state or (v.preflight.has_data and "existing" or "new"),
       heartbeat_interval = L.num(v, "etcd_heartbeat_interval"),
       election_timeout = L.num(v, "etcd_election_timeout"),
       snapshot_count = L.num(v, "etcd_snapshot_count"),

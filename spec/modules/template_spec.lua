@@ -58,6 +58,23 @@ describe("template plan", function()
          opts = { diff = true }, also = function(p)
             assert.is_true(p.diff.secret)
          end, want = {} },
+      { name = "writes a change of only notify_ignore lines without notifying handlers",
+         state = rendered("a=1\ninitial=x,y\n", { st = file("a=1\ninitial=x\n"), old_text = "a=1\ninitial=x\n",
+            new_text = "a=1\ninitial=x,y\n" }),
+         args = { dest = "/e/a.conf", source = "x", notify_ignore = { "^initial=" } },
+         also = function(p)
+            assert.is_false(p.result.notify)
+         end,
+         want = { changed = true, msg = "would change content (only lines read at a first start changed: no handler"
+            .. " notified)" } },
+      { name = "notifies as usual when another line changed too",
+         state = rendered("a=2\ninitial=x,y\n", { st = file("a=1\ninitial=x\n"), old_text = "a=1\ninitial=x\n",
+            new_text = "a=2\ninitial=x,y\n" }),
+         args = { dest = "/e/a.conf", source = "x", notify_ignore = { "^initial=" } },
+         also = function(p)
+            assert.is_nil(p.result and p.result.notify)
+         end,
+         want = { changed = true, msg = "would change content" } },
    })
 end)
 
