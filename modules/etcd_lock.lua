@@ -7,7 +7,8 @@
 local lock = require("etcdrun.lock")
 
 local M = {
-   doc = "Take (or give back) the cluster's operator lock, a key on a lease in etcd; refuse while another run holds it.",
+   doc = "Take (or give back) the cluster's operator lock, a key on a lease in etcd; refuse while another run"
+      .. " holds it.",
    args = {
       state = { type = "string", choices = { "present", "absent" }, default = "present", doc = "take or give back" },
       endpoints = { type = "list", elements = "string", required = true, doc = "client URLs (the first answering)" },

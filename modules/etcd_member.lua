@@ -174,8 +174,8 @@ function M.apply(ctx, args, plan)
          if not err:find("in sync with leader", 1, true) or clock.monotonic() >= deadline then
             local why = ("etcd_member: promoting %s: %s"):format(args.name, err)
             if args.remove_on_failure then
-               local ok, rerr = etcd.member_remove(url, tls, plan.promote)
-               why = why .. (ok and ("; after %d s the learner was removed from the cluster again (the next run"
+               local removed, rerr = etcd.member_remove(url, tls, plan.promote)
+               why = why .. (removed and ("; after %d s the learner was removed from the cluster again (the next run"
                   .. " moves its node's data dir aside and tries again)"):format(math.floor(args.timeout))
                   or ("; removing the learner again failed too: " .. tostring(rerr)))
             end

@@ -55,7 +55,10 @@ function M.gather(ctx, args)
    state.why = #why > 0 and table.concat(why, "; ") or nil
    for _, m in ipairs(state.members or {}) do
       local url = m.client_urls[1]
-      local ok, err = url and etcd.health(url, tls, 3)
+      local ok, err
+      if url then
+         ok, err = etcd.health(url, tls, 3)
+      end
       state.health[m.id] = ok and true or tostring(err or "never started")
       local s = ok and etcd.status(url, tls)
       if s and s.is_leader then
@@ -244,8 +247,8 @@ function M.plan(state, args)
          .. table.concat(lines, "\n  ")
    end
    return { changed = false, msg = msg,
-      result = { report = msg, exists = true, joins = joins, join = set(joins), removals = all_removals, remove_first = first,
-         remove_last = removals, aside = aside, changes = changes,
+      result = { report = msg, exists = true, joins = joins, join = set(joins), removals = all_removals,
+         remove_first = first, remove_last = removals, aside = aside, changes = changes,
          lines = lines, snapshot_from = snapshot_from } }
 end
 

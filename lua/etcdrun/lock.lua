@@ -15,8 +15,8 @@ M.KEY = "etcdrun/lock"
 
 --- Who this run is: { user, host, pid, since, purpose }.
 function M.me(purpose)
-   return { user = os.getenv("USER") or os.getenv("LOGNAME") or "?", host = runtime.hostname() or "?",
-      pid = runtime.pid, since = os.time(), purpose = purpose }
+   return { user = os.getenv("USER") or os.getenv("LOGNAME") or os.getenv("SUDO_USER") or "?",
+      host = runtime.hostname() or "?", pid = runtime.pid, since = os.time(), purpose = purpose }
 end
 
 --- A holder (the decoded value) in words.
@@ -24,7 +24,8 @@ function M.describe(h)
    if type(h) ~= "table" then
       return "an unknown holder"
    end
-   return ("%s@%s (pid %s, since %s UTC%s)"):format(tostring(h.user), tostring(h.host), tostring(h.pid),
+   return ("%s@%s (pid %s, since %s UTC%s)"):format(tostring(h.user), tostring(h.host),
+      tostring(math.tointeger(tonumber(h.pid)) or h.pid),
       os.date("!%Y-%m-%d %H:%M:%S", tonumber(h.since) or 0), h.purpose and (", " .. h.purpose) or "")
 end
 
@@ -34,13 +35,15 @@ function M.is_me(h)
 end
 
 --- Whether `h` was a process of this machine that is gone (an etcdrun that
--- was killed or crashed): /proc says so, and a reused PID runs something else.
+-- was killed or crashed): /proc says so (no such process, a zombie, or a
+-- reused PID that runs something else).
 function M.is_stale(h)
-   if type(h) ~= "table" or h.host ~= runtime.hostname() or not tonumber(h.pid) then
+   if type(h) ~= "table" or h.host ~= runtime.hostname() or not math.tointeger(tonumber(h.pid)) then
       return false
    end
-   local comm = fs.read("/proc/" .. math.tointeger(tonumber(h.pid)) .. "/comm")
-   return not comm or not comm:find("etcdrun", 1, true)
+   local stat = fs.read("/proc/" .. math.tointeger(tonumber(h.pid)) .. "/stat")
+   local comm, st = (stat or ""):match("^%d+ %((.*)%) (%a)")
+   return not comm or not comm:find("etcdrun", 1, true) or st == "Z" or st == "X"
 end
 
 local function decode(kv)

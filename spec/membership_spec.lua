@@ -1,0 +1,326 @@
+-- Day-2 membership with playbooks/tls-cluster.lua on the lab's real nodes,
+-- each change under load: a writer puts a key every 50 ms for the whole run
+-- (spec/support/load.lua) and every case asserts no failed write, every
+-- acknowledged and every seeded key intact, and the member list equal to the
+-- inventory, healthy over mutual TLS. Nodes etcd1..etcd6; the cases build on
+-- each other in order (one cluster, grown, shrunk, repaired).
+local helper = require("support.helper")
+local lab = require("support.lab")
+local load = require("support.load")
+local etcd = require("etcdrun.etcd")
+local lock = require("etcdrun.lock")
+
+local q = helper.q
+local NODES = 10
+local dir, why_not, ws, seeded
+
+local function ip(i)
+   return ("198.18.0.%d"):format(10 + i)
+end
+
+local function node(i, cmd)
+   return lab.ssh(dir, "etcd" .. i, cmd)
+end
+
+local function reset_nodes(from, to)
+   for i = from, to do
+      node(i, "systemctl stop etcd 2>/dev/null; systemctl disable etcd 2>/dev/null; rm -rf /var/lib/etcd /etc/etcd "
+         .. "/opt/etcd /etc/systemd/system/etcd.service /etc/profile.d/etcd.sh; systemctl daemon-reload; "
+         .. "userdel etcd 2>/dev/null; groupdel etcd 2>/dev/null; true")
+   end
+end
+
+-- The inventory: group etcd = `members` ({name, node} pairs: a name may sit on
+-- another lab node), group retired = `retired` names (etcdN on node N).
+local function inventory(members, retired)
+   local lines = { "[etcd]" }
+   for _, m in ipairs(members) do
+      lines[#lines + 1] = ("%s ansible_host=%s ansible_user=root"):format(m[1], ip(m[2]))
+   end
+   lines[#lines + 1] = "[retired]"
+   for _, name in ipairs(retired or {}) do
+      lines[#lines + 1] = ("%s ansible_host=%s ansible_user=root"):format(name, ip(tonumber(name:match("%d+"))))
+   end
+   lines[#lines + 1] = "[all:vars]"
+   lines[#lines + 1] = "ansible_ssh_common_args=-F " .. dir .. "/ssh_config"
+   helper.write(ws .. "/hosts", table.concat(lines, "\n") .. "\n")
+end
+
+local function nodes(from, to)
+   local t = {}
+   for i = from, to do
+      t[#t + 1] = { "etcd" .. i, i }
+   end
+   return t
+end
+
+local function release_args()
+   local version = helper.read(dir .. "/etcd_version"):gsub("%s+", "")
+   local url = helper.read(dir .. "/release_url"):gsub("%s+", "")
+   return ("-e etcd_version=%s -e etcd_release_url=%s/v%s"):format(version, url, version)
+end
+
+local function command(args)
+   return ("cd %s && %s -i hosts %s/playbooks/tls-cluster.lua %s %s"):format(q(ws), q(helper.etcdrun),
+      q(lab.root), release_args(), args or "")
+end
+
+local function playbook(args)
+   local out, err, code = helper.run(command(args))
+   return out .. err, code
+end
+
+local function tls()
+   return { ca = ws .. "/pki/ca.crt", cert = ws .. "/pki/admin.crt", key = ws .. "/pki/admin.key" }
+end
+
+local function urls(list)
+   local t = {}
+   for i, n in ipairs(list) do
+      t[i] = ("https://%s:2379"):format(ip(n))
+   end
+   return t
+end
+
+-- The cluster as it is: member names (sorted), learners, and health of all.
+local function members(via)
+   local list = assert(etcd.members(urls(via)[1], tls()))
+   local names, learners = {}, 0
+   for _, m in ipairs(list) do
+      names[#names + 1] = m.name
+      learners = learners + (m.is_learner and 1 or 0)
+      assert.is_true(etcd.health(m.client_urls[1], tls()), m.name .. " unhealthy")
+   end
+   return table.concat(names, " "), learners
+end
+
+-- Run fn under the writer; assert no failed write, the writer's and the
+-- seeded keys intact; return fn's results and the writer's summary.
+local function under_load(label, via, fn)
+   local w = load.start({ endpoints = urls(via), tls = tls(), prefix = "spec/membership/", dir = ws })
+   local ok, a, b = pcall(fn)
+   local s = w:stop()
+   -- the figures for the README and the closing note
+   io.stderr:write(("  [load] %s: %s\n"):format(label or "?", load.describe(s)))
+   assert(ok, a)
+   load.assert_clean(s, 5)
+   local r = load.check(urls(via), tls(), "spec/membership/", (load.acked(s)))
+   assert.are.equal(0, r.missing + r.wrong, "acknowledged writes lost: " .. table.concat(r.examples, "; "))
+   r = load.check(urls(via), tls(), "spec/seed/", seeded)
+   assert.are.equal(0, r.missing + r.wrong, "seeded keys lost: " .. table.concat(r.examples, "; "))
+   return a, b, s
+end
+
+local function no_lab()
+   if not dir then
+      pending(why_not)
+      return true
+   end
+   if not seeded then
+      pending("needs the 3-member cluster of the first case, which did not run")
+      return true
+   end
+   return false
+end
+
+describe("membership changes on the lab, under load", function()
+   setup(function()
+      dir, why_not = lab.ensure(NODES)
+      if not dir then
+         return
+      end
+      reset_nodes(1, 6)
+      ws = helper.tmpdir()
+      inventory(nodes(1, 3))
+      local out, code = playbook()
+      assert(code == 0, out)
+      seeded = load.seed(urls({ 1, 2, 3 }), tls(), "spec/seed/", 50)
+   end)
+
+   teardown(function()
+      if dir then
+         lab.run("heal", "etcd3")
+         reset_nodes(1, 6)
+      end
+   end)
+
+   it("shows a grow under --check as a plan and changes nothing", function()
+      if no_lab() then return end
+      inventory(nodes(1, 5))
+      local out, code = playbook("--check")
+      assert.are.equal(0, code, out)
+      assert.matches("membership plan:\n%s+0%. snapshot from etcd1\n%s+1%. add etcd4 "
+         .. "%(https://198%.18%.0%.14:2380%) as a learner, start it, promote it once in sync: 4 voters, quorum 3,"
+         .. " 4 healthy\n%s+2%. add etcd5", out)
+      assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
+      assert.are.equal("absent\n", node(4, "test -e /etc/etcd && echo present || echo absent"))
+      assert.is_nil(helper.read(ws .. "/snapshots"), "a snapshot was taken under --check")
+   end)
+
+   it("grows 3 -> 4 -> 5, each member a learner first, with no failed write", function()
+      if no_lab() then return end
+      local before = node(1, "systemctl show -p InvocationID --value etcd")
+      under_load("grow 3 -> 4 -> 5", { 1, 2, 3 }, function()
+         inventory(nodes(1, 4))
+         local out, code = playbook()
+         assert.are.equal(0, code, out)
+         assert.matches("changed%s+etcd4%s+add as a learner", out)
+         assert.matches("changed%s+etcd4%s+promote once in sync", out)
+         assert.matches("snapshot from etcd1 %(before 1 membership change%(s%)%): \n?[^\n]*%.db %(revision %d+", out)
+         assert.are.equal("etcd1 etcd2 etcd3 etcd4", (members({ 1 })))
+         inventory(nodes(1, 5))
+         out, code = playbook()
+         assert.are.equal(0, code, out)
+      end)
+      local names, learners = members({ 1 })
+      assert.are.equal("etcd1 etcd2 etcd3 etcd4 etcd5", names)
+      assert.are.equal(0, learners)
+      -- the members that were there were not restarted: their configuration
+      -- changed only in initial-cluster
+      assert.are.equal(before, node(1, "systemctl show -p InvocationID --value etcd"))
+      assert.matches("etcd5=https://198.18.0.15:2380", node(1, "cat /etc/etcd/etcd.conf.yaml"), 1, true)
+      -- and a re-run changes nothing
+      local out, code = playbook()
+      assert.are.equal(0, code, out)
+      assert.matches("etcd1%s+: ok=%d+%s+changed=0 ", out)
+      assert.matches("controller%s+: ok=%d+%s+changed=0 ", out)
+   end)
+
+   it("never removes a member the inventory lost without the operator's word", function()
+      if no_lab() then return end
+      inventory(nodes(1, 3), { "etcd4", "etcd5" })
+      local out, code = playbook()
+      assert.are_not.equal(0, code)
+      assert.matches("etcd4 %(https://198%.18%.0%.14:2380%) is a member but not in the inventory: it is left alone%."
+         .. " To remove it from the cluster: %-e etcd_remove=etcd4", out)
+      assert.are.equal("etcd1 etcd2 etcd3 etcd4 etcd5", (members({ 1 })))
+      assert.are.equal("active\n", node(5, "systemctl is-active etcd"))
+   end)
+
+   it("refuses to start while another run holds the cluster's lock, and takes over a dead run's", function()
+      if no_lab() then return end
+      inventory(nodes(1, 5))
+      -- another etcdrun holds the lock the way a run does, until killed
+      local holder = ws .. "/holder.lua"
+      helper.write(holder, ([[
+         local lock = require("etcdrun.lock")
+         local tls = { ca = %q, cert = %q, key = %q }
+         assert(lock.acquire("https://198.18.0.11:2379", tls, lock.me("spec holder"), 900))
+         io.open(%q, "w"):close()
+         while true do os.execute("sleep 1") end]]):format(tls().ca, tls().cert, tls().key, ws .. "/held"))
+      local pid = helper.run(("%s %s >%s/holder.log 2>&1 & echo $!"):format(q(helper.etcdrun), q(holder), q(ws)))
+         :match("%d+")
+      finally(function()
+         helper.run("kill -9 " .. pid .. " 2>/dev/null; true")
+      end)
+      for _ = 1, 100 do
+         if helper.read(ws .. "/held") then
+            break
+         end
+         helper.run("sleep 0.1")
+      end
+      assert.is_truthy(helper.read(ws .. "/held"), helper.read(ws .. "/holder.log"))
+      local out, code = playbook()
+      assert.are_not.equal(0, code)
+      assert.matches("another run holds the cluster's lock %(etcdrun/lock%): [^\n]*pid " .. pid .. ",[^\n]*spec holder",
+         out)
+      -- the holder dies (kill -9): the next run from this machine takes over
+      helper.run("kill -9 " .. pid .. "; sleep 0.2")
+      out, code = playbook()
+      assert.are.equal(0, code, out)
+      assert.is_false(lock.read(urls({ 1 })[1], tls(), lock.KEY), "the lock was not given back")
+   end)
+
+   it("shrinks 5 -> 3 when named, cleaning the removed nodes up, with no failed write", function()
+      if no_lab() then return end
+      under_load("shrink 5 -> 3", { 1, 2, 3 }, function()
+         inventory(nodes(1, 3), { "etcd4", "etcd5" })
+         local out, code = playbook("-e etcd_remove=etcd4,etcd5")
+         assert.are.equal(0, code, out)
+         assert.matches("1%. remove etcd4 %(named in etcd_remove%): 4 voters, quorum 3, 4 healthy", out)
+      end)
+      assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
+      for i = 4, 5 do
+         assert.are.equal("inactive\n", node(i, "systemctl is-active etcd || true"))
+         assert.are.equal("disabled\n", node(i, "systemctl is-enabled etcd || true"))
+         assert.matches("^/var/lib/etcd/etcd" .. i .. "%.etcd%.etcdrun%-removed%-%d+T%d+Z\n$",
+            node(i, "ls -d /var/lib/etcd/etcd*.etcd.etcdrun-removed-*"))
+         assert.are.equal("", node(i, "ls /etc/etcd/ssl/*.key 2>/dev/null || true"))
+         assert.is_truthy(helper.read(ws .. "/pki/retired/etcd" .. i .. "-peer.crt"))
+         assert.is_nil(helper.read(ws .. "/pki/etcd" .. i .. "-peer.crt"))
+      end
+      -- run again with the same words: nothing left to do
+      local out, code = playbook("-e etcd_remove=etcd4,etcd5")
+      assert.are.equal(0, code, out)
+      assert.matches("etcd1%s+: ok=%d+%s+changed=0 ", out)
+   end)
+
+   it("converges when killed in the middle of a grow", function()
+      if no_lab() then return end
+      reset_nodes(4, 4)
+      under_load("killed mid-grow, run again", { 1, 2, 3 }, function()
+         inventory(nodes(1, 4))
+         local log = ws .. "/killed.log"
+         local r = helper.run(([[
+            %s > %s 2>&1 & pid=$!
+            for i in $(seq 500); do grep -q 'etcd4 *add as a learner' %s && break; sleep 0.02; done
+            kill -9 $pid; wait $pid; echo rc=$?]]):format(command(), q(log), q(log)))
+         assert.matches("rc=137", r, helper.read(log))
+         assert.matches("add as a learner", helper.read(log))
+         local out, code = playbook()
+         assert.are.equal(0, code, out)
+      end)
+      local names, learners = members({ 1 })
+      assert.are.equal("etcd1 etcd2 etcd3 etcd4", names)
+      assert.are.equal(0, learners)
+   end)
+
+   it("replaces a member whose node was wiped, removing it before adding it back", function()
+      if no_lab() then return end
+      -- back to 3 first (etcd4 named), then wipe etcd3 as a rebuilt node would be
+      inventory(nodes(1, 3), { "etcd4" })
+      local out, code = playbook("-e etcd_remove=etcd4")
+      assert.are.equal(0, code, out)
+      reset_nodes(3, 3)
+      under_load("replace a wiped member", { 1, 2 }, function()
+         out, code = playbook()
+         assert.are_not.equal(0, code)
+         assert.matches("etcd3 is a member, but its node has no data and etcd does not run there "
+            .. "%(wiped or rebuilt%?%): to replace it, run with %-e etcd_replace=etcd3", out)
+         out, code = playbook("-e etcd_replace=etcd3")
+         assert.are.equal(0, code, out)
+         assert.matches(
+            "1%. remove etcd3 %(replaced, does not answer%): 2 voters, quorum 2, 2 healthy\n%s+2%. add etcd3", out)
+      end)
+      assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
+   end)
+
+   it("replaces a member whose node is gone (cut off) with a new node", function()
+      if no_lab() then return end
+      -- etcd3 must not lead: a leader cut off means an election, which is not
+      -- what this case measures
+      local t = tls()
+      local s3 = assert(etcd.status(urls({ 3 })[1], t))
+      if s3.is_leader then
+         local s1 = assert(etcd.status(urls({ 1 })[1], t))
+         assert(etcd.move_leader(urls({ 3 })[1], t, s1.member_id))
+         helper.run("sleep 1")
+      end
+      lab.run("cut", "etcd3")
+      reset_nodes(6, 6)
+      under_load("replace a cut-off member by a new node", { 1, 2 }, function()
+         -- the name etcd3 now on the lab's node 6
+         inventory({ { "etcd1", 1 }, { "etcd2", 2 }, { "etcd3", 6 } })
+         local out, code = playbook("-e etcd_replace=etcd3")
+         assert.are.equal(0, code, out)
+         assert.matches("2%. add etcd3 %(https://198%.18%.0%.16:2380%)", out)
+      end)
+      assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
+      local list = assert(etcd.members(urls({ 1 })[1], t))
+      for _, m in ipairs(list) do
+         if m.name == "etcd3" then
+            assert.are.equal("https://198.18.0.16:2380", m.peer_urls[1])
+         end
+      end
+   end)
+end)
