@@ -24,6 +24,8 @@ local M = {
       ca = { type = "path", required = true, doc = "CA certificate (controller)" },
       cert = { type = "path", required = true, doc = "an admin client certificate (controller)" },
       key = { type = "path", required = true, doc = "its private key (controller)" },
+      update = { type = "boolean", default = false,
+         doc = "a member whose peer URL is not peer_url (its address changed) is moved there with a member update" },
       remove_on_failure = { type = "boolean", default = false,
          doc = "state = voter: a learner that is still not in sync at the deadline (never started, never caught"
             .. " up) is removed again, so no half-joined member is left behind" },
@@ -112,8 +114,13 @@ function M.plan(state, args, opts)
          result = result }
    end
    if me and args.peer_url and me.peer_urls[1] ~= args.peer_url then
-      return { failed = true, msg = ("%s is a member with peer URL %s, not %s: an address change is a member update")
-         :format(args.name, tostring(me.peer_urls[1]), args.peer_url) }
+      if args.update then
+         return { changed = true, update = me.id, via = state.via, result = result,
+            msg = ("would move %s from %s to %s (member update)"):format(args.name, tostring(me.peer_urls[1]),
+               args.peer_url) }
+      end
+      return { failed = true, msg = ("%s is a member with peer URL %s, not %s: an address change is a member update"
+         .. " (update = true)"):format(args.name, tostring(me.peer_urls[1]), args.peer_url) }
    end
    if not me then
       if not args.peer_url then
@@ -164,6 +171,14 @@ function M.apply(ctx, args, plan)
          return nil, ("etcd_member: adding %s: %s"):format(args.name, tostring(err)), code
       end
       return { msg = ("added %s as a learner"):format(args.name), id = id }
+   elseif plan.update then
+      local ok, err, code = retrying(ctx, deadline, function()
+         return etcd.member_update(url, tls, plan.update, { args.peer_url })
+      end)
+      if not ok then
+         return nil, ("etcd_member: moving %s to %s: %s"):format(args.name, args.peer_url, tostring(err)), code
+      end
+      return { msg = ("moved %s to %s"):format(args.name, args.peer_url) }
    elseif plan.promote then
       while true do
          local ok, perr = etcd.member_promote(url, tls, plan.promote)

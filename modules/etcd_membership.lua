@@ -76,6 +76,14 @@ local function set(list)
    return t
 end
 
+local function by_name(list)
+   local t = {}
+   for _, x in ipairs(list) do
+      t[x.name] = x
+   end
+   return t
+end
+
 local function quorum(n)
    return n // 2 + 1
 end
@@ -131,7 +139,7 @@ function M.plan(state, args)
       end
       return { changed = false, msg = "no running cluster: bootstrap",
          result = { exists = false, joins = {}, join = {}, removals = {}, remove_first = {}, remove_last = {},
-            aside = {}, changes = 0, lines = {} } }
+            aside = {}, moves = {}, move = {}, changes = 0, lines = {} } }
    end
 
    local members, health = state.members, state.health
@@ -144,7 +152,7 @@ function M.plan(state, args)
    end
    -- removed first: dead members and replaced ones (whose name the new node
    -- takes); after the joins: live members named in etcd_remove
-   local matched, joins, removals, first, aside = {}, {}, {}, {}, {}
+   local matched, joins, removals, first, aside, moves = {}, {}, {}, {}, {}, {}
    local function leave(m, why)
       local entry = { name = m.name ~= "" and m.name or m.peer_urls[1], id = m.id, learner = m.is_learner,
          dead = health[m.id] ~= true, why = why, leader = state.leader == m.id }
@@ -165,8 +173,9 @@ function M.plan(state, args)
          joins[#joins + 1] = h.name
          aside[h.name] = h.has_data or nil
       elseif m.peer_urls[1] ~= h.peer_url then
-         problems[#problems + 1] = ("%s is a member with peer URL %s, the inventory says %s: an address change"
-            .. " is a `member update`, not done by this run"):format(h.name, tostring(m.peer_urls[1]), h.peer_url)
+         -- its address changed: a member update, then a restart on the new one
+         moves[#moves + 1] = { name = h.name, id = m.id, from = m.peer_urls[1], to = h.peer_url,
+            from_ip = tostring(m.peer_urls[1]):match("^%a+://%[?([^%]/]-)%]?:%d+$"), dead = health[m.id] ~= true }
       elseif m.is_learner then
          joins[#joins + 1] = h.name -- a join that was interrupted: it goes on
       elseif m.name ~= "" and not h.has_data and health[m.id] ~= true then
@@ -202,6 +211,13 @@ function M.plan(state, args)
    for _, r in ipairs(first) do
       v, ok = v - (r.learner and 0 or 1), ok - ((r.learner or r.dead) and 0 or 1)
       step(("remove %s (%s%s)"):format(r.name, r.why, r.dead and ", does not answer" or ""))
+   end
+   for _, mv in ipairs(moves) do
+      -- while it moves the member is out (if it was in); then it is back
+      ok = ok - (mv.dead and 0 or 1)
+      step(("move %s from %s to %s (member update, restart on the new address; its certificate names both"
+         .. " until the move is done)"):format(mv.name, mv.from, mv.to))
+      ok = ok + 1
    end
    if #joins > 0 and ok < v then
       problems[#problems + 1] = ("%d of %d voters are unhealthy: a member joins only a healthy cluster (bring them"
@@ -239,7 +255,7 @@ function M.plan(state, args)
          m.is_learner and " (learner)" or state.leader == m.id and " (leader)" or "",
          health[m.id] ~= true and " (unhealthy)" or "")
    end
-   local changes = #joins + #all_removals
+   local changes = #joins + #all_removals + #moves
    local msg = ("%d members: %s; %d voters, quorum %d"):format(#members, table.concat(head, ", "), voters,
       quorum(voters))
    if changes > 0 then
@@ -248,8 +264,8 @@ function M.plan(state, args)
    end
    return { changed = false, msg = msg,
       result = { report = msg, exists = true, joins = joins, join = set(joins), removals = all_removals,
-         remove_first = first, remove_last = removals, aside = aside, changes = changes,
-         lines = lines, snapshot_from = snapshot_from } }
+         remove_first = first, remove_last = removals, aside = aside, moves = moves, move = by_name(moves),
+         changes = changes, lines = lines, snapshot_from = snapshot_from } }
 end
 
 return M

@@ -1,8 +1,7 @@
 -- etcd_preflight: on the controller, every member's problems at once, before
 -- anything changes: what etcd_facts found on each member, a member that is
--- unreachable or failed, two members with one address, a member of a running
--- cluster whose address left its certificate (that needs `etcdctl member
--- update`), and the CA guard: where etcd runs or has data, the CA it trusts
+-- unreachable or failed, two members with one address (a member whose
+-- address changed is etcd_membership's: it moves), and the CA guard: where etcd runs or has data, the CA it trusts
 -- must be the controller's, or issuing certificates from another CA would cut
 -- the members off from each other. Replacing a running cluster's CA is a CA
 -- rotation, never a side effect of a run from another directory.
@@ -28,12 +27,7 @@ local function fingerprint(path)
 end
 
 function M.gather(_, args)
-   local state = { ca = fingerprint(args.pki_dir .. "/ca.crt"), peer_ips = {} }
-   for _, name in ipairs(args.order) do
-      local pem = fs.try.read(("%s/%s-peer.crt"):format(args.pki_dir, name))
-      local info = pem and x509.try.info(pem)
-      state.peer_ips[name] = info and (info.san and info.san.ip or {}) or nil
-   end
+   local state = { ca = fingerprint(args.pki_dir .. "/ca.crt") }
    return state
 end
 
@@ -89,17 +83,6 @@ function M.plan(state, args)
             lines[#lines + 1] = ("  %s: address %s is also %s's"):format(name, p.address, seen[p.address])
          end
          seen[p.address] = name
-         -- a certificate issued for another address means the member moved
-         local ips = state.peer_ips[name]
-         local has = false
-         for _, ip in ipairs(ips or {}) do
-            has = has or ip == p.address
-         end
-         if ips and not has and p.has_data then
-            lines[#lines + 1] = ("  %s: its address is now %s but its certificate (%s/%s-peer.crt) names %s: a"
-               .. " member of a running cluster cannot change address by reconfiguration (use etcdctl member"
-               .. " update)"):format(name, p.address, args.pki_dir, name, table.concat(ips, ", "))
-         end
       end
    end
    if #lines > 0 then

@@ -122,10 +122,13 @@ end
 
 -- The configuration. initial-cluster and initial-cluster-state are read only
 -- when a member first starts: a change to them alone (a member joined or
--- left, bootstrap done) rewrites the file without restarting anyone.
+-- left, bootstrap done) rewrites the file without restarting anyone. The
+-- configuration of a member that joins or moves is written when it does.
+local CONFIG_NAMES = { existing = "mark the cluster as existing", join = "joining member's configuration",
+   move = "configuration at the new address" }
+
 local function config(state)
-   return task(state == "existing" and "mark the cluster as existing" or state == "join" and "joining member's"
-      .. " configuration" or "etcd configuration") {
+   return task(CONFIG_NAMES[state] or "etcd configuration") {
       template = {
          src = "templates/etcd.conf.yaml.j2",
          dest = "/etc/etcd/etcd.conf.yaml",
@@ -139,16 +142,50 @@ local function config(state)
       },
       notify = state == nil and "restart etcd" or nil,
       when = function(v)
-         return state == "existing" or (state == "join") == L.joining(v)
+         if state == "existing" then
+            return true
+         elseif state == "move" then
+            return L.moving(v) ~= nil
+         end
+         return (state == "join") == L.joining(v) and not L.moving(v)
       end,
    }
 end
 
 -- A membership change through the cluster's API, from the controller.
-local function member(name, args, register)
+local function member(name, args, register, when)
    args.endpoints = L.cluster_endpoints
    args.timeout = args.timeout or num("etcd_join_timeout")
-   return task(name) { etcd_member = L.admin(args), delegate = "controller", when = joining, register = register }
+   return task(name) { etcd_member = L.admin(args), delegate = "controller", when = when or joining,
+      register = register }
+end
+
+local function moving(v)
+   return L.moving(v) ~= nil
+end
+
+-- The cluster healthy with this member (a member that just joined or moved).
+local function healthy_with_me(name, when)
+   return task(name) {
+      etcd_health = with_tls({
+         endpoints = function(v)
+            local urls = L.cluster_endpoints(v)
+            urls[#urls + 1] = L.member(v).client_url
+            return urls
+         end,
+         timeout = num("etcd_health_timeout"),
+      }),
+      when = when,
+   }
+end
+
+local function renew_lock(when)
+   return task "renew the operator lock" {
+      etcd_lock = L.admin({ endpoints = L.cluster_endpoints, ttl = num("etcd_lock_ttl"), purpose = "tls-cluster.lua" }),
+      delegate = "controller",
+      when = when,
+      changed_when = false,
+   }
 end
 
 -- A membership change of the plan's list `list` (remove_first, remove_last),
@@ -333,12 +370,7 @@ end
 -- until promoted), started with the member list of that moment, promoted once
 -- in sync with the leader, the cluster healthy before the next one.
 local join = {
-   task "renew the operator lock" {
-      etcd_lock = L.admin({ endpoints = L.cluster_endpoints, ttl = num("etcd_lock_ttl"), purpose = "tls-cluster.lua" }),
-      delegate = "controller",
-      when = joining,
-      changed_when = false,
-   },
+   renew_lock(joining),
    -- data from an earlier life (a removed member, a failed join) would make
    -- etcd start as that member: stopped and moved aside, never deleted
    task "stop the old etcd of a joining node" {
@@ -382,18 +414,40 @@ local join = {
       state = "voter",
       remove_on_failure = true,
    }),
-   task "cluster healthy with the new member" {
-      etcd_health = with_tls({
-         endpoints = function(v)
-            local urls = L.cluster_endpoints(v)
-            urls[#urls + 1] = L.member(v).client_url
-            return urls
-         end,
-         timeout = num("etcd_health_timeout"),
-      }),
-      when = joining,
-   },
+   healthy_with_me("cluster healthy with the new member", joining),
 }
+
+-- A member whose address changed moves, one at a time: its certificates
+-- already name both addresses (issued in the first play; etcd reads them
+-- at every handshake), the cluster learns the new peer URL (member update),
+-- the member restarts on it, and once the cluster is healthy its
+-- certificates are issued again for the new address only.
+local move = {
+   renew_lock(moving),
+   member("move to the new address", {
+      name = var("inventory_hostname"),
+      peer_url = function(v)
+         return L.member(v).peer_url
+      end,
+      state = "voter",
+      update = true,
+   }, "moved", moving),
+   config("move"),
+   task "restart on the new address" { systemd = { name = "etcd", state = "restarted" }, when = moving },
+   healthy_with_me("cluster healthy with the moved member", moving),
+}
+for _, t in ipairs({ member_cert("server"), member_cert("peer"),
+   task "install /etc/etcd/ssl/server.crt" {
+      copy = { src = member_file("server", "crt"), dest = "/etc/etcd/ssl/server.crt", mode = "0644", owner = "root",
+         group = "etcd" },
+   },
+   task "install /etc/etcd/ssl/peer.crt" {
+      copy = { src = member_file("peer", "crt"), dest = "/etc/etcd/ssl/peer.crt", mode = "0644", owner = "root",
+         group = "etcd" },
+   } }) do
+   t.when = moving
+   move[#move + 1] = t
+end
 
 local finish = {
    -- members named in etcd_remove leave after the joins
@@ -490,7 +544,8 @@ local handlers = {
    handler "restart etcd" {
       systemd = { name = "etcd", state = "restarted" },
       when = function(v)
-         return v.preflight.running
+         -- a member that moves restarts when it does, on its new address
+         return v.preflight.running and not L.moving(v)
       end,
       serial = 1,
       order = L.leader_last,
@@ -505,6 +560,13 @@ return {
       defaults = L.DEFAULTS,
       tasks = tasks,
       handlers = handlers,
+   },
+   play "members move to their new address" {
+      hosts = "etcd",
+      serial = 1,
+      any_errors_fatal = true,
+      defaults = L.DEFAULTS,
+      tasks = move,
    },
    play "new members join" {
       hosts = "etcd",

@@ -30,12 +30,12 @@ local function reset_nodes(from, to)
    end
 end
 
--- The inventory: group etcd = `members` ({name, node} pairs: a name may sit on
--- another lab node), group retired = `retired` names (etcdN on node N).
+-- The inventory: group etcd = `members` ({name, node, extra host vars}: a
+-- name may sit on another lab node), group retired = `retired` names (etcdN on node N).
 local function inventory(members, retired)
    local lines = { "[etcd]" }
    for _, m in ipairs(members) do
-      lines[#lines + 1] = ("%s ansible_host=%s ansible_user=root"):format(m[1], ip(m[2]))
+      lines[#lines + 1] = ("%s ansible_host=%s ansible_user=root %s"):format(m[1], ip(m[2]), m[3] or "")
    end
    lines[#lines + 1] = "[retired]"
    for _, name in ipairs(retired or {}) do
@@ -140,6 +140,7 @@ describe("membership changes on the lab, under load", function()
    teardown(function()
       if dir then
          lab.run("heal", "etcd3")
+         lab.run("addr", "etcd2", "del", "198.18.0.112")
          reset_nodes(1, 6)
       end
    end)
@@ -322,5 +323,34 @@ describe("membership changes on the lab, under load", function()
             assert.are.equal("https://198.18.0.16:2380", m.peer_urls[1])
          end
       end
+   end)
+
+   it("moves a member whose address changed (member update), one at a time, with no failed write", function()
+      if no_lab() then return end
+      local _, code = lab.run("addr", "etcd2", "add", "198.18.0.112")
+      assert.are.equal(0, code)
+      local members_now = { { "etcd1", 1 }, { "etcd2", 2, "etcd_address=198.18.0.112" }, { "etcd3", 6 } }
+      under_load("move a member to a new address", { 1, 6 }, function()
+         inventory(members_now)
+         local out, rc = playbook()
+         assert.are.equal(0, rc, out)
+         assert.matches("1%. move etcd2 from https://198%.18%.0%.12:2380 to https://198%.18%.0%.112:2380", out)
+         assert.matches("changed%s+etcd2%s+restart on the new address", out)
+      end)
+      local list = assert(etcd.members(urls({ 1 })[1], tls()))
+      for _, m in ipairs(list) do
+         if m.name == "etcd2" then
+            assert.are.same({ "https://198.18.0.112:2380" }, m.peer_urls)
+            assert.are.same({ "https://198.18.0.112:2379" }, m.client_urls)
+         end
+      end
+      assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
+      -- its certificates name only the new address once the move is done
+      local san = helper.run("openssl x509 -noout -ext subjectAltName -in " .. q(ws .. "/pki/etcd2-peer.crt"))
+      assert.matches("198.18.0.112", san, 1, true)
+      assert.is_nil(san:find("198.18.0.12,", 1, true))
+      local out, rc = playbook()
+      assert.are.equal(0, rc, out)
+      assert.matches("etcd2%s+: ok=%d+%s+changed=0 ", out)
    end)
 end)

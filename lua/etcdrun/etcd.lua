@@ -118,6 +118,12 @@ function M.member_promote(url, tls, id)
    return r and true, err, code
 end
 
+--- Change a member's peer URLs (its address moved).
+function M.member_update(url, tls, id, peer_urls)
+   local r, err, code = M.call(url, "/v3/cluster/member/update", { ID = id, peerURLs = peer_urls }, tls, 15)
+   return r and true, err, code
+end
+
 function M.member_remove(url, tls, id)
    local r, err, code = M.call(url, "/v3/cluster/member/remove", { ID = id }, tls, 15)
    return r and true, err, code

@@ -178,7 +178,12 @@ end
 --- What etcd_membership planned (nothing, before it ran).
 function L.plan(v)
    return v("membership", nil) or { join = {}, joins = {}, remove_first = {}, remove_last = {}, aside = {},
-      changes = 0 }
+      move = {}, moves = {}, changes = 0 }
+end
+
+--- This host's move to a new address in this run, if it moves.
+function L.moving(v)
+   return (L.plan(v).move or {})[v.inventory_hostname]
 end
 
 --- Whether this host joins a running cluster in this run (as a learner).
@@ -186,11 +191,12 @@ function L.joining(v)
    return L.plan(v).join[v.inventory_hostname] == true
 end
 
---- The client URLs of the members that are in the cluster already.
+--- The client URLs of the members that are in the cluster already, at
+--- their address (not those joining or moving in this run).
 function L.cluster_endpoints(v)
-   local urls, join = {}, L.plan(v).join
+   local urls, plan = {}, L.plan(v)
    for _, m in ipairs(L.members(v)) do
-      if not join[m.name] then
+      if not plan.join[m.name] and not (plan.move or {})[m.name] then
          urls[#urls + 1] = m.client_url
       end
    end
@@ -215,6 +221,11 @@ end
 --- A member certificate's SANs: its address, its name, localhost, loopbacks.
 function L.sans(v)
    local ips = { v.preflight.address, "127.0.0.1", "::1" }
+   -- a member moving to a new address: both, until the move is done
+   local mv = L.moving(v)
+   if mv and mv.from_ip and not v("moved", nil) then
+      table.insert(ips, 2, mv.from_ip)
+   end
    local dns = { v.inventory_hostname, "localhost" }
    if v.preflight.hostname and v.preflight.hostname ~= v.inventory_hostname then
       dns[#dns + 1] = v.preflight.hostname
@@ -283,7 +294,8 @@ function L.config_vars(v, state)
       peer_port = L.num(v, "etcd_peer_port"),
       initial_cluster = state == "join" and v.joined.initial_cluster or L.initial_cluster(v),
       cluster_token = v.etcd_cluster_token,
-      cluster_state = (state == "join" and "existing") or state or (v.preflight.has_data and "existing" or "new"),
+      cluster_state = (state == "join" or state == "move") and "existing" or state
+         or (v.preflight.has_data and "existing" or "new"),
       heartbeat_interval = L.num(v, "etcd_heartbeat_interval"),
       election_timeout = L.num(v, "etcd_election_timeout"),
       snapshot_count = L.num(v, "etcd_snapshot_count"),

@@ -9,6 +9,8 @@
 #   lab.sh stop-node etcdN [--hard]  poweroff (or kill -9) one node
 #   lab.sh start-node etcdN        boot it again (same disk); wait for SSH
 #   lab.sh cut etcdN | heal etcdN  take its link off the bridge, or back
+#   lab.sh addr etcdN add|del IP   a second address on its eth0 (the node
+#                                  cannot: nspawn gives it no CAP_NET_ADMIN)
 #   lab.sh ssh etcdN [CMD...]      ssh with the lab's ssh_config
 #   lab.sh mem                     memory (PSS) per node
 set -euo pipefail
@@ -487,6 +489,21 @@ cmd_link() {
     log "$(node_name "$i") link $updown"
 }
 
+cmd_addr() {
+    local i op=${2:-} ip=${3:-}
+    require_root
+    require_lab
+    i=$(lab_node "${1:-}")
+    [[ $op == add || $op == del ]] || die "usage: lab.sh addr etcdN add|del IP"
+    [[ $ip =~ ^198\.18\.0\.[0-9]+$ ]] || die "lab.sh addr: $ip is not on the lab's 198.18.0.0/24"
+    if [[ $op == add ]]; then
+        ip -n "$(node_netns "$i")" addr replace "$ip/$LAB_PREFIXLEN" dev eth0
+    else
+        ip -n "$(node_netns "$i")" addr del "$ip/$LAB_PREFIXLEN" dev eth0 2>/dev/null || true
+    fi
+    log "$(node_name "$i") addr $op $ip"
+}
+
 cmd_ssh() {
     require_lab
     local name=${1:-}
@@ -529,6 +546,7 @@ main() {
     cut) cmd_link down "$@" ;;
     heal) cmd_link up "$@" ;;
     ssh) cmd_ssh "$@" ;;
+    addr) cmd_addr "$@" ;;
     mem) cmd_mem ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;

@@ -55,6 +55,14 @@ describe("etcd_member plan", function()
       assert.matches("add it as a learner and start it first", p.msg)
    end)
 
+   it("moves a member whose peer URL differs when asked to (update)", function()
+      local p = module.plan(mod, THREE, args({ name = "etcd2", peer_url = "https://z:2380", state = "voter",
+         update = true }))
+      assert.is_true(p.changed)
+      assert.are.equal("2", p.update)
+      assert.are.equal("would move etcd2 from https://b:2380 to https://z:2380 (member update)", p.msg)
+   end)
+
    it("refuses a member whose peer URL differs (that is a member update)", function()
       local p = module.plan(mod, THREE, args({ name = "etcd2", peer_url = "https://z:2380" }))
       assert.is_true(p.failed)
