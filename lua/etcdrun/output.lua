@@ -452,6 +452,12 @@ function Out:result(kind, play, task, host, r, dt)
          report = report,
       })
    end
+   -- a task its `when` skipped says nothing at the default verbosity (the
+   -- recap counts it; -v shows it): a playbook with plays for rare events
+   -- (members joining, moving, leaving) would otherwise print pages of them
+   if status == "skipped" and r.msg == "condition false" and self.verbose == 0 then
+      return
+   end
    local label = (kind == "handler" and "handler: " or "") .. task.name
    if item then
       label = label .. " (" .. tostring(item) .. ")"
