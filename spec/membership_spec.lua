@@ -296,6 +296,28 @@ describe("membership changes on the lab, under load", function()
       assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
    end)
 
+   it("removes a learner that never starts again, says why, and joins it on the next run", function()
+      if no_lab() then return end
+      reset_nodes(4, 4)
+      under_load("a learner that never starts, then joins", { 1, 2, 3 }, function()
+         -- etcd refuses to start with an election timeout under 5 heartbeats
+         local bad = { "etcd4", 4, "etcd_election_timeout=100" }
+         inventory({ { "etcd1", 1 }, { "etcd2", 2 }, { "etcd3", 3 }, bad })
+         local out, code = playbook("-e etcd_join_timeout=5")
+         assert.are_not.equal(0, code)
+         assert.matches("promoting etcd4: [^\n]*in sync with leader[^\n]*; after 5 s the learner was removed from the"
+            .. " cluster again", out)
+         assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
+         inventory(nodes(1, 4))
+         out, code = playbook()
+         assert.are.equal(0, code, out)
+      end)
+      assert.are.equal("etcd1 etcd2 etcd3 etcd4", (members({ 1 })))
+      inventory(nodes(1, 3), { "etcd4" })
+      local out, code = playbook("-e etcd_remove=etcd4")
+      assert.are.equal(0, code, out)
+   end)
+
    it("replaces a member whose node is gone (cut off) with a new node", function()
       if no_lab() then return end
       -- etcd3 must not lead: a leader cut off means an election, which is not
