@@ -3,6 +3,7 @@
 -- failure carries the tail of this host's etcd journal and what its usual
 -- messages mean. Read-only; under --check one probe, no waiting (a cluster
 -- that an earlier task would start is not expected to answer yet).
+local clock = require("etcdrun.clock")
 local etcd = require("etcdrun.etcd")
 
 local M = {
@@ -13,6 +14,8 @@ local M = {
       cert = { type = "path", required = true, doc = "client certificate (controller)" },
       key = { type = "path", required = true, doc = "its private key (controller)" },
       timeout = { type = "number", default = 60, doc = "seconds to wait at most" },
+      caught_up = { type = "boolean", default = false,
+         doc = "also wait until every member's raft index reaches the leader's (a restarted member caught up)" },
       journal = { type = "boolean", default = true, doc = "on failure, show this host's `journalctl -u etcd` tail" },
    },
    examples = [[task "cluster healthy" { etcd_health = { endpoints = { "https://10.0.0.1:2379" },
@@ -43,7 +46,12 @@ function M.gather(ctx, args)
          end
       end
    else
+      local t0 = clock.monotonic()
       ok, why = etcd.wait_healthy(args.endpoints, tls, args.timeout)
+      if ok and args.caught_up then
+         ok, why = etcd.wait_caught_up(args.endpoints, tls, math.max(1, args.timeout - (clock.monotonic() - t0)))
+         why = why and ("not caught up with the leader: " .. why)
+      end
    end
    local state = { healthy = ok and true or false, why = why }
    if not ok and not ctx.check and args.journal and ctx.host.exec then
@@ -56,7 +64,7 @@ end
 function M.plan(state, args, opts)
    local n = #args.endpoints
    if state.healthy then
-      return { changed = false, msg = ("%d members healthy"):format(n) }
+      return { changed = false, msg = ("%d members healthy%s"):format(n, args.caught_up and ", caught up" or "") }
    end
    if opts.check then
       return { skipped = true, msg = ("not healthy now (%s): a run would wait up to %g s"):format(tostring(state.why),

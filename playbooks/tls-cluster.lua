@@ -549,7 +549,16 @@ local handlers = {
       end,
       serial = 1,
       order = L.leader_last,
-      gate = healthy "cluster healthy",
+      -- healthy and caught up before and after each member; the leader hands
+      -- over to the most caught-up follower first, so nobody holds an election
+      gate = task "cluster healthy" {
+         etcd_health = with_tls({ endpoints = L.cluster_endpoints, timeout = num("etcd_health_timeout"),
+            caught_up = true }),
+      },
+      before = task "leadership elsewhere" {
+         etcd_leader = L.admin({ name = var("inventory_hostname"), endpoints = L.cluster_endpoints }),
+         delegate = "controller",
+      },
    },
 }
 

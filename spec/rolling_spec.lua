@@ -1,6 +1,6 @@
 -- Generic building blocks a cluster playbook needs, on hosts the controller
 -- plays itself: play `defaults` that rank below the inventory, and a rolling
--- handler (serial, order, gate) that restarts one host at a time between two
+-- handler (serial, order, gate, before) that restarts one host at a time between two
 -- health checks, stops at the first failure and leaves the rest pending.
 local helper = require("support.helper")
 
@@ -112,11 +112,22 @@ return { play "p" { hosts = "web", tasks = {
          task "t" { debug = { msg = "x" }, serial = 1 } } } }]])
       local out, code = run(dir)
       assert.are.equal(1, code, out)
-      assert.matches("serial, order and gate are for handlers", out)
+      assert.matches("serial, order, gate and before are for handlers", out)
       dir = ws([[return { play "p" { hosts = "web", tasks = {}, handlers = {
          handler "h" { debug = { msg = "x" }, order = function(n) return n end } } } }]])
       out, code = run(dir)
       assert.are.equal(1, code, out)
-      assert.matches("order and gate need serial", out)
+      assert.matches("order, gate and before need serial", out)
+   end)
+
+   it("runs its before task after the first gate, on each host in turn", function()
+      local dir = ws((ROLL:gsub("      serial = 1,", [[
+      serial = 1,
+      before = task "leadership away" { run = log("away") },]])))
+      helper.write(dir .. "/phase", "before\n")
+      local out, code = run(dir)
+      assert.are.equal(0, code, out)
+      assert.are.equal(table.concat({ "before c", "away c", "restart c", "after c", "before b", "away b", "restart b",
+         "after b", "before a", "away a", "restart a", "after a", "" }, "\n"), helper.read(dir .. "/log"))
    end)
 end)

@@ -78,8 +78,25 @@ function M.status(url, tls)
       version = s.version,
       db_size = tonumber(s.dbSize),
       raft_term = tonumber(s.raftTerm),
+      raft_index = tonumber(s.raftIndex),
+      applied_index = tonumber(s.raftAppliedIndex),
       is_leader = s.header and s.leader ~= nil and s.header.member_id == s.leader,
    }
+end
+
+--- GET /version: { server = "3.5.16", cluster = "3.5.0" } (cluster: the
+-- version the members agreed to run at; it moves up once all are upgraded).
+function M.version(url, tls)
+   local r, err, code = http.request({ url = url .. "/version", ca = tls.ca, cert = tls.cert, key = tls.key,
+      timeout = 5, connect_timeout = 2 })
+   if not r then
+      return nil, err, code
+   end
+   local ok, body = pcall(cjson.decode, r.body or "")
+   if r.status ~= 200 or not ok or type(body) ~= "table" then
+      return nil, ("%s/version: HTTP %d"):format(url, r.status), "EHTTP"
+   end
+   return { server = body.etcdserver, cluster = body.etcdcluster }
 end
 
 --- /v3/cluster/member/list: { {id, name, peer_urls, client_urls}, ... }
@@ -237,6 +254,44 @@ function M.wait_healthy(urls, tls, deadline)
          return nil, table.concat(why, "; ")
       end
       sched.sleep(0.1) -- a member usually becomes healthy within a few hundred ms
+   end
+end
+
+--- Wait until every URL's member has the raft log the leader had when this
+-- was called (its raft index at least the leader's then): a member that was
+-- just restarted has caught up. True, or nil and who lags.
+function M.wait_caught_up(urls, tls, deadline)
+   local stop = runtime.monotonic() + deadline
+   local target
+   while not target do
+      for _, u in ipairs(urls) do
+         local st = M.status(u, tls)
+         if st and st.is_leader then
+            target = st.raft_index
+         end
+      end
+      if not target then
+         if runtime.monotonic() >= stop then
+            return nil, "no member leads"
+         end
+         sched.sleep(0.1)
+      end
+   end
+   while true do
+      local behind = {}
+      for _, u in ipairs(urls) do
+         local st = M.status(u, tls)
+         if not st or (st.raft_index or 0) < target then
+            behind[#behind + 1] = ("%s at raft index %s of %d"):format(u, tostring(st and st.raft_index), target)
+         end
+      end
+      if #behind == 0 then
+         return true
+      end
+      if runtime.monotonic() >= stop then
+         return nil, table.concat(behind, "; ")
+      end
+      sched.sleep(0.05)
    end
 end
 

@@ -36,7 +36,7 @@ local TASK_KEYS = {
    delay = true, until_ok = true, loop = true, loop_label = true, become = true,
    ignore_errors = true, changed_when = true, failed_when = true, run_once = true,
    delegate = true, run = true, timeout = true, listen = true, check_mode = true,
-   serial = true, order = true, gate = true, -- handlers only: a rolling handler
+   serial = true, order = true, gate = true, before = true, -- handlers only: a rolling handler
 }
 
 --- A value shown as <secret> in every output.
@@ -370,13 +370,22 @@ local function prepare_task(t, kind, file, search, handler_names, fallback)
    end
    -- a rolling handler: one host (serial) at a time, in `order`, each
    -- between two runs of its `gate` task; only handlers roll
-   local gate
-   if (t.serial ~= nil or t.order ~= nil or t.gate ~= nil) and kind ~= "handler" then
-      error(("%s: %s '%s': serial, order and gate are for handlers (a rolling handler)"):format(where, kind,
+   -- (and after the gate, its `before` task: leadership moved away, say)
+   local gate, before
+   if (t.serial ~= nil or t.order ~= nil or t.gate ~= nil or t.before ~= nil) and kind ~= "handler" then
+      error(("%s: %s '%s': serial, order, gate and before are for handlers (a rolling handler)"):format(where,
+         kind, tostring(t.name)), 0)
+   end
+   if (t.order ~= nil or t.gate ~= nil or t.before ~= nil) and t.serial == nil then
+      error(("%s: handler '%s': order, gate and before need serial = N (hosts at a time)"):format(where,
          tostring(t.name)), 0)
    end
-   if (t.order ~= nil or t.gate ~= nil) and t.serial == nil then
-      error(("%s: handler '%s': order and gate need serial = N (hosts at a time)"):format(where, tostring(t.name)), 0)
+   if t.before ~= nil then
+      if type(t.before) ~= "table" or kinds[t.before] ~= "task" then
+         error(("%s: handler '%s': before must be a task (task \"name\" { module = {...} }), got %s"):format(where,
+            tostring(t.name), describe(t.before)), 0)
+      end
+      before = prepare_task(t.before, "before", file, search, nil, t._line or fallback)
    end
    if t.gate ~= nil then
       if type(t.gate) ~= "table" or kinds[t.gate] ~= "task" then
@@ -416,6 +425,7 @@ local function prepare_task(t, kind, file, search, handler_names, fallback)
       serial = t.serial,
       order = t.order,
       gate = gate,
+      before = before,
    }
 end
 

@@ -37,7 +37,8 @@ end
 
 -- A rolling handler (serial = N): N hosts at a time, in the handler's
 -- `order` (a function of the host names and the variables), each batch
--- between two runs of its `gate` task (a health check, say); the first
+-- between two runs of its `gate` task (a health check, say), its `before`
+-- task (if any) after the first gate; the first
 -- failure stops the roll. Returns the hosts it did not reach, whose
 -- notification stays pending (journaled) so the next run finishes the roll.
 local function run_rolling(rs, play, handler, targets)
@@ -100,6 +101,12 @@ local function run_rolling(rs, play, handler, targets)
             local all = group
             group = gated
             step(handler.gate, "handler")
+            group = all
+         end
+         if handler.before and not stopped and #gated > 0 then
+            local all = group
+            group = gated
+            step(handler.before, "handler")
             group = all
          end
          if stopped then
