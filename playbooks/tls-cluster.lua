@@ -250,19 +250,25 @@ local tasks = {
       end,
       changed_when = false,
    },
-   -- a verified snapshot on the controller before any membership change
-   task "snapshot before membership changes" {
+   -- a version change on a running cluster: etcd's upgrade rules, checked
+   -- before any binary moves (etcdrun.etcd_versions)
+   controller "etcd version" {
+      etcd_upgrade = L.admin({ version = var("etcd_version"), endpoints = L.cluster_endpoints, v2 = L.v2_enabled }),
+      register = "upgrade",
+      when = function(v)
+         return L.plan(v).exists
+      end,
+   },
+   -- a verified snapshot on the controller before any disruptive change
+   task "snapshot before the changes" {
       etcd_snapshot = {
          dir = L.snapshot_dir,
          retain = num("etcd_snapshot_retain"),
          cluster = var("etcd_cluster_token"),
-         reason = function(v)
-            return ("before %d membership change(s)"):format(L.plan(v).changes)
-         end,
+         reason = L.snapshot_reason,
       },
       when = function(v)
-         local plan = L.plan(v)
-         return plan.changes > 0 and plan.snapshot_from == v.inventory_hostname
+         return L.snapshot_reason(v) ~= nil and L.plan(v).snapshot_from == v.inventory_hostname
       end,
    },
    -- dead and replaced members leave first: the cluster stays writable
@@ -495,6 +501,12 @@ local finish = {
                :format(L.pki(v))
          end,
       }),
+   },
+   controller "cluster version" {
+      etcd_upgrade = L.admin({ version = var("etcd_version"), endpoints = L.endpoints, verify = true }),
+      when = function(v)
+         return L.upgrading(v)
+      end,
    },
    controller "give the operator lock back" {
       etcd_lock = L.admin({ state = "absent", endpoints = L.endpoints }),

@@ -99,6 +99,21 @@ function M.version(url, tls)
    return { server = body.etcdserver, cluster = body.etcdcluster }
 end
 
+--- Whether authentication is enabled: /v3/auth/status where the server has
+-- it (3.5+); on 3.4 an authenticate call with no real user says
+-- "authentication is not enabled" exactly when it is not.
+function M.auth_enabled(url, tls)
+   local r = M.call(url, "/v3/auth/status", {}, tls)
+   if r then
+      return r.enabled == true
+   end
+   local _, err, code = M.call(url, "/v3/auth/authenticate", { name = "etcdrun-probe", password = "" }, tls)
+   if code ~= "EHTTP" then
+      return nil, err, code
+   end
+   return not tostring(err):find("authentication is not enabled", 1, true)
+end
+
 --- /v3/cluster/member/list: { {id, name, peer_urls, client_urls}, ... }
 function M.members(url, tls)
    local r, err, code = M.call(url, "/v3/cluster/member/list", {}, tls)

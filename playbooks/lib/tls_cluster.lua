@@ -181,6 +181,35 @@ function L.plan(v)
       move = {}, moves = {}, changes = 0 }
 end
 
+--- Whether this run changes the etcd version of a running cluster.
+function L.upgrading(v)
+   local u = v("upgrade", nil)
+   return type(u) == "table" and (u.kind == "patch" or u.kind == "minor")
+end
+
+--- Why a snapshot is taken before this run's changes, or nil.
+function L.snapshot_reason(v)
+   local why = {}
+   local n = L.plan(v).changes
+   if n > 0 then
+      why[#why + 1] = ("%d membership change%s"):format(n, n == 1 and "" or "s")
+   end
+   if L.upgrading(v) then
+      why[#why + 1] = "the upgrade to etcd " .. v.etcd_version
+   end
+   return #why > 0 and ("before " .. table.concat(why, " and ")) or nil
+end
+
+--- Whether the members run with the v2 API (etcd_extra_config says so).
+function L.v2_enabled(v)
+   for _, line in ipairs(v.etcd_extra_config or {}) do
+      if tostring(line):match("^%s*enable%-v2:%s*true") then
+         return true
+      end
+   end
+   return false
+end
+
 --- This host's move to a new address in this run, if it moves.
 function L.moving(v)
    return (L.plan(v).move or {})[v.inventory_hostname]
