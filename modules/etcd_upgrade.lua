@@ -24,7 +24,8 @@ local M = {
       timeout = { type = "number", default = 60, doc = "verify: seconds to wait for the cluster version" },
    },
    examples = [[controller "etcd version" { etcd_upgrade = { version = "3.5.16",
-   endpoints = { "https://10.0.0.1:2379" }, ca = "pki/ca.crt", cert = "pki/admin.crt", key = "pki/admin.key" }, register = "upgrade" }]],
+   endpoints = { "https://10.0.0.1:2379" }, ca = "pki/ca.crt", cert = "pki/admin.crt", key = "pki/admin.key" },
+   register = "upgrade" }]],
 }
 
 local function read(tls, endpoints)
