@@ -113,10 +113,13 @@ local function client_cert(name, cn)
 end
 
 -- A file a running member reads at start: a change restarts it (rolling).
-local function push(src, dest, mode, owner)
+-- etcd reads its certificate and key files at every TLS handshake, so a
+-- renewed certificate (same key) is in use at once, with no restart; the CA
+-- (a trust pool etcd loads once) and a new key restart the member (rolling).
+local function push(src, dest, mode, owner, no_restart)
    return task("install " .. dest) {
       copy = { src = src, dest = dest, mode = mode, owner = owner, group = "etcd" },
-      notify = "restart etcd",
+      notify = not no_restart and "restart etcd" or nil,
    }
 end
 
@@ -340,9 +343,9 @@ for _, list in ipairs({ client_cert("admin", "root"), client_cert("healthcheck",
       file = { path = "/etc/etcd/ssl", state = "directory", mode = "0750", owner = "root", group = "etcd" },
    },
    push(pki_file("ca.crt"), "/etc/etcd/ssl/ca.crt", "0644", "root"),
-   push(member_file("server", "crt"), "/etc/etcd/ssl/server.crt", "0644", "root"),
+   push(member_file("server", "crt"), "/etc/etcd/ssl/server.crt", "0644", "root", true),
    push(member_file("server", "key"), "/etc/etcd/ssl/server.key", "0600", "etcd"),
-   push(member_file("peer", "crt"), "/etc/etcd/ssl/peer.crt", "0644", "root"),
+   push(member_file("peer", "crt"), "/etc/etcd/ssl/peer.crt", "0644", "root", true),
    push(member_file("peer", "key"), "/etc/etcd/ssl/peer.key", "0600", "etcd"),
 
    -- 7-8: configuration and unit; daemon-reload only when the unit changed
@@ -478,6 +481,11 @@ local finish = {
 
    -- 11-12: verify over mutual TLS; leave etcdctl settings for the operator
    controller "verify" { etcd_verify = with_tls({ members = L.members }) },
+   -- what each member serves, by handshake: the certificates issued last
+   -- (renewed ones are in use without a restart), chained to the CA
+   controller "certificates in use" {
+      etcd_certs = L.admin({ members = L.members, pki_dir = L.pki, renew_days = num("etcd_renew_days") }),
+   },
    controller "etcdctl settings" {
       copy = { dest = pki_file("etcdctl.env"), content = L.etcdctl_env, mode = "0600" },
    },

@@ -114,6 +114,20 @@ function M.auth_enabled(url, tls)
    return not tostring(err):find("authentication is not enabled", 1, true)
 end
 
+--- The certificate a member serves at `url` (its client or its peer port),
+-- as PEM, from a TLS handshake with a client certificate.
+function M.served_cert(url, tls)
+   local r, err, code = http.request({ url = url .. "/version", ca = tls.ca, cert = tls.cert, key = tls.key,
+      timeout = 5, connect_timeout = 2, certinfo = true })
+   if not r then
+      return nil, err, code
+   end
+   if not r.peer_certs[1] then
+      return nil, url .. ": no certificate in the handshake", "EPROTO"
+   end
+   return r.peer_certs[1]
+end
+
 --- /v3/cluster/member/list: { {id, name, peer_urls, client_urls}, ... }
 function M.members(url, tls)
    local r, err, code = M.call(url, "/v3/cluster/member/list", {}, tls)
