@@ -96,7 +96,8 @@ lab-down:
 lab-status:
 	@$(LAB) status
 lab-base:
-	@bash spec/lab/rootfs.sh >/dev/null && bash spec/lab/release.sh >/dev/null
+	@bash spec/lab/rootfs.sh >/dev/null && bash spec/lab/release.sh >/dev/null && \
+		bash spec/lab/release.sh --upgrade >/dev/null
 
 # The main job on the lab: 3 nodes -> a verified TLS etcd cluster.
 demo:

@@ -124,6 +124,28 @@ describe("the lab", function()
       ssh_ok("etcd2", "rm -rf /tmp/" .. name .. " /tmp/" .. name .. ".tar.gz /tmp/SHA256SUMS")
    end)
 
+   it("serves a second release for upgrades (Debian trixie's) next to it, with etcdutl", function()
+      need_lab()
+      local base = assert(lab.read(dir .. "/release_url")):gsub("\n$", "")
+      local version = assert(lab.read(dir .. "/etcd_upgrade_version")):gsub("\n$", "")
+      assert.matches("^3%.5%.%d+$", version)
+      local name = ("etcd-v%s-linux-amd64"):format(version)
+      local url = ("%s/v%s/"):format(base, version)
+      local served = ("%s/www/etcd-io/etcd/releases/download/v%s/"):format(dir, version)
+      assert.are.equal(("%s/\n%s/etcd\n%s/etcdctl\n%s/etcdutl\n"):format(name, name, name, name),
+         (lab.sh("tar -tzf " .. lab.q(served .. name .. ".tar.gz"))))
+      -- Fetched over HTTP like a node would, checked, and run on the
+      -- controller (no node is touched: the same bookworm userland).
+      local out, code = lab.sh(("t=$(mktemp -d) && cd \"$t\" && curl -fsSO %s && curl -fsSO %s"
+         .. " && sha256sum -c SHA256SUMS && tar -xzf %s.tar.gz && ./%s/etcd --version && ./%s/etcdutl version;"
+         .. " s=$?; rm -rf \"$t\"; exit $s"):format(lab.q(url .. name .. ".tar.gz"), lab.q(url .. "SHA256SUMS"),
+         name, name, name))
+      assert.are.equal(0, code, out)
+      assert.matches(name .. ".tar.gz: OK\n", out, 1, true)
+      assert.matches("etcd Version: " .. version, out, 1, true)
+      assert.matches("etcdutl version: " .. version, out, 1, true)
+   end)
+
    it("keeps host-key checking strict", function()
       need_lab()
       local tmp = os.tmpname()

@@ -27,6 +27,11 @@ LAB_RUN=${LAB_RUN:-/run/etcdrun-lab}
 
 LAB_SUITE=bookworm
 LAB_BASE=$LAB_CACHE/base-$LAB_SUITE
+# The second etcd release the lab serves, for upgrade specs: the etcd of this
+# Debian suite (3.5.16 in trixie), fetched from the same mirror with a private
+# apt (release.sh --upgrade), checked with this keyring.
+LAB_UPGRADE_SUITE=trixie
+LAB_ARCHIVE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 LAB_BRIDGE=etcdlab0
 LAB_VETH_PREFIX=etcdlabv           # host end of node i: etcdlabv<i>
 LAB_NETNS_PREFIX=etcdlab-          # namespace of node etcdN: etcdlab-etcdN
@@ -39,6 +44,45 @@ LAB_PYTHON=/usr/bin/python3        # not a pyenv shim: the system interpreter
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+# The mirror apt already uses on this machine: the first enabled `deb` entry
+# for the lab's suite ($LAB_SUITE), from deb822 .sources files first, then
+# one-line sources.list. Never a hard-coded host: CI machines and developers'
+# may differ. debootstrap and the upgrade release (another suite, same
+# mirror) both come from it.
+apt_mirror() {
+    local uri
+    if [[ -n ${LAB_MIRROR:-} ]]; then
+        printf '%s\n' "$LAB_MIRROR"
+        return
+    fi
+    uri=$(awk -v suite="$LAB_SUITE" '
+        function flush() {
+            if (types ~ /(^| )deb( |$)/ && suites ~ ("(^| )" suite "( |$)") &&
+                enabled != "no" && uris != "" && found == "") {
+                split(uris, u, " "); found = u[1]
+            }
+            types = suites = uris = enabled = ""
+        }
+        /^[ \t]*#/ { next }
+        /^[ \t]*$/ { flush(); next }
+        tolower($1) == "types:"   { $1 = ""; types = $0 }
+        tolower($1) == "suites:"  { $1 = ""; suites = $0 }
+        tolower($1) == "uris:"    { $1 = ""; uris = $0; sub(/^ +/, "", uris) }
+        tolower($1) == "enabled:" { enabled = tolower($2) }
+        END { flush(); print found }
+    ' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
+        # deb [options] URI suite components
+        uri=$(awk -v suite="$LAB_SUITE" '
+            $1 == "deb" {
+                i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == suite) { print $i; exit }
+            }' /etc/apt/sources.list)
+    fi
+    [[ -n $uri ]] || die "no '$LAB_SUITE' deb entry in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list (set LAB_MIRROR)"
+    printf '%s\n' "$uri"
+}
 
 node_name() { printf 'etcd%d' "$1"; }
 node_ip() { printf '198.18.0.%d' $((10 + $1)); }

@@ -12,6 +12,8 @@
 #   lab.sh addr etcdN add|del IP   a second address on its eth0 (the node
 #                                  cannot: nspawn gives it no CAP_NET_ADMIN)
 #   lab.sh ssh etcdN [CMD...]      ssh with the lab's ssh_config
+#   lab.sh publish                 build (once) and serve both etcd releases
+#                                  in the running lab (up does it too)
 #   lab.sh mem                     memory (PSS) per node
 set -euo pipefail
 # shellcheck source=spec/lab/common.sh
@@ -274,20 +276,37 @@ write_known_hosts() {
 
 # ---------------------------------------------------------- release --------
 
-# Serve the cached release under upstream's path, so a playbook downloads
+# Serve the cached releases under upstream's path, so a playbook downloads
 # $release_url/v3.4.23/etcd-v3.4.23-linux-amd64.tar.gz exactly as from
-# https://github.com/etcd-io/etcd/releases/download.
+# https://github.com/etcd-io/etcd/releases/download. etcd_version names the
+# release of the nodes' Debian (3.4.23), etcd_upgrade_version the one of
+# $LAB_UPGRADE_SUITE (3.5.16) that upgrade specs move to. The server serves
+# www/ as it is, so publishing into a running lab needs no restart.
 publish_release() {
-    local cache version dir f
+    local cache upgrade
     cache=$("$LAB_SRC/release.sh")
-    version=${cache##*/}
-    dir=$STATE/www/etcd-io/etcd/releases/download/$version
+    upgrade=$("$LAB_SRC/release.sh" --upgrade)
+    publish_dir "$cache"
+    publish_dir "$upgrade"
+    put_file "$STATE/release_url" "http://$LAB_HOST_IP:$LAB_HTTP_PORT/etcd-io/etcd/releases/download"
+    put_file "$STATE/etcd_version" "${cache##*/v}"
+    put_file "$STATE/etcd_upgrade_version" "${upgrade##*/v}"
+}
+
+# Write line $2 to file $1 by rename: specs reading it meanwhile (publish in
+# a running lab) never see it empty.
+put_file() {
+    printf '%s\n' "$2" >"$1.tmp.$$"
+    mv -f "$1.tmp.$$" "$1"
+}
+
+publish_dir() {
+    local cache=$1 dir f
+    dir=$STATE/www/etcd-io/etcd/releases/download/${cache##*/}
     mkdir -p "$dir"
     for f in "$cache"/*; do
         ln -f "$f" "$dir/" 2>/dev/null || cp "$f" "$dir/"
     done
-    echo "http://$LAB_HOST_IP:$LAB_HTTP_PORT/etcd-io/etcd/releases/download" >"$STATE/release_url"
-    echo "${version#v}" >"$STATE/etcd_version"
 }
 
 start_http() {
@@ -393,7 +412,7 @@ teardown() {
     for dir in "$owner" "$LAB_DIR"; do
         rm -rf "$dir/www"
         rm -f "$dir/hosts" "$dir/ssh_config" "$dir/known_hosts" "$dir/release_url" "$dir/etcd_version" \
-            "$dir/started-by-tests"
+            "$dir/etcd_upgrade_version" "$dir/started-by-tests"
     done
     find "$LAB_RUN" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} + 2>/dev/null || true
 }
@@ -504,6 +523,16 @@ cmd_addr() {
     log "$(node_name "$i") addr $op $ip"
 }
 
+# For a lab that came up before a release was added: the files appear in the
+# served www/ and the version files are (re)written; nodes are not touched.
+cmd_publish() {
+    require_root
+    require_lab
+    lab_lock
+    publish_release
+    log "serving $(<"$STATE/release_url")/v$(<"$STATE/etcd_version") and .../v$(<"$STATE/etcd_upgrade_version")"
+}
+
 cmd_ssh() {
     require_lab
     local name=${1:-}
@@ -548,6 +577,7 @@ main() {
     ssh) cmd_ssh "$@" ;;
     addr) cmd_addr "$@" ;;
     mem) cmd_mem ;;
+    publish) cmd_publish ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
     esac

@@ -20,43 +20,6 @@ BASE_RECIPE_VERSION=1
 BASE_RECIPE="suite=$LAB_SUITE variant=minbase packages=$BASE_PACKAGES recipe=$BASE_RECIPE_VERSION"
 BASE_STAMP=.etcdrun-lab-recipe
 
-# The mirror apt already uses on this machine: the first enabled `deb` entry
-# for the suite, from deb822 .sources files first, then one-line sources.list.
-# Never a hard-coded host: CI machines and developers' may differ.
-apt_mirror() {
-    local uri
-    if [[ -n ${LAB_MIRROR:-} ]]; then
-        printf '%s\n' "$LAB_MIRROR"
-        return
-    fi
-    uri=$(awk -v suite="$LAB_SUITE" '
-        function flush() {
-            if (types ~ /(^| )deb( |$)/ && suites ~ ("(^| )" suite "( |$)") &&
-                enabled != "no" && uris != "" && found == "") {
-                split(uris, u, " "); found = u[1]
-            }
-            types = suites = uris = enabled = ""
-        }
-        /^[ \t]*#/ { next }
-        /^[ \t]*$/ { flush(); next }
-        tolower($1) == "types:"   { $1 = ""; types = $0 }
-        tolower($1) == "suites:"  { $1 = ""; suites = $0 }
-        tolower($1) == "uris:"    { $1 = ""; uris = $0; sub(/^ +/, "", uris) }
-        tolower($1) == "enabled:" { enabled = tolower($2) }
-        END { flush(); print found }
-    ' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        # deb [options] URI suite components
-        uri=$(awk -v suite="$LAB_SUITE" '
-            $1 == "deb" {
-                i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-                if ($(i + 1) == suite) { print $i; exit }
-            }' /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "no '$LAB_SUITE' deb entry in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list (set LAB_MIRROR)"
-    printf '%s\n' "$uri"
-}
-
 # Unmount everything mounted below $1 (deepest first). debootstrap mounts
 # proc and sys in its target; a killed build can leave them, and `rm -rf`
 # must never walk into them.
