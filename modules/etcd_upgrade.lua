@@ -74,7 +74,7 @@ local function by_name(state)
    return t
 end
 
-function M.plan(state, args)
+function M.plan(state, args, opts)
    local members = by_name(state)
    if next(members) == nil then
       return { changed = false, msg = "no member answers: nothing to compare (a first install)",
@@ -86,7 +86,11 @@ function M.plan(state, args)
    end
    table.sort(list)
    local now = ("members run %s; cluster version %s"):format(table.concat(list, ", "), tostring(state.cluster))
-   if args.verify then
+   if args.verify and opts.check then
+      -- nothing rolled under --check: there is nothing to verify yet
+      return { skipped = true, msg = ("would check that every member runs %s and the cluster version moved (%s)")
+         :format(args.version, now) }
+   elseif args.verify then
       local wrong = {}
       for name, v in pairs(members) do
          if v ~= args.version then

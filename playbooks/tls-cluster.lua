@@ -213,6 +213,19 @@ local function remove_members(name, list)
 end
 
 local tasks = {
+   -- settings that contradict each other stop the run before it starts
+   controller "settings" {
+      assert = {
+         that = function(v)
+            return L.num(v, "etcd_renew_days") < L.num(v, "etcd_cert_days")
+         end,
+         fail_msg = function(v)
+            return ("etcd_renew_days (%s) must be less than etcd_cert_days (%s): a certificate would be due for"
+               .. " renewal as soon as it is issued"):format(v.etcd_renew_days, v.etcd_cert_days)
+         end,
+         quiet = true,
+      },
+   },
    -- 1-2: look before touching anything; every problem of every host at once
    task "preflight" {
       etcd_facts = { data_dir = L.data_dir, client_port = num("etcd_client_port"), peer_port = num("etcd_peer_port"),

@@ -6,109 +6,45 @@
 -- each other in order (one cluster, grown, shrunk, repaired).
 local helper = require("support.helper")
 local lab = require("support.lab")
-local load = require("support.load")
+local labcluster = require("support.labcluster")
 local etcd = require("etcdrun.etcd")
 local lock = require("etcdrun.lock")
 
 local q = helper.q
 local NODES = 10
-local dir, why_not, ws, seeded
-
-local function ip(i)
-   return ("198.18.0.%d"):format(10 + i)
-end
+local dir, why_not, c, ws
+local nodes, urls = labcluster.nodes, labcluster.urls
 
 local function node(i, cmd)
-   return lab.ssh(dir, "etcd" .. i, cmd)
+   return c:node(i, cmd)
 end
 
 local function reset_nodes(from, to)
-   for i = from, to do
-      node(i, "systemctl stop etcd 2>/dev/null; systemctl disable etcd 2>/dev/null; rm -rf /var/lib/etcd /etc/etcd "
-         .. "/opt/etcd /etc/systemd/system/etcd.service /etc/profile.d/etcd.sh; systemctl daemon-reload; "
-         .. "userdel etcd 2>/dev/null; groupdel etcd 2>/dev/null; true")
-   end
+   c:reset(from, to)
 end
 
--- The inventory: group etcd = `members` ({name, node, extra host vars}: a
--- name may sit on another lab node), group retired = `retired` names (etcdN on node N).
 local function inventory(members, retired)
-   local lines = { "[etcd]" }
-   for _, m in ipairs(members) do
-      lines[#lines + 1] = ("%s ansible_host=%s ansible_user=root %s"):format(m[1], ip(m[2]), m[3] or "")
-   end
-   lines[#lines + 1] = "[retired]"
-   for _, name in ipairs(retired or {}) do
-      lines[#lines + 1] = ("%s ansible_host=%s ansible_user=root"):format(name, ip(tonumber(name:match("%d+"))))
-   end
-   lines[#lines + 1] = "[all:vars]"
-   lines[#lines + 1] = "ansible_ssh_common_args=-F " .. dir .. "/ssh_config"
-   helper.write(ws .. "/hosts", table.concat(lines, "\n") .. "\n")
-end
-
-local function nodes(from, to)
-   local t = {}
-   for i = from, to do
-      t[#t + 1] = { "etcd" .. i, i }
-   end
-   return t
-end
-
-local function release_args()
-   local version = helper.read(dir .. "/etcd_version"):gsub("%s+", "")
-   local url = helper.read(dir .. "/release_url"):gsub("%s+", "")
-   return ("-e etcd_version=%s -e etcd_release_url=%s/v%s"):format(version, url, version)
+   c:inventory(members, retired)
 end
 
 local function command(args)
-   return ("cd %s && %s -i hosts %s/playbooks/tls-cluster.lua %s %s"):format(q(ws), q(helper.etcdrun),
-      q(lab.root), release_args(), args or "")
+   return c:command(args)
 end
 
 local function playbook(args)
-   local out, err, code = helper.run(command(args))
-   return out .. err, code
+   return c:playbook(args)
 end
 
 local function tls()
-   return { ca = ws .. "/pki/ca.crt", cert = ws .. "/pki/admin.crt", key = ws .. "/pki/admin.key" }
+   return c:tls()
 end
 
-local function urls(list)
-   local t = {}
-   for i, n in ipairs(list) do
-      t[i] = ("https://%s:2379"):format(ip(n))
-   end
-   return t
-end
-
--- The cluster as it is: member names (sorted), learners, and health of all.
 local function members(via)
-   local list = assert(etcd.members(urls(via)[1], tls()))
-   local names, learners = {}, 0
-   for _, m in ipairs(list) do
-      names[#names + 1] = m.name
-      learners = learners + (m.is_learner and 1 or 0)
-      assert.is_true(etcd.health(m.client_urls[1], tls()), m.name .. " unhealthy")
-   end
-   return table.concat(names, " "), learners
+   return c:members(via)
 end
 
--- Run fn under the writer; assert no failed write, the writer's and the
--- seeded keys intact; return fn's results and the writer's summary.
 local function under_load(label, via, fn)
-   local w = load.start({ endpoints = urls(via), tls = tls(), prefix = "spec/membership/", dir = ws })
-   local ok, a, b = pcall(fn)
-   local s = w:stop()
-   -- the figures for the README and the closing note
-   io.stderr:write(("  [load] %s: %s\n"):format(label or "?", load.describe(s)))
-   assert(ok, a)
-   load.assert_clean(s, 5)
-   local r = load.check(urls(via), tls(), "spec/membership/", (load.acked(s)))
-   assert.are.equal(0, r.missing + r.wrong, "acknowledged writes lost: " .. table.concat(r.examples, "; "))
-   r = load.check(urls(via), tls(), "spec/seed/", seeded)
-   assert.are.equal(0, r.missing + r.wrong, "seeded keys lost: " .. table.concat(r.examples, "; "))
-   return a, b, s
+   return c:under_load(label, via, fn)
 end
 
 local function no_lab()
@@ -116,7 +52,7 @@ local function no_lab()
       pending(why_not)
       return true
    end
-   if not seeded then
+   if not c.seeded then
       pending("needs the 3-member cluster of the first case, which did not run")
       return true
    end
@@ -129,12 +65,13 @@ describe("membership changes on the lab, under load", function()
       if not dir then
          return
       end
+      c = labcluster.new(dir)
+      ws = c.ws
       reset_nodes(1, 6)
-      ws = helper.tmpdir()
       inventory(nodes(1, 3))
       local out, code = playbook()
       assert(code == 0, out)
-      seeded = load.seed(urls({ 1, 2, 3 }), tls(), "spec/seed/", 50)
+      c:seed({ 1, 2, 3 }, 50)
    end)
 
    teardown(function()
