@@ -60,7 +60,17 @@ local function day(t)
    return os.date("!%Y-%m-%d", t)
 end
 
-function M.plan(state, args)
+function M.plan(state, args, opts)
+   if opts.check then
+      -- under --check the members an earlier task would start or change are
+      -- not what a run would leave: report, never fail
+      for _, m in ipairs(state.members) do
+         if m.server.err or m.peer.err then
+            return { skipped = true, msg = ("would check the certificates each member serves (%s does not answer"
+               .. " now)"):format(m.name) }
+         end
+      end
+   end
    local problems, earliest = {}, {}
    local due = state.now + args.renew_days * 86400
    local function note(kind, who, t)

@@ -23,104 +23,12 @@
 local L = include "lib/tls_cluster.lua"
 local pki_file, member_file = L.pki_file, L.member_file
 
-local function var(name)
-   return function(v)
-      return v(name, nil)
-   end
-end
-
-local function num(name)
-   return function(v)
-      return L.num(v, name)
-   end
-end
-
--- the health check's client certificate, for etcd_health/verify/status
-local TLS = { ca = pki_file("ca.crt"), cert = pki_file("healthcheck.crt"), key = pki_file("healthcheck.key") }
-
-local function with_tls(args)
-   for k, x in pairs(TLS) do
-      args[k] = x
-   end
-   return args
-end
-
--- a health gate: every member in the cluster (`all`: joiners too)
-local function healthy(name, all)
-   return task(name) {
-      etcd_health = with_tls({ endpoints = all and L.endpoints or L.cluster_endpoints,
-         timeout = num("etcd_health_timeout") }),
-   }
-end
+local T = include "lib/tls_tasks.lua" (L)
+local var, num, with_tls, healthy = T.var, T.num, T.with_tls, T.healthy
+local member_cert, member_key, client_cert, push = T.member_cert, T.member_key, T.client_cert, T.push
 
 local function joining(v)
    return L.joining(v)
-end
-
--- A member certificate: server (serverAuth; clientAuth too, because etcd's
--- own gateway dials itself with it when client-cert-auth is on) or peer
--- (serverAuth + clientAuth: with trusted-ca-file set, every peer must
--- present a client certificate — the first seed's cluster never formed
--- for want of this).
-local function member_cert(kind)
-   return task(("%s certificate"):format(kind)) {
-      x509_cert = {
-         path = member_file(kind, "crt"),
-         provider = "ca",
-         privatekey_path = member_file(kind, "key"),
-         ca_cert_path = pki_file("ca.crt"),
-         ca_key_path = pki_file("ca.key"),
-         subject = function(v)
-            return { CN = v.inventory_hostname, O = "etcd " .. kind }
-         end,
-         san = L.sans,
-         days = num("etcd_cert_days"),
-         renew_before_days = num("etcd_renew_days"),
-         key_usage = { "digitalSignature", "keyEncipherment" },
-         ext_key_usage = { "serverAuth", "clientAuth" },
-      },
-      delegate = "controller",
-   }
-end
-
-local function key(path)
-   return { path = path, type = var("etcd_key_type"), bits = L.key_bits }
-end
-
-local function member_key(kind)
-   return task(("%s key"):format(kind)) { x509_key = key(member_file(kind, "key")), delegate = "controller" }
-end
-
-local function client_cert(name, cn)
-   return {
-      controller(name .. " client key") { x509_key = key(pki_file(name .. ".key")) },
-      controller(name .. " client certificate") {
-         x509_cert = {
-            path = pki_file(name .. ".crt"),
-            provider = "ca",
-            privatekey_path = pki_file(name .. ".key"),
-            ca_cert_path = pki_file("ca.crt"),
-            ca_key_path = pki_file("ca.key"),
-            subject = { CN = cn, O = "etcd clients" },
-            san = {},
-            days = num("etcd_cert_days"),
-            renew_before_days = num("etcd_renew_days"),
-            key_usage = { "digitalSignature", "keyEncipherment" },
-            ext_key_usage = { "clientAuth" },
-         },
-      },
-   }
-end
-
--- A file a running member reads at start: a change restarts it (rolling).
--- etcd reads its certificate and key files at every TLS handshake, so a
--- renewed certificate (same key) is in use at once, with no restart; the CA
--- (a trust pool etcd loads once) and a new key restart the member (rolling).
-local function push(src, dest, mode, owner, no_restart)
-   return task("install " .. dest) {
-      copy = { src = src, dest = dest, mode = mode, owner = owner, group = "etcd" },
-      notify = not no_restart and "restart etcd" or nil,
-   }
 end
 
 -- The configuration. initial-cluster and initial-cluster-state are read only
@@ -571,29 +479,7 @@ local retire = {
    },
 }
 
-local handlers = {
-   -- members that were running restart one at a time, leader last, each
-   -- only while the whole cluster is healthy, before and after
-   handler "restart etcd" {
-      systemd = { name = "etcd", state = "restarted" },
-      when = function(v)
-         -- a member that moves restarts when it does, on its new address
-         return v.preflight.running and not L.moving(v)
-      end,
-      serial = 1,
-      order = L.leader_last,
-      -- healthy and caught up before and after each member; the leader hands
-      -- over to the most caught-up follower first, so nobody holds an election
-      gate = task "cluster healthy" {
-         etcd_health = with_tls({ endpoints = L.cluster_endpoints, timeout = num("etcd_health_timeout"),
-            caught_up = true }),
-      },
-      before = task "leadership elsewhere" {
-         etcd_leader = L.admin({ name = var("inventory_hostname"), endpoints = L.cluster_endpoints }),
-         delegate = "controller",
-      },
-   },
-}
+local handlers = { T.restart_handler() }
 
 return {
    play "etcd cluster with TLS" {

@@ -1,0 +1,136 @@
+--- The task builders tls-cluster.lua and rotate-ca.lua share: certificates
+-- and keys issued on the controller, files pushed to the members, the health
+-- gate and the rolling restart handler. `include "lib/tls_tasks.lua" (L)`
+-- with L = include "lib/tls_cluster.lua".
+return function(L)
+   local T = {}
+   local pki_file, member_file = L.pki_file, L.member_file
+
+   function T.var(name)
+      return function(v)
+         return v(name, nil)
+      end
+   end
+
+   function T.num(name)
+      return function(v)
+         return L.num(v, name)
+      end
+   end
+   local var, num = T.var, T.num
+
+   -- the issuing CA (rotate-ca.lua issues from the next one)
+   T.CA = { cert = pki_file("ca.crt"), key = pki_file("ca.key") }
+
+   -- the health check's client certificate, for etcd_health/verify/status
+   local TLS = { ca = pki_file("ca.crt"), cert = pki_file("healthcheck.crt"), key = pki_file("healthcheck.key") }
+
+   function T.with_tls(args)
+      for k, x in pairs(TLS) do
+         args[k] = x
+      end
+      return args
+   end
+
+   -- a health gate: every member in the cluster (`all`: joiners too)
+   function T.healthy(name, all)
+      return task(name) {
+         etcd_health = T.with_tls({ endpoints = all and L.endpoints or L.cluster_endpoints,
+            timeout = num("etcd_health_timeout") }),
+      }
+   end
+
+   -- A member certificate: server (serverAuth; clientAuth too, because etcd's
+   -- own gateway dials itself with it when client-cert-auth is on) or peer
+   -- (serverAuth + clientAuth: with trusted-ca-file set, every peer must
+   -- present a client certificate — the first seed's cluster never formed
+   -- for want of this).
+   function T.member_cert(kind, ca)
+      ca = ca or T.CA
+      return task(("%s certificate"):format(kind)) {
+         x509_cert = {
+            path = member_file(kind, "crt"),
+            provider = "ca",
+            privatekey_path = member_file(kind, "key"),
+            ca_cert_path = ca.cert,
+            ca_key_path = ca.key,
+            subject = function(v)
+               return { CN = v.inventory_hostname, O = "etcd " .. kind }
+            end,
+            san = L.sans,
+            days = num("etcd_cert_days"),
+            renew_before_days = num("etcd_renew_days"),
+            key_usage = { "digitalSignature", "keyEncipherment" },
+            ext_key_usage = { "serverAuth", "clientAuth" },
+         },
+         delegate = "controller",
+      }
+   end
+
+   function T.key(path)
+      return { path = path, type = var("etcd_key_type"), bits = L.key_bits }
+   end
+
+   function T.member_key(kind)
+      return task(("%s key"):format(kind)) { x509_key = T.key(member_file(kind, "key")), delegate = "controller" }
+   end
+
+   function T.client_cert(name, cn, ca)
+      ca = ca or T.CA
+      return {
+         controller(name .. " client key") { x509_key = T.key(pki_file(name .. ".key")) },
+         controller(name .. " client certificate") {
+            x509_cert = {
+               path = pki_file(name .. ".crt"),
+               provider = "ca",
+               privatekey_path = pki_file(name .. ".key"),
+               ca_cert_path = ca.cert,
+               ca_key_path = ca.key,
+               subject = { CN = cn, O = "etcd clients" },
+               san = {},
+               days = num("etcd_cert_days"),
+               renew_before_days = num("etcd_renew_days"),
+               key_usage = { "digitalSignature", "keyEncipherment" },
+               ext_key_usage = { "clientAuth" },
+            },
+         },
+      }
+   end
+
+   -- A file a running member reads at start: a change restarts it (rolling).
+   -- etcd reads its certificate and key files at every TLS handshake, so a
+   -- renewed certificate (same key) is in use at once, with no restart; the
+   -- CA (a trust pool etcd loads once) and a new key restart the member.
+   function T.push(src, dest, mode, owner, no_restart)
+      return task("install " .. dest) {
+         copy = { src = src, dest = dest, mode = mode, owner = owner, group = "etcd" },
+         notify = not no_restart and "restart etcd" or nil,
+      }
+   end
+
+   -- Members that were running restart one at a time, leader last, each
+   -- only while the whole cluster is healthy and caught up, before and
+   -- after; the leader hands over to the most caught-up follower first, so
+   -- nobody holds an election.
+   function T.restart_handler()
+      return handler "restart etcd" {
+         systemd = { name = "etcd", state = "restarted" },
+         when = function(v)
+            -- a member that moves restarts when it does, on its new address
+            return v.preflight.running and not L.moving(v)
+         end,
+         serial = 1,
+         order = L.leader_last,
+         gate = task "cluster healthy" {
+            etcd_health = T.with_tls({ endpoints = L.cluster_endpoints, timeout = num("etcd_health_timeout"),
+               caught_up = true }),
+         },
+         before = task "leadership elsewhere" {
+            etcd_leader = L.admin({ name = var("inventory_hostname"), endpoints = L.cluster_endpoints }),
+            delegate = "controller",
+         },
+      }
+   end
+
+   return T
+end
