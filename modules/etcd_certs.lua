@@ -22,6 +22,8 @@ local M = {
       ca = { type = "path", required = true, doc = "CA certificate (controller)" },
       cert = { type = "path", required = true, doc = "a client certificate for the handshakes (controller)" },
       key = { type = "path", required = true, doc = "its private key (controller)" },
+      trust = { type = "path", doc = "verify the served certificates against this CA file instead of <pki_dir>/ca.crt"
+         .. " (a CA rotation proves the new CA alone)" },
       renew_days = { type = "number", default = 30, doc = "a certificate expiring within this many days is due" },
    },
 }
@@ -34,7 +36,8 @@ end
 
 function M.gather(ctx, args)
    local tls = { ca = ctx.path(args.ca), cert = ctx.path(args.cert), key = ctx.path(args.key) }
-   local state = { now = os.time(), ca = read_info(args.pki_dir .. "/ca.crt"), members = {}, clients = {} }
+   local state = { now = os.time(), ca = read_info(args.trust and ctx.path(args.trust) or (args.pki_dir .. "/ca.crt")),
+      members = {}, clients = {} }
    for _, name in ipairs(args.clients) do
       state.clients[name] = read_info(("%s/%s.crt"):format(args.pki_dir, name)) or false
    end
@@ -61,6 +64,10 @@ local function day(t)
 end
 
 function M.plan(state, args, opts)
+   if opts.check and not state.ca then
+      return { skipped = true, msg = "would check the certificates each member serves against a CA an earlier task"
+         .. " would make" }
+   end
    if opts.check then
       -- under --check the members an earlier task would start or change are
       -- not what a run would leave: report, never fail

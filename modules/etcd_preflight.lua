@@ -17,17 +17,33 @@ local M = {
       group_size = { type = "integer", doc = "the size of the inventory group: fewer members means a --limit" },
       pki_dir = { type = "path", required = true, absolute = true, doc = "the controller's PKI directory" },
       member_ca = { type = "path", default = "/etc/etcd/ssl/ca.crt", doc = "where members keep the CA (for messages)" },
+      rotation = { type = "boolean", default = false,
+         doc = "the caller is the CA rotation: members may trust the next CA (ca-next.crt) too" },
    },
 }
 
-local function fingerprint(path)
-   local pem = fs.try.read(path)
-   local info = pem and x509.try.info(pem)
-   return info and info.fingerprint_sha256 or nil
+-- The SHA-256 fingerprints of every certificate in a PEM file (a trust
+-- bundle holds two during a CA rotation), first one first.
+local function fingerprints(path)
+   local pem, out = fs.try.read(path), {}
+   for block in (pem or ""):gmatch("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-.-%-%-%-%-%-END CERTIFICATE%-%-%-%-%-") do
+      local info = x509.try.info(block)
+      out[#out + 1] = info and info.fingerprint_sha256 or nil
+   end
+   return out
 end
 
 function M.gather(_, args)
-   local state = { ca = fingerprint(args.pki_dir .. "/ca.crt") }
+   local fps = fingerprints(args.pki_dir .. "/ca.crt")
+   local state = { ca = fps[1], cas = {}, rotating = fs.try.stat(args.pki_dir .. "/ca-next.crt") ~= nil }
+   if args.rotation then
+      for _, fp in ipairs(fingerprints(args.pki_dir .. "/ca-next.crt")) do
+         fps[#fps + 1] = fp
+      end
+   end
+   for _, fp in ipairs(fps) do
+      state.cas[fp] = true
+   end
    return state
 end
 
@@ -35,7 +51,7 @@ local function ca_lines(lines, state, args, facts)
    local by_ca, order = {}, {}
    for _, name in ipairs(args.order) do
       local p = facts[name]
-      if p and p.ca_fingerprint and (p.running or p.has_data) and p.ca_fingerprint ~= state.ca then
+      if p and p.ca_fingerprint and (p.running or p.has_data) and not (state.cas or {})[p.ca_fingerprint] then
          if not by_ca[p.ca_fingerprint] then
             by_ca[p.ca_fingerprint] = {}
             order[#order + 1] = p.ca_fingerprint
@@ -70,6 +86,10 @@ function M.plan(state, args)
          lines[#lines + 1] = ("  %s: %s: every member must be up and reachable before anything changes"):format(
             name, (type(p) == "table" and p.unreachable) and ("unreachable (" .. why .. ")") or why)
       end
+   end
+   if state.rotating and not args.rotation then
+      lines[#lines + 1] = ("  a CA rotation is in progress (%s/ca-next.crt): finish it with playbooks/rotate-ca.lua"
+         .. " (it resumes where it stopped); this playbook changes nothing meanwhile"):format(args.pki_dir)
    end
    ca_lines(lines, state, args, facts)
    local seen = {}

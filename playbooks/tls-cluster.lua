@@ -242,7 +242,11 @@ local tasks = {
          bits = L.key_bits,
       },
    },
+   -- made once: a new CA for a running cluster is playbooks/rotate-ca.lua's
    controller "CA certificate" {
+      when = function(v)
+         return not L.has_ca(v)
+      end,
       x509_cert = {
          path = pki_file("ca.crt"),
          provider = "selfsigned",

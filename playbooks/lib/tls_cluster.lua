@@ -5,6 +5,7 @@
 local etcd = require("etcdrun.etcd")
 local fs = require("etcdrun.fs")
 local shell = require("etcdrun.shell")
+local x509 = require("etcdrun.x509")
 
 local here = ... -- this file's directory (include passes it)
 local L = {}
@@ -145,6 +146,61 @@ function L.retire_certs_cmd(v)
    return ("cd %s && mkdir -p -m 0700 retired && for n in %s; do for f in \"$n\"-server.* \"$n\"-peer.*; do"
       .. " if [ -e \"$f\" ]; then mv -- \"$f\" retired/; fi; done; done"):format(shell.quote(L.pki(v)),
       table.concat(names, " "))
+end
+
+--- The SHA-256 fingerprint of the (first) certificate in a controller file.
+function L.fingerprint(path)
+   local pem = fs.try.read(path)
+   local info = pem and x509.try.info(pem)
+   return info and info.fingerprint_sha256 or nil
+end
+
+--- Whether the controller holds a CA certificate already (made once; a new
+--- one is a rotation: playbooks/rotate-ca.lua).
+function L.has_ca(v)
+   return L.exists(L.pki(v) .. "/ca.crt")
+end
+
+function L.exists(path)
+   return fs.try.stat(path) ~= nil
+end
+
+--- The CA rotation's files on the controller.
+L.NEXT = { cert = L.pki_file("ca-next.crt"), key = L.pki_file("ca-next.key") }
+
+--- The number of the next CA (its common name "etcd CA N"): the CAs
+--- retired so far, plus the one in use, plus one.
+function L.next_ca_number(v)
+   local n = 0
+   for _, name in ipairs(fs.try.list(L.pki(v) .. "/retired") or {}) do
+      n = n + (name:match("^ca%-.*%.crt$") and 1 or 0)
+   end
+   return n + 2
+end
+
+--- Whether this member trusts only the next CA already (the rotation's last
+--- stage reached it).
+function L.trusts_next_only(v)
+   local next_fp = L.fingerprint(L.pki(v) .. "/ca-next.crt")
+   return next_fp ~= nil and v.preflight.ca_fingerprint == next_fp
+end
+
+--- The trust bundle during a rotation: the old CA, then the next one.
+function L.trust_bundle(v)
+   local pki = L.pki(v)
+   local old = fs.try.read(pki .. "/ca-old.crt") or fs.try.read(pki .. "/ca.crt") or ""
+   local new = fs.try.read(pki .. "/ca-next.crt") or ""
+   return old .. new
+end
+
+--- The shell command that makes the next CA the CA, resumable at any point:
+--- the old key and certificate go to <pki>/retired/, ca-next.* become ca.*.
+function L.finish_rotation_cmd(v)
+   return ("cd %s && mkdir -p -m 0700 retired && ts=$(date -u +%%Y%%m%%dT%%H%%M%%SZ) && "
+      .. "if [ -e ca-old.crt ]; then mv ca-old.crt retired/ca-$ts.crt; fi && "
+      .. "if [ -e ca-next.key ] && [ -e ca.key ]; then mv ca.key retired/ca-$ts.key; fi && "
+      .. "if [ -e ca-next.key ]; then mv ca-next.key ca.key; fi && "
+      .. "if [ -e ca-next.crt ]; then mv ca-next.crt ca.crt; fi"):format(shell.quote(L.pki(v)))
 end
 
 --- This host's entry of L.members.

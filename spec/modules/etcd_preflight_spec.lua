@@ -19,7 +19,11 @@ local function run(members, state, extra)
    for k, v in pairs(extra or {}) do
       args[k] = v
    end
-   return module.plan(mod, state or { ca = "AA", peer_ips = {} }, args)
+   state = state or { ca = "AA" }
+   if not state.cas then
+      state.cas = state.ca and { [state.ca] = true } or {}
+   end
+   return module.plan(mod, state, args)
 end
 
 local READY = { etcd1 = member("10.0.0.1"), etcd2 = member("10.0.0.2"), etcd3 = member("10.0.0.3") }
@@ -61,6 +65,19 @@ describe("etcd_preflight plan", function()
       p = run(running, { ca = "AA", peer_ips = {} })
       assert.matches("holds another CA, SHA%-256 AA", p.msg)
       p = run(running, { ca = "BB", peer_ips = {} })
+      assert.is_nil(p.failed)
+   end)
+
+   it("refuses during a CA rotation, pointing to it; the rotation itself accepts both CAs", function()
+      local running = {}
+      for n, m in pairs(READY) do
+         running[n] = member(m.address, { running = true, has_data = true, ca_fingerprint = "NEXT" })
+      end
+      local p = run(running, { ca = "OLD", cas = { OLD = true }, rotating = true })
+      assert.is_true(p.failed)
+      assert.matches("a CA rotation is in progress (/srv/pki/ca-next.crt): finish it with playbooks/rotate-ca.lua",
+         p.msg, 1, true)
+      p = run(running, { ca = "OLD", cas = { OLD = true, NEXT = true }, rotating = true }, { rotation = true })
       assert.is_nil(p.failed)
    end)
 
