@@ -7,13 +7,18 @@ local cjson = require("cjson")
 
 local journal = {}
 
-function journal.path(playbook_file)
+--- The journal of a playbook run against an inventory (both names made
+--- absolute against $PWD).
+function journal.path(playbook_file, inventory)
    local base = os.getenv("XDG_STATE_HOME")
    if not base or base == "" then
       base = (os.getenv("HOME") or "/tmp") .. "/.local/state"
    end
-   local abs = playbook_file:sub(1, 1) == "/" and playbook_file or ((os.getenv("PWD") or ".") .. "/" .. playbook_file)
-   return ("%s/etcdrun/pending-handlers/%s.json"):format(base, fs.sha256(abs):sub(1, 16))
+   local function abs(p)
+      return p:sub(1, 1) == "/" and p or ((os.getenv("PWD") or ".") .. "/" .. p)
+   end
+   local key = abs(playbook_file) .. "\0" .. abs(tostring(inventory or ""))
+   return ("%s/etcdrun/pending-handlers/%s.json"):format(base, fs.sha256(key):sub(1, 16))
 end
 
 function journal.load(path)

@@ -410,10 +410,12 @@ local function run_plays(pb, inv, opts, state)
       controller = localhost.new("controller", opts.conn),
       once_done = {},
       once_result = {},
-      journal_path = opts.journal ~= false and journal.path(pb.file) or nil,
       playbook_dir = pb.dir and runtime.abspath(pb.dir) or nil,
       inventory_file = inv.name and fs.stat(inv.name) and runtime.abspath(inv.name) or nil,
    }
+   -- per playbook and inventory: another cluster's pending restarts (the same
+   -- host names in another inventory) are never replayed on this one
+   rs.journal_path = opts.journal ~= false and journal.path(pb.file, rs.inventory_file or inv.name) or nil
    rs.inventory_dir = rs.inventory_file and rs.inventory_file:match("^(.*)/[^/]*$")
    for _, g in ipairs(inv:groups()) do
       local names = {}
