@@ -21,7 +21,8 @@ local M = {
       key = { type = "path", required = true, doc = "its private key (controller)" },
       v2 = { type = "boolean", default = false, doc = "the members run with enable-v2 (a 3.6 prerequisite)" },
       verify = { type = "boolean", default = false, doc = "after the roll: every member and the cluster version" },
-      timeout = { type = "number", default = 60, doc = "verify: seconds to wait for the cluster version" },
+      timeout = { type = "number", default = 60,
+         doc = "seconds to wait for the cluster version to settle (before) or to move (verify)" },
    },
    examples = [[controller "etcd version" { etcd_upgrade = { version = "3.5.16",
    endpoints = { "https://10.0.0.1:2379" }, ca = "pki/ca.crt", cert = "pki/admin.crt", key = "pki/admin.key" },
@@ -52,9 +53,32 @@ local function read(tls, endpoints)
    return state
 end
 
+-- The lowest minor the members run ("3.4"), or nil.
+local function lowest_minor(state)
+   local low
+   for _, v in pairs(state.versions) do
+      if not low or versions.compare(v, low) < 0 then
+         low = v
+      end
+   end
+   return low and versions.minor(low)
+end
+
 function M.gather(ctx, args)
    local tls = { ca = ctx.path(args.ca), cert = ctx.path(args.cert), key = ctx.path(args.key) }
    local state = read(tls, args.endpoints)
+   local low = lowest_minor(state)
+   if not args.verify and low and low ~= versions.minor(args.version) and not ctx.check then
+      -- a minor upgrade starts only once the cluster version has settled at
+      -- the members' minor (a few seconds after a bootstrap): a new-minor
+      -- leader in a cluster still at 3.0 sends entries the old members
+      -- cannot apply (a 3.4 member panics "not implemented")
+      local stop = clock.monotonic() + args.timeout
+      while versions.minor(state.cluster) ~= low and clock.monotonic() < stop do
+         ctx.sleep(0.5)
+         state = read(tls, args.endpoints)
+      end
+   end
    if args.verify and not ctx.check then
       local want = versions.minor(args.version)
       local stop = clock.monotonic() + args.timeout
@@ -105,6 +129,12 @@ function M.plan(state, args, opts)
       return { changed = false, msg = now }
    end
    local verdict = versions.plan(members, args.version, { v2 = args.v2, auth = state.auth })
+   local low = lowest_minor(state)
+   if verdict.kind == "minor" and low ~= versions.minor(args.version) and versions.minor(state.cluster) ~= low then
+      verdict.problems[#verdict.problems + 1] = ("the cluster version is %s, not yet the members' %s: a minor upgrade"
+         .. " waits until it has settled (etcd decides it a few seconds after a bootstrap; waited %g s)"):format(
+         tostring(state.cluster), low, args.timeout)
+   end
    if #verdict.problems > 0 then
       return { failed = true, msg = ("etcd_version %s: refused, nothing was changed (%s):\n  %s"):format(args.version,
          now, table.concat(verdict.problems, "\n  ")) }

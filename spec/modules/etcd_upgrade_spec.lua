@@ -30,6 +30,11 @@ describe("etcd_upgrade plan", function()
             .. " refused, nothing was changed (members run etcd1 3.4.23, etcd2 3.4.23, etcd3 3.4.23; cluster version"
             .. " 3.4.0):\n  etcd1, etcd2, etcd3 run 3.4: etcd upgrades one minor at a time; upgrade to the newest 3.5"
             .. " patch first, then to 3.6.5" } },
+      { name = "refuses a minor upgrade while the cluster version has not settled (just after a bootstrap)",
+         state = state("3.4.23", "3.4.23", "3.4.23", "3.0.0"), args = ARGS, also = function(p)
+            assert.matches("the cluster version is 3.0.0, not yet the members' 3.4: a minor upgrade waits until it"
+               .. " has settled", p.msg, 1, true)
+         end, want = { failed = true } },
       { name = "refuses a 3.4 -> 3.5 roll with authentication on",
          state = plancases.merge(state("3.4.23", "3.4.23", "3.4.23"), { auth = true }), args = ARGS,
          also = function(p)
