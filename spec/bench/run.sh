@@ -1,12 +1,14 @@
 #!/bin/bash
 # make bench: bring up a lab of 30 nodes unless one that big is up, run the
 # benchmarks, and take down the lab only if this script brought it up (the
-# playbook benchmarks run on a 3-node lab when this script made the lab).
+# playbook benchmarks run on a 5-node lab when this script made the lab).
 # Needs Debian's ansible-core for the comparison, and for the first seed's
 # playbook the community.crypto collection of Debian's `ansible` package
 # (both installed if missing).
 # The playbook benchmarks use the first 3 nodes (reset before and after):
 # TASK_RUNS / CLUSTER_RUNS etcdrun runs (default 7 / 5), ANSIBLE_RUNS (default 3).
+# The membership benchmark uses the first 5 (a 3-member cluster, 2 nodes that
+# join and leave; reset before and after): MEMBERSHIP_RUNS runs (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${ETCDRUN:-./etcdrun}
@@ -28,12 +30,13 @@ trap '[ -n "$started" ] && bash spec/lab/lab.sh down >/dev/null' EXIT
 "$bin" spec/bench/open_session.lua 3 50
 "$bin" spec/bench/open_session.lua 30 20
 
-# The playbook benchmarks need 3 nodes; 27 idle ones would only add noise on
-# 2 cores, so a lab this script made is rebooted with 3.
+# The playbook benchmarks need 3 nodes and the membership one 5; 25 idle ones
+# would only add noise on 2 cores, so a lab this script made is rebooted with 5.
 if [ -n "$started" ]; then
     bash spec/lab/lab.sh down >/dev/null
-    bash spec/lab/lab.sh up 3
+    bash spec/lab/lab.sh up 5
 fi
 "$bin" spec/bench/tasks.lua "${TASK_RUNS:-7}" "${ANSIBLE_RUNS:-3}" 1,2,3
 "$bin" spec/bench/cluster.lua "${CLUSTER_RUNS:-5}" "${ANSIBLE_RUNS:-3}" 1,2,3
 "$bin" spec/bench/repl.lua etcd1:etcd2:etcd3 200
+"$bin" spec/bench/membership.lua "${MEMBERSHIP_RUNS:-3}" 1,2,3,4,5
