@@ -6,6 +6,24 @@ local sched = require("etcdrun.sched")
 local helper = require("support.helper")
 
 describe("scheduler", function()
+   it("wakes a sleeper on time when it went to sleep after a polled job (not a second late)", function()
+      local x509 = require("etcdrun.x509")
+      local runtime = require("etcdrun.core.runtime")
+      local res = sched.run({ function()
+         local worst = 0
+         for _ = 1, 3 do
+            sched.await(x509.key_job({ type = "ec" })) -- a job that is polled, not signalled
+            local t0 = runtime.monotonic()
+            sched.sleep(0.05)
+            worst = math.max(worst, runtime.monotonic() - t0)
+         end
+         return worst
+      end })
+      assert.is_true(res[1].ok, res[1].err)
+      -- the loop used to wait its default second before looking again
+      assert.is_true(res[1].values[1] < 0.5, ("slept %.3f s for 0.05"):format(res[1].values[1]))
+   end)
+
    it("raises in a coroutine that yields something that is not a job, where it yielded", function()
       local res = sched.run({
          function()

@@ -106,14 +106,11 @@ function M.run(fns, opts)
       end
       -- wake sleepers whose time has come
       local t = now()
-      local timeout = 1.0
       for k = #sleeping, 1, -1 do
          local s = sleeping[k]
          if s.at <= t then
             table.remove(sleeping, k)
             step(s.i, s.co)
-         else
-            timeout = math.min(timeout, s.at - t)
          end
       end
       for k = #polled, 1, -1 do
@@ -122,6 +119,13 @@ function M.run(fns, opts)
             table.remove(polled, k)
             step(p.i, p.co, p.job:result())
          end
+      end
+      -- the wait, from every sleeper as they are now: one woken above (or
+      -- resumed from a poll) may already have gone back to sleep
+      t = now()
+      local timeout = 1.0
+      for _, s in ipairs(sleeping) do
+         timeout = math.min(timeout, s.at - t)
       end
       if #polled > 0 then
          timeout = math.min(timeout, 0.005)
