@@ -30,11 +30,13 @@ function M.gather(ctx, args)
    local script = table.concat({
       "echo uid=$(id -u)",
       "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi",
-      "echo now=$(date +%s)",
       -- a start or stop in flight (left by a run that was killed) settles
-      -- first, up to 90 s: a restart must never overlap another
-      "for i in $(seq 900); do case $(systemctl is-active etcd 2>/dev/null) in activating|deactivating|reloading)"
-         .. " sleep 0.1;; *) break;; esac; done",
+      -- first, up to 30 s: a restart must never overlap another (a unit
+      -- waiting to be restarted after a crash, "auto-restart", is no job)
+      "for i in $(seq 300); do case $(systemctl show -p SubState --value etcd 2>/dev/null) in"
+         .. " start|start-pre|start-post|stop|stop-sigterm|stop-sigkill|stop-post|reload) sleep 0.1;; *) break;; esac;"
+         .. " done",
+      "echo now=$(date +%s)",
       "echo active=$(systemctl is-active etcd 2>/dev/null)",
       ("if [ -d %s/member ]; then echo has_data=yes; else echo has_data=no; fi"):format(shell.quote(args.data_dir)),
       ("ss -Hltnp 2>/dev/null | grep -E ':(%d|%d)[[:space:]]' | sed 's/^/port=/'"):format(args.client_port,
