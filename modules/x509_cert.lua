@@ -34,6 +34,9 @@ local M = {
       san = { type = "table", doc = "subjectAltName {dns=, ip=, email=, uri=} (with csr_path: default the CSR's)" },
       ca_cert_path = { type = "path", doc = "provider ca: the CA certificate" },
       ca_key_path = { type = "path", doc = "provider ca: the CA private key" },
+      privatekey_passphrase = { type = "string", secret = true,
+         doc = "the passphrase of an encrypted privatekey_path (a CA's own key, selfsigned)" },
+      ca_key_passphrase = { type = "string", secret = true, doc = "the passphrase of an encrypted ca_key_path" },
       ca_on_controller = { type = "boolean", default = false,
          doc = "read ca_cert_path and ca_key_path on the controller rather than on the host" },
       days = { type = "integer", doc = "validity in days (default 3650 selfsigned, 365 ca)" },
@@ -92,6 +95,21 @@ function M.gather(ctx, args)
          end
          pem[field] = (data and secret) and ctx.secret(data) or data
          state[field] = data and {} or false
+      end
+   end
+   -- an encrypted key is used decrypted, in memory only
+   for field, a in pairs({ key = "privatekey_passphrase", ca_key = "ca_key_passphrase" }) do
+      if pem[field] and pem[field]:find("ENCRYPTED PRIVATE KEY", 1, true) then
+         local path = paths[field == "key" and "privatekey_path" or "ca_key_path"]
+         if not args[a] then
+            return nil, ("x509_cert: %s is encrypted: its passphrase is needed (argument '%s')"):format(path, a),
+               "EPASSPHRASE"
+         end
+         local plain, err, code = x509.try.decrypt_key(pem[field], args[a], path)
+         if not plain then
+            return nil, "x509_cert: " .. tostring(err), code
+         end
+         pem[field] = ctx.secret(plain)
       end
    end
    if pem.key then

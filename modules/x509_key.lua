@@ -29,6 +29,9 @@ local M = {
       mode = { type = "mode", default = "0600", doc = "file mode, an octal string" },
       owner = { type = "string", doc = "file owner (name or uid)" },
       group = { type = "string", doc = "file group (name or gid)" },
+      passphrase = { type = "string", secret = true,
+         doc = "encrypt the key with this passphrase (AES-256, PKCS#8); an existing plain key is encrypted in place,"
+            .. " an encrypted one needs it to be read" },
       regenerate = { type = "string", choices = { "on_mismatch", "never", "always" }, default = "on_mismatch",
          doc = "on_mismatch: replace a missing, unreadable or different key; never: keep any readable key; "
             .. "always: a new key on every run (rotation; not idempotent)" },
@@ -70,7 +73,20 @@ function M.gather(ctx, args)
    end
    local state = { path = path, exists = pem and true or false, st = st }
    if pem then
-      state.info, state.why = x509.try.key_info(ctx.secret(pem), path)
+      ctx.secret(pem)
+      state.encrypted = pem:find("ENCRYPTED PRIVATE KEY", 1, true) ~= nil
+      if state.encrypted then
+         if not args.passphrase then
+            return nil, ("x509_key: %s is encrypted: its passphrase is needed (argument 'passphrase')"):format(path),
+               "EPASSPHRASE"
+         end
+         local plain, derr, dcode = x509.try.decrypt_key(pem, args.passphrase, path)
+         if not plain then
+            return nil, "x509_key: " .. tostring(derr), dcode
+         end
+         pem = ctx.secret(plain)
+      end
+      state.info, state.why = x509.try.key_info(pem, path)
    end
    return state
 end
@@ -113,6 +129,11 @@ function M.plan(state, args, opts)
       }
    end
    local kept = matches(info, want) and "kept" or ("kept %s key (regenerate is 'never')"):format(pki.key_desc(info))
+   if args.passphrase and not state.encrypted then
+      return { changed = true, encrypt = true, msg = "would encrypt the key with its passphrase (the same key)",
+         diff = { path = path, before = pki.key_desc(info) .. " key\n", after = pki.key_desc(info)
+            .. " key, encrypted\n", secret = true }, result = result(path, info) }
+   end
    return fa.keep_plan(path, state.st, args, kept, result(path, info))
 end
 
@@ -123,20 +144,33 @@ function M.apply(ctx, args, plan)
       local ok, err, code = fa.fix(ctx.host, "x509_key", path, attrs)
       return ok and { msg = plan.msg }, err, code
    end
-   local want = wanted(args)
-   -- generated on a thread of its own: other hosts' keys are made meanwhile
-   local pem, err, code = ctx.await(x509.key_job(want))
+   local pem, err, code
+   if plan.encrypt then
+      pem, err, code = ctx.host:read(path)
+   else
+      -- generated on a thread of its own: other hosts' keys are made meanwhile
+      pem, err, code = ctx.await(x509.key_job(wanted(args)))
+   end
    if not pem then
       return nil, err, code
    end
    ctx.secret(pem)
+   local plain = pem
+   if args.passphrase then
+      pem, err, code = x509.try.encrypt_key(plain, args.passphrase, path)
+      if not pem then
+         return nil, err, code
+      end
+      ctx.secret(pem)
+   end
    local ok
    ok, err, code = ctx.host:write(path, pem, attrs)
    if not ok then
       return nil, err, code
    end
-   local r = result(path, x509.key_info(pem))
-   r.msg = (plan.existed and "regenerated: " or "generated: ") .. plan.reason
+   local r = result(path, x509.key_info(plain))
+   r.msg = plan.encrypt and "encrypted the key with its passphrase" or ((plan.existed and "regenerated: "
+      or "generated: ") .. plan.reason .. (args.passphrase and ", encrypted" or ""))
    return r
 end
 

@@ -34,6 +34,19 @@ local tasks = {
          return L.exists(pki .. "/ca-next.crt") and not L.exists(pki .. "/ca-next.key")
       end,
    },
+   -- an encrypted CA key needs its passphrase, said before anything starts
+   controller "CA key passphrase" {
+      assert = {
+         that = function(v)
+            return not L.ca_key_encrypted(v) or v("etcd_ca_passphrase", nil) ~= nil
+         end,
+         fail_msg = function(v)
+            return ("%s/ca.key is encrypted: run with --ask-secret etcd_ca_passphrase (or give it as a secret() in"
+               .. " -e @vars.lua)"):format(L.pki(v))
+         end,
+         quiet = true,
+      },
+   },
    task "preflight" {
       etcd_facts = { data_dir = L.data_dir, client_port = num("etcd_client_port"), peer_port = num("etcd_peer_port"),
          address = var("etcd_address"), interface = var("etcd_interface"), clock_skew = num("etcd_clock_skew") },
@@ -82,7 +95,8 @@ local tasks = {
       end,
    },
    controller "new CA key" {
-      x509_key = { path = L.NEXT.key, regenerate = "never", type = var("etcd_key_type"), bits = L.key_bits },
+      x509_key = { path = L.NEXT.key, regenerate = "never", type = var("etcd_key_type"), bits = L.key_bits,
+         passphrase = T.ca_passphrase },
       when = function(v)
          return not started(v)
       end,
@@ -92,6 +106,7 @@ local tasks = {
          path = L.NEXT.cert,
          provider = "selfsigned",
          privatekey_path = L.NEXT.key,
+         privatekey_passphrase = T.ca_passphrase,
          subject = function(v)
             return { CN = ("etcd CA %d"):format(L.next_ca_number(v)), O = "etcdrun" }
          end,

@@ -122,6 +122,19 @@ end
 
 local tasks = {
    -- settings that contradict each other stop the run before it starts
+   -- an encrypted CA key needs its passphrase, said before anything starts
+   controller "CA key passphrase" {
+      assert = {
+         that = function(v)
+            return not L.ca_key_encrypted(v) or v("etcd_ca_passphrase", nil) ~= nil
+         end,
+         fail_msg = function(v)
+            return ("%s/ca.key is encrypted: run with --ask-secret etcd_ca_passphrase (or give it as a secret() in"
+               .. " -e @vars.lua)"):format(L.pki(v))
+         end,
+         quiet = true,
+      },
+   },
    controller "settings" {
       assert = {
          that = function(v)
@@ -240,6 +253,7 @@ local tasks = {
          regenerate = "never",
          type = var("etcd_key_type"),
          bits = L.key_bits,
+         passphrase = T.ca_passphrase,
       },
    },
    -- made once: a new CA for a running cluster is playbooks/rotate-ca.lua's
@@ -251,6 +265,7 @@ local tasks = {
          path = pki_file("ca.crt"),
          provider = "selfsigned",
          privatekey_path = pki_file("ca.key"),
+         privatekey_passphrase = T.ca_passphrase,
          subject = { CN = "etcd CA", O = "etcdrun" },
          days = 3650,
          pathlen = 0,

@@ -767,6 +767,80 @@ static int l_ca(lua_State *L)
     return 1;
 }
 
+/* ---- a key's passphrase ------------------------------------------------ */
+
+/* The passphrase of x509.encrypt_key/decrypt_key: a Lua string without NUL. */
+static const char *check_passphrase(lua_State *L, int idx, const char *fname)
+{
+    size_t len;
+    const char *p = luaL_checklstring(L, idx, &len);
+    if (len == 0)
+        luaL_error(L, "%s: the passphrase is empty", fname);
+    if (strlen(p) != len)
+        luaL_error(L, "%s: the passphrase contains a NUL byte", fname);
+    return p;
+}
+
+static int give_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)rwflag;
+    size_t n = strlen(u);
+    if (n > (size_t)size)
+        return -1;
+    memcpy(buf, u, n);
+    return (int)n;
+}
+
+/* x509.encrypt_key(pem, passphrase, name?) -> PKCS#8 PEM encrypted with
+ * AES-256-CBC (scrypt-free PBKDF2, OpenSSL's default) | nil, err, "EPEM" */
+static int l_encrypt_key(lua_State *L)
+{
+    size_t len;
+    const char *pem = luaL_checklstring(L, 1, &len);
+    const char *pass = check_passphrase(L, 2, "x509.encrypt_key");
+    const char *name = luaL_optstring(L, 3, "key");
+    ERR_clear_error();
+    EVP_PKEY *k = load_key(pem, len);
+    if (!k)
+        return fail_ssl(L, "EPEM", "x509.encrypt_key", "cannot parse key", name);
+    BIO *b = BIO_new(BIO_s_secmem());
+    int ok = b && PEM_write_bio_PKCS8PrivateKey(b, k, EVP_aes_256_cbc(), NULL, 0, give_passphrase,
+                                                (void *)pass);
+    EVP_PKEY_free(k);
+    if (!ok) {
+        BIO_free(b);
+        return fail_ssl(L, "EPEM", "x509.encrypt_key", "cannot encrypt key", name);
+    }
+    push_bio(L, b);
+    BIO_free(b);
+    return 1;
+}
+
+/* x509.decrypt_key(pem, passphrase, name?) -> the key as plain PKCS#8 PEM
+ *   | nil, err, "EPASSPHRASE" (a wrong passphrase) | nil, err, "EPEM" */
+static int l_decrypt_key(lua_State *L)
+{
+    size_t len;
+    const char *pem = luaL_checklstring(L, 1, &len);
+    const char *pass = check_passphrase(L, 2, "x509.decrypt_key");
+    const char *name = luaL_optstring(L, 3, "key");
+    ERR_clear_error();
+    BIO *in = pem_bio(pem, len);
+    EVP_PKEY *k = in ? PEM_read_bio_PrivateKey(in, NULL, give_passphrase, (void *)pass) : NULL;
+    BIO_free(in);
+    if (!k) {
+        ERR_clear_error();
+        if (memmem(pem, len, "ENCRYPTED", 9))
+            return er_fail(L, "EPASSPHRASE", "x509.decrypt_key: wrong passphrase (%s)", name);
+        return er_fail(L, "EPEM", "x509.decrypt_key: not a private key (%s)", name);
+    }
+    int ok = push_key_pem(L, k);
+    EVP_PKEY_free(k);
+    if (!ok)
+        return fail_ssl(L, "EPEM", "x509.decrypt_key", "cannot write key", name);
+    return 1;
+}
+
 /* x509.sign{csr=, ca_cert=, ca_key=, days=365, key_usage=, ext_key_usage=, san=, name=}
  *   -> cert_pem | nil, err, code */
 static int l_sign(lua_State *L)
@@ -858,6 +932,8 @@ static const luaL_Reg x509_funcs[] = {
     {"csr", l_csr},
     {"ca", l_ca},
     {"sign", l_sign},
+    {"encrypt_key", l_encrypt_key},
+    {"decrypt_key", l_decrypt_key},
     {NULL, NULL}
 };
 

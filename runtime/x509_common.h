@@ -118,7 +118,7 @@ static inline EVP_PKEY *load_key(const char *pem, size_t len)
         return k;
     if (memmem(pem, len, "ENCRYPTED", 9)) {
         ERR_clear_error();
-        ERR_raise_data(ERR_LIB_USER, 1, "encrypted keys are not supported");
+        ERR_raise_data(ERR_LIB_USER, 1, "the key is encrypted: its passphrase is needed");
     } else if (ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER && ERR_GET_REASON(e) == ERR_R_UNSUPPORTED) {
         ERR_clear_error();
         if (!memmem(pem, len, "-----BEGIN ", 11))

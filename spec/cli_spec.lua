@@ -28,6 +28,16 @@ describe("the etcdrun command", function()
       assert.are.equal(2, code)
    end)
 
+   it("refuses --ask-secret for a name that is no variable, before asking anything", function()
+      local ws = helper.tmpdir()
+      helper.write(ws .. "/hosts", "[web]\na ansible_connection=local\n")
+      helper.write(ws .. "/p.lua", 'return { play "p" { hosts = "web", tasks = {} } }')
+      local _, err, code = helper.run(("cd %s && %s -i hosts p.lua --ask-secret 1bad </dev/null"):format(q(ws),
+         q(helper.etcdrun)))
+      assert.are.equal(2, code)
+      assert.matches("--ask-secret 1bad: not a variable name", err, 1, true)
+   end)
+
    it("runs -e code with the runtime loaded", function()
       local out, _, code = helper.etcdrun_e("print(etcdrun.fs.sha256('abc'):sub(1, 8), etcdrun.version)")
       assert.are.equal(0, code)

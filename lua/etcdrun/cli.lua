@@ -40,6 +40,9 @@ options:
   --command-timeout SECS  kill a remote command after this long (default 600)
   -b, --become            run commands with sudo
   -K, --ask-become-pass   ask for the sudo password (once)
+  --ask-secret NAME       ask for the variable NAME on the terminal (once, not
+                          echoed) and keep it secret (tls-cluster.lua and
+                          rotate-ca.lua: etcd_ca_passphrase, the CA key's)
   --json                  one JSON object per host on stdout
   -                       read the script from standard input
   --version               print etcdrun's version and the libraries it runs with
@@ -77,6 +80,7 @@ local OPTIONS = {
    ["--become"] = { "become", false },
    ["-K"] = { "ask_become_pass", false },
    ["--ask-become-pass"] = { "ask_become_pass", false },
+   ["--ask-secret"] = { "ask_secret", true, true },
    ["--json"] = { "json", false },
    ["-C"] = { "check", false },
    ["--check"] = { "check", false },
@@ -139,7 +143,7 @@ end
 -- Positional words: opts.script (+ opts.script_index) or, with -a, opts.pattern.
 ---@param argv table argv as main.c passes it (argv[0] is the program)
 function M.parse(argv)
-   local opts = { codes = {}, keys = {}, tags = {}, skip_tags = {}, verbose = 0 }
+   local opts = { codes = {}, keys = {}, tags = {}, skip_tags = {}, ask_secret = {}, verbose = 0 }
    local i = 1
    while argv[i] do
       local a = argv[i]
@@ -319,6 +323,17 @@ local function run_playbook(value, opts)
    if not extra then
       io.stderr:write("etcdrun: ", err, "\n")
       return 1
+   end
+   for _, name in ipairs(opts.ask_secret or {}) do
+      if not name:match("^[%a_][%w_]*$") then
+         return usage_error(("--ask-secret %s: not a variable name"):format(name))
+      end
+      local typed, perr = runtime.getpass(name .. ": ")
+      if not typed then
+         io.stderr:write("etcdrun: --ask-secret ", name, ": ", tostring(perr), "\n")
+         return 1
+      end
+      extra[name] = playbook.secret(typed)
    end
    local conn
    conn, err = require("etcdrun.adhoc").connection_options(opts, inv:hosts("all") or {})

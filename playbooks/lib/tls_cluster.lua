@@ -161,6 +161,13 @@ function L.has_ca(v)
    return L.exists(L.pki(v) .. "/ca.crt")
 end
 
+--- Whether the controller's CA key is encrypted (and so needs
+--- etcd_ca_passphrase).
+function L.ca_key_encrypted(v)
+   local pem = fs.try.read(L.pki(v) .. "/ca.key")
+   return pem ~= nil and pem:find("ENCRYPTED PRIVATE KEY", 1, true) ~= nil
+end
+
 function L.exists(path)
    return fs.try.stat(path) ~= nil
 end

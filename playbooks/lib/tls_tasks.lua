@@ -22,6 +22,12 @@ return function(L)
    -- the issuing CA (rotate-ca.lua issues from the next one)
    T.CA = { cert = pki_file("ca.crt"), key = pki_file("ca.key") }
 
+   -- the CA key's passphrase, when the operator keeps it encrypted
+   -- (--ask-secret etcd_ca_passphrase, or a secret() in -e @vars.lua)
+   function T.ca_passphrase(v)
+      return v("etcd_ca_passphrase", nil)
+   end
+
    -- the health check's client certificate, for etcd_health/verify/status
    local TLS = { ca = pki_file("ca.crt"), cert = pki_file("healthcheck.crt"), key = pki_file("healthcheck.key") }
 
@@ -54,6 +60,7 @@ return function(L)
             privatekey_path = member_file(kind, "key"),
             ca_cert_path = ca.cert,
             ca_key_path = ca.key,
+            ca_key_passphrase = T.ca_passphrase,
             subject = function(v)
                return { CN = v.inventory_hostname, O = "etcd " .. kind }
             end,
@@ -86,6 +93,7 @@ return function(L)
                privatekey_path = pki_file(name .. ".key"),
                ca_cert_path = ca.cert,
                ca_key_path = ca.key,
+               ca_key_passphrase = T.ca_passphrase,
                subject = { CN = cn, O = "etcd clients" },
                san = {},
                days = num("etcd_cert_days"),

@@ -18,6 +18,19 @@ local function write(dir, name, data)
 end
 
 describe("x509", function()
+   it("encrypts a key with a passphrase and gives it back only with that passphrase", function()
+      local key = x509.key({ type = "ec" })
+      local enc = x509.encrypt_key(key, "correct horse", "ca.key")
+      assert.matches("^%-%-%-%-%-BEGIN ENCRYPTED PRIVATE KEY%-%-%-%-%-\n", enc)
+      assert.is_nil(enc:find(key:match("\n(.-)\n"), 1, true))
+      assert.are.equal(key, x509.decrypt_key(enc, "correct horse", "ca.key"))
+      local v, err, code = x509.decrypt_key(enc, "wrong", "ca.key")
+      assert.is_nil(v)
+      assert.are.equal("x509.decrypt_key: wrong passphrase (ca.key)", err)
+      assert.are.equal("EPASSPHRASE", code)
+      assert.has_error(function() x509.encrypt_key(key, "") end, "x509.encrypt_key: the passphrase is empty")
+   end)
+
    local dir
    -- One CA for most tests: Ed25519 keeps the spec fast.
    local ca_key, ca_cert
@@ -253,7 +266,8 @@ describe("x509", function()
          end
          local encrypted = openssl("genpkey -algorithm ed25519 -aes256 -pass pass:x")
          local _, err, code = x509.key_info(encrypted)
-         assert.are.equal("x509.key_info: cannot parse private key: encrypted keys are not supported (key)",
+         assert.are.equal("x509.key_info: cannot parse private key: the key is encrypted: its passphrase is needed"
+            .. " (key)",
             err)
          assert.are.equal("EPEM", code)
          assert.has_error(function() facade.info("garbage", "a.crt") end,
