@@ -3,9 +3,15 @@
 -- and client-certificate authentication, verified. Safe to run again: keys
 -- and certificates are kept while valid, data is never wiped, and a change
 -- on a running cluster restarts members one at a time, leader last, each
--- only once the cluster is healthy again.
+-- only once the cluster is healthy again. On a running cluster it is also
+-- the day-2 tool: the membership follows the inventory (new hosts join as
+-- learners, named members leave or are replaced, moved ones move), a new
+-- etcd_version is an upgrade checked against etcd's rules, certificates are
+-- renewed without restarts; a snapshot comes before, a lock in etcd keeps
+-- other runs out, and -C prints the plan.
 --
 --   etcdrun -i hosts playbooks/tls-cluster.lua [-e etcd_version=3.5.17] [-C] [-D]
+--      [-e etcd_remove=NAME,...] [-e etcd_replace=NAME,...] [--ask-secret etcd_ca_passphrase]
 --
 -- Variables (inventory, -e; defaults in lib/tls_cluster.lua's DEFAULTS):
 --   etcd_version, etcd_release_url (the directory holding
@@ -15,7 +21,9 @@
 --   etcd_cluster_token, etcd_client_port, etcd_peer_port,
 --   etcd_heartbeat_interval, etcd_election_timeout, etcd_extra_config (list
 --   of extra YAML lines), etcd_health_timeout (s), etcd_clock_skew (s),
---   etcd_cert_days, etcd_renew_days.
+--   etcd_cert_days, etcd_renew_days, etcd_remove, etcd_replace,
+--   etcd_snapshot_dir, etcd_snapshot_retain, etcd_join_timeout (s),
+--   etcd_lock_ttl (s), etcd_ca_passphrase (secret).
 --
 -- Written only with the DSL and modules a site has: the policy that is no
 -- module (defaults, SANs, the config's variables, the restart order) is in
