@@ -9,6 +9,9 @@
 # TASK_RUNS / CLUSTER_RUNS etcdrun runs (default 7 / 5), ANSIBLE_RUNS (default 3).
 # The membership benchmark uses the first 5 (a 3-member cluster, 2 nodes that
 # join and leave; reset before and after): MEMBERSHIP_RUNS runs (default 3).
+# The trust benchmark (upgrade, certificate renewal, CA rotation) uses nodes
+# 7-9 (reset before and after; a lab this script made is rebooted with 9
+# nodes for it, after the others): TRUST_RUNS runs (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${ETCDRUN:-./etcdrun}
@@ -40,3 +43,12 @@ fi
 "$bin" spec/bench/cluster.lua "${CLUSTER_RUNS:-5}" "${ANSIBLE_RUNS:-3}" 1,2,3
 "$bin" spec/bench/repl.lua etcd1:etcd2:etcd3 200
 "$bin" spec/bench/membership.lua "${MEMBERSHIP_RUNS:-3}" 1,2,3,4,5
+
+# The trust benchmark runs on nodes 7-9 (the specs' upgrade and rotation
+# nodes): a lab this script made is rebooted with 9 nodes, once the others are
+# done, so that they keep their 5.
+if [ -n "$started" ]; then
+    bash spec/lab/lab.sh down >/dev/null
+    bash spec/lab/lab.sh up 9
+fi
+"$bin" spec/bench/trust.lua "${TRUST_RUNS:-3}" 7,8,9
