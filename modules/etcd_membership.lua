@@ -178,7 +178,9 @@ function M.plan(state, args)
             from_ip = tostring(m.peer_urls[1]):match("^%a+://%[?([^%]/]-)%]?:%d+$"), dead = health[m.id] ~= true }
       elseif m.is_learner then
          joins[#joins + 1] = h.name -- a join that was interrupted: it goes on
-      elseif m.name ~= "" and not h.has_data and health[m.id] ~= true then
+      elseif m.client_urls[1] and not h.has_data and health[m.id] ~= true then
+         -- it ran once (it published its client URLs; a bootstrap member that
+         -- never started has a name from initial-cluster but no URLs yet)
          problems[#problems + 1] = ("%s is a member, but its node has no data and etcd does not run there (wiped"
             .. " or rebuilt?): to replace it, run with -e etcd_replace=%s"):format(h.name, h.name)
       end

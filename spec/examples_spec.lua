@@ -66,8 +66,8 @@ describe("examples/site.lua", function()
                   if t.module then
                      used[t.module] = true
                   end
-                  if t.gate then
-                     used[t.gate.module] = true
+                  for _, hook in pairs({ gate = t.gate, before = t.before }) do
+                     used[hook.module] = true
                   end
                end
             end

@@ -165,6 +165,14 @@ describe("etcd_membership plan", function()
       assert.matches("etcd3 is a member, but its node has no data .* %-e etcd_replace=etcd3", p.msg)
    end)
 
+   it("starts a bootstrap member that never ran (a name from initial-cluster, no client URL yet)", function()
+      local s = cluster(3, { [3] = true })
+      s.members[3].client_urls = {}
+      local p = plan(s, args(inventory(1, 3, { [3] = true })))
+      assert.is_nil(p.failed)
+      assert.are.equal(0, p.result.changes)
+   end)
+
    it("lets nobody join a cluster with an unhealthy voter", function()
       local p = plan(cluster(3, { [2] = true }), args(inventory(1, 4, { [4] = true })))
       assert.is_true(p.failed)
