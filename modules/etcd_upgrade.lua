@@ -75,7 +75,7 @@ function M.gather(ctx, args)
       -- cannot apply (a 3.4 member panics "not implemented")
       local stop = clock.monotonic() + args.timeout
       while versions.minor(state.cluster) ~= low and clock.monotonic() < stop do
-         ctx.sleep(0.5)
+         ctx.sleep(0.1)
          state = read(tls, args.endpoints)
       end
    end
@@ -83,7 +83,7 @@ function M.gather(ctx, args)
       local want = versions.minor(args.version)
       local stop = clock.monotonic() + args.timeout
       while versions.minor(state.cluster) ~= want and clock.monotonic() < stop do
-         ctx.sleep(0.5)
+         ctx.sleep(0.1)
          state = read(tls, args.endpoints)
       end
    end

@@ -233,17 +233,30 @@ describe("membership changes on the lab, under load", function()
       assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
    end)
 
-   it("removes a learner that never starts again, says why, and joins it on the next run", function()
+   it("removes a learner that never starts again, says why, and joins it on the next run; a second run meanwhile"
+      .. " is refused", function()
       if no_lab() then return end
       reset_nodes(4, 4)
       under_load("a learner that never starts, then joins", { 1, 2, 3 }, function()
          -- etcd refuses to start with an election timeout under 5 heartbeats
          local bad = { "etcd4", 4, "etcd_election_timeout=100" }
          inventory({ { "etcd1", 1 }, { "etcd2", 2 }, { "etcd3", 3 }, bad })
-         local out, code = playbook("-e etcd_join_timeout=5")
-         assert.are_not.equal(0, code)
-         assert.matches("promoting etcd4: [^\n]*in sync with leader[^\n]*; after 5 s the learner was removed from the"
+         -- run A waits for the learner (up to 8 s) holding the lock; run B,
+         -- started meanwhile on the same inventory, is refused and names A
+         local log = ws .. "/run-a.log"
+         -- (exec: the PID is etcdrun's, the one its lock names)
+         local a = command("-e etcd_join_timeout=8"):gsub("&& ", "&& exec ", 1)
+         local pid = helper.run(("(%s) > %s 2>&1 & echo $!"):format(a, q(log))):match("%d+")
+         helper.run(("for i in $(seq 1000); do grep -q 'etcd4 *add as a learner' %s && break; sleep 0.02; done")
+            :format(q(log)))
+         local b, bcode = playbook()
+         assert.are_not.equal(0, bcode, b)
+         assert.matches("another run holds the cluster's lock %(etcdrun/lock%): [^\n]*%(pid " .. pid .. ",", b)
+         helper.run(("while kill -0 %s 2>/dev/null; do sleep 0.1; done"):format(pid))
+         local out = helper.read(log)
+         assert.matches("promoting etcd4: [^\n]*in sync with leader[^\n]*; after 8 s the learner was removed from the"
             .. " cluster again", out)
+         local code
          assert.are.equal("etcd1 etcd2 etcd3", (members({ 1 })))
          inventory(nodes(1, 4))
          out, code = playbook()
