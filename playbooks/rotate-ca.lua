@@ -19,6 +19,7 @@
 --   etcdrun -i hosts playbooks/rotate-ca.lua [-C]
 local L = include "lib/tls_cluster.lua"
 local T = include "lib/tls_tasks.lua" (L)
+local preflight, preflight_report = T.preflight(true)
 local var, num, pki_file, member_file = T.var, T.num, L.pki_file, L.member_file
 
 local function started(v)
@@ -34,37 +35,9 @@ local tasks = {
          return L.exists(pki .. "/ca-next.crt") and not L.exists(pki .. "/ca-next.key")
       end,
    },
-   -- an encrypted CA key needs its passphrase, said before anything starts
-   controller "CA key passphrase" {
-      assert = {
-         that = function(v)
-            return not L.ca_key_encrypted(v) or v("etcd_ca_passphrase", nil) ~= nil
-         end,
-         fail_msg = function(v)
-            return ("%s/ca.key is encrypted: run with --ask-secret etcd_ca_passphrase (or give it as a secret() in"
-               .. " -e @vars.lua)"):format(L.pki(v))
-         end,
-         quiet = true,
-      },
-   },
-   task "preflight" {
-      etcd_facts = { data_dir = L.data_dir, client_port = num("etcd_client_port"), peer_port = num("etcd_peer_port"),
-         address = var("etcd_address"), interface = var("etcd_interface"), clock_skew = num("etcd_clock_skew") },
-      register = "preflight",
-   },
-   controller "preflight report" {
-      etcd_preflight = {
-         members = L.preflight_results,
-         order = function(v)
-            return v.play_hosts
-         end,
-         group_size = function(v)
-            return #(v.groups.etcd or v.play_hosts)
-         end,
-         pki_dir = L.pki,
-         rotation = true,
-      },
-   },
+   T.ca_passphrase_check(),
+   preflight,
+   preflight_report,
    -- the plan, printed (under --check too: this step only reads)
    controller "rotation plan" {
       run = function(_, v)
@@ -77,10 +50,7 @@ local tasks = {
       end,
       check_mode = false,
    },
-   controller "operator lock" {
-      etcd_lock = L.admin({ endpoints = L.endpoints, ttl = num("etcd_lock_ttl"), purpose = "rotate-ca.lua" }),
-      changed_when = false,
-   },
+   controller "operator lock" (T.lock("rotate-ca.lua", L.endpoints)),
    task "snapshot before the rotation" {
       etcd_snapshot = { dir = L.snapshot_dir, retain = num("etcd_snapshot_retain"), cluster = var("etcd_cluster_token"),
          reason = "before a CA rotation" },
@@ -162,10 +132,7 @@ for _, t in ipairs({
    controller "certificates in use" {
       etcd_certs = L.admin({ members = L.members, pki_dir = L.pki, renew_days = num("etcd_renew_days") }),
    },
-   controller "give the operator lock back" {
-      etcd_lock = L.admin({ state = "absent", endpoints = L.endpoints }),
-      changed_when = false,
-   },
+   controller "give the operator lock back" (T.lock(nil, L.endpoints)),
 }) do
    tasks[#tasks + 1] = t
 end

@@ -32,6 +32,7 @@ local L = include "lib/tls_cluster.lua"
 local pki_file, member_file = L.pki_file, L.member_file
 
 local T = include "lib/tls_tasks.lua" (L)
+local preflight, preflight_report = T.preflight(false)
 local var, num, with_tls, healthy = T.var, T.num, T.with_tls, T.healthy
 local member_cert, member_key, client_cert, push = T.member_cert, T.member_key, T.client_cert, T.push
 
@@ -99,12 +100,28 @@ local function healthy_with_me(name, when)
 end
 
 local function renew_lock(when)
-   return task "renew the operator lock" {
-      etcd_lock = L.admin({ endpoints = L.cluster_endpoints, ttl = num("etcd_lock_ttl"), purpose = "tls-cluster.lua" }),
-      delegate = "controller",
+   return task "renew the operator lock" (T.lock("tls-cluster.lua", L.cluster_endpoints, when, true))
+end
+
+-- The member's data dir moved aside (<dir>.etcdrun-<what>-<UTC>), never
+-- deleted; only when <dir><inside> exists.
+local function data_aside(name, what, inside, when)
+   return task(name) {
+      command = {
+         argv = function(v)
+            local d = L.data_dir(v)
+            return { "mv", "-T", d, ("%s.etcdrun-%s-%s"):format(d, what, os.date("!%Y%m%dT%H%M%SZ")) }
+         end,
+         removes = function(v)
+            return L.data_dir(v) .. inside
+         end,
+      },
       when = when,
-      changed_when = false,
    }
+end
+
+local function cluster_exists(v)
+   return L.plan(v).exists
 end
 
 -- A membership change of the plan's list `list` (remove_first, remove_last),
@@ -130,19 +147,7 @@ end
 
 local tasks = {
    -- settings that contradict each other stop the run before it starts
-   -- an encrypted CA key needs its passphrase, said before anything starts
-   controller "CA key passphrase" {
-      assert = {
-         that = function(v)
-            return not L.ca_key_encrypted(v) or v("etcd_ca_passphrase", nil) ~= nil
-         end,
-         fail_msg = function(v)
-            return ("%s/ca.key is encrypted: run with --ask-secret etcd_ca_passphrase (or give it as a secret() in"
-               .. " -e @vars.lua)"):format(L.pki(v))
-         end,
-         quiet = true,
-      },
-   },
+   T.ca_passphrase_check(),
    controller "settings" {
       assert = {
          that = function(v)
@@ -156,23 +161,8 @@ local tasks = {
       },
    },
    -- 1-2: look before touching anything; every problem of every host at once
-   task "preflight" {
-      etcd_facts = { data_dir = L.data_dir, client_port = num("etcd_client_port"), peer_port = num("etcd_peer_port"),
-         address = var("etcd_address"), interface = var("etcd_interface"), clock_skew = num("etcd_clock_skew") },
-      register = "preflight",
-   },
-   controller "preflight report" {
-      etcd_preflight = {
-         members = L.preflight_results,
-         order = function(v)
-            return v.play_hosts
-         end,
-         group_size = function(v)
-            return #(v.groups.etcd or v.play_hosts)
-         end,
-         pki_dir = L.pki,
-      },
-   },
+   preflight,
+   preflight_report,
    -- the membership plan: the cluster's members against the inventory, the
    -- changes in order with the quorum at each (under --check: only this)
    controller "membership" {
@@ -188,13 +178,7 @@ local tasks = {
       register = "membership",
    },
    -- one operator at a time: a lock on a lease in the cluster itself
-   controller "operator lock" {
-      etcd_lock = L.admin({ endpoints = L.cluster_endpoints, ttl = num("etcd_lock_ttl"), purpose = "tls-cluster.lua" }),
-      when = function(v)
-         return L.plan(v).exists
-      end,
-      changed_when = false,
-   },
+   controller "operator lock" (T.lock("tls-cluster.lua", L.cluster_endpoints, cluster_exists)),
    -- a version change on a running cluster: etcd's upgrade rules, checked
    -- before any binary moves (etcdrun.etcd_versions)
    controller "etcd version" {
@@ -336,20 +320,9 @@ local join = {
          return L.joining(v) and L.plan(v).aside[v.inventory_hostname] == true
       end,
    },
-   task "move old data aside" {
-      command = {
-         argv = function(v)
-            local d = L.data_dir(v)
-            return { "mv", "-T", d, d .. ".etcdrun-aside-" .. os.date("!%Y%m%dT%H%M%SZ") }
-         end,
-         removes = function(v)
-            return L.data_dir(v) .. "/member"
-         end,
-      },
-      when = function(v)
-         return L.joining(v) and L.plan(v).aside[v.inventory_hostname] == true
-      end,
-   },
+   data_aside("move old data aside", "aside", "/member", function(v)
+      return L.joining(v) and L.plan(v).aside[v.inventory_hostname] == true
+   end),
    task "data directory of a joining member" {
       file = { path = L.data_dir, state = "directory", mode = "0700", owner = "etcd", group = "etcd" },
       when = joining,
@@ -464,13 +437,7 @@ local finish = {
          return L.upgrading(v)
       end,
    },
-   controller "give the operator lock back" {
-      etcd_lock = L.admin({ state = "absent", endpoints = L.endpoints }),
-      when = function(v)
-         return L.plan(v).exists
-      end,
-      changed_when = false,
-   },
+   controller "give the operator lock back" (T.lock(nil, L.endpoints, cluster_exists)),
 }
 
 -- The node of a member named in etcd_remove, when the inventory still has it
@@ -487,18 +454,7 @@ end
 
 local retire = {
    task "stop and disable etcd" { systemd = { name = "etcd", state = "stopped", enabled = false }, when = leaving },
-   task "move the data dir aside" {
-      command = {
-         argv = function(v)
-            local d = L.data_dir(v)
-            return { "mv", "-T", d, d .. ".etcdrun-removed-" .. os.date("!%Y%m%dT%H%M%SZ") }
-         end,
-         removes = function(v)
-            return L.data_dir(v)
-         end,
-      },
-      when = leaving,
-   },
+   data_aside("move the data dir aside", "removed", "", leaving),
    task "remove its keys" {
       file = { path = var("item"), state = "absent" },
       loop = { "/etc/etcd/ssl/server.key", "/etc/etcd/ssl/peer.key" },

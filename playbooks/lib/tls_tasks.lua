@@ -28,6 +28,58 @@ return function(L)
       return v("etcd_ca_passphrase", nil)
    end
 
+   -- An encrypted CA key needs its passphrase: said before anything starts.
+   function T.ca_passphrase_check()
+      return controller "CA key passphrase" {
+         assert = {
+            that = function(v)
+               return not L.ca_key_encrypted(v) or v("etcd_ca_passphrase", nil) ~= nil
+            end,
+            fail_msg = function(v)
+               return ("%s/ca.key is encrypted: run with --ask-secret etcd_ca_passphrase (or give it as a secret() in"
+                  .. " -e @vars.lua)"):format(L.pki(v))
+            end,
+            quiet = true,
+         },
+      }
+   end
+
+   -- Preflight: every node's facts, then every problem of every host at once
+   -- (`rotation`: a CA rotation's members may trust the next CA too).
+   function T.preflight(rotation)
+      return task "preflight" {
+         etcd_facts = { data_dir = L.data_dir, client_port = num("etcd_client_port"),
+            peer_port = num("etcd_peer_port"), address = var("etcd_address"), interface = var("etcd_interface"),
+            clock_skew = num("etcd_clock_skew") },
+         register = "preflight",
+      }, controller "preflight report" {
+         etcd_preflight = {
+            members = L.preflight_results,
+            order = function(v)
+               return v.play_hosts
+            end,
+            group_size = function(v)
+               return #(v.groups.etcd or v.play_hosts)
+            end,
+            pki_dir = L.pki,
+            rotation = rotation,
+         },
+      }
+   end
+
+   -- The operator lock's task body, taken (or renewed) for `purpose`, or
+   -- given back (`purpose` nil): `controller "..." (T.lock(...))` once per
+   -- run, `task "..." (T.lock(..., true))` per host (delegated).
+   function T.lock(purpose, endpoints, when, per_host)
+      return {
+         etcd_lock = L.admin(purpose and { endpoints = endpoints, ttl = num("etcd_lock_ttl"), purpose = purpose }
+            or { state = "absent", endpoints = endpoints }),
+         delegate = per_host and "controller" or nil,
+         when = when,
+         changed_when = false,
+      }
+   end
+
    -- the health check's client certificate, for etcd_health/verify/status
    local TLS = { ca = pki_file("ca.crt"), cert = pki_file("healthcheck.crt"), key = pki_file("healthcheck.key") }
 
