@@ -100,18 +100,18 @@ local tasks = {
       end,
    },
    flush_handlers "restart members to trust both CAs",
-
-   -- 3: every certificate from the new CA; members serve them at once
+}
+-- 3: every certificate from the new CA, for the key each member holds (its
+-- CSR); members serve them at once
+for _, list in ipairs({ T.member_key("server"), T.member_key("peer"), {
    T.member_cert("server", L.NEXT),
    T.member_cert("peer", L.NEXT),
    T.push(member_file("server", "crt"), "/etc/etcd/ssl/server.crt", "0644", "root", true),
    T.push(member_file("peer", "crt"), "/etc/etcd/ssl/peer.crt", "0644", "root", true),
-}
-for _, t in ipairs(T.client_cert("admin", "root", L.NEXT)) do
-   tasks[#tasks + 1] = t
-end
-for _, t in ipairs(T.client_cert("healthcheck", "healthcheck", L.NEXT)) do
-   tasks[#tasks + 1] = t
+}, T.client_cert("admin", "root", L.NEXT), T.client_cert("healthcheck", "healthcheck", L.NEXT) }) do
+   for _, t in ipairs(list) do
+      tasks[#tasks + 1] = t
+   end
 end
 for _, t in ipairs({
    -- proof by handshake: what every member serves chains to the new CA

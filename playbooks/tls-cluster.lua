@@ -215,7 +215,7 @@ local tasks = {
          end,
          dest = "/opt/etcd/bin",
          strip_components = 1,
-         include = { "etcd", "etcdctl" },
+         include = L.release_binaries,
          mode = "0755",
       },
       notify = "restart etcd",
@@ -263,22 +263,19 @@ local tasks = {
          pathlen = 0,
       },
    },
-   member_key("server"),
-   member_cert("server"),
-   member_key("peer"),
-   member_cert("peer"),
-   barrier "member certificates issued",
-}
-for _, list in ipairs({ client_cert("admin", "root"), client_cert("healthcheck", "healthcheck"), {
-   -- 6: certificates and keys on the members
+   -- the members' keys are made on the members (all at once, each on its
+   -- own CPU) and never leave them; the controller signs their CSRs
    task "TLS directory" {
       file = { path = "/etc/etcd/ssl", state = "directory", mode = "0750", owner = "root", group = "etcd" },
    },
+}
+for _, list in ipairs({ member_key("server"), member_key("peer"), { member_cert("server"), member_cert("peer"),
+   barrier "member certificates issued" }, client_cert("admin", "root"), client_cert("healthcheck", "healthcheck"), {
+   -- 6: certificates on the members (etcd reads a certificate at every
+   -- handshake: a renewed one is in use at once, with no restart)
    push(pki_file("ca.crt"), "/etc/etcd/ssl/ca.crt", "0644", "root"),
    push(member_file("server", "crt"), "/etc/etcd/ssl/server.crt", "0644", "root", true),
-   push(member_file("server", "key"), "/etc/etcd/ssl/server.key", "0600", "etcd"),
    push(member_file("peer", "crt"), "/etc/etcd/ssl/peer.crt", "0644", "root", true),
-   push(member_file("peer", "key"), "/etc/etcd/ssl/peer.key", "0600", "etcd"),
 
    -- 7-8: configuration and unit; daemon-reload only when the unit changed
    config(nil),

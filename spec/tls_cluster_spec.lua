@@ -162,6 +162,15 @@ describe("tls-cluster.lua on the lab", function()
       local keymode = node(2, "stat -c '%a %U' /etc/etcd/ssl/peer.key /var/lib/etcd/etcd2.etcd")
       assert.are.equal("600 etcd\n700 etcd\n", keymode)
       assert.are.equal("enabled\n", node(3, "systemctl is-enabled etcd"))
+      -- keys are made where they live: none on the controller, and each
+      -- member's certificate is for the key it made
+      for _, f in ipairs(fs.list(ws .. "/pki")) do
+         assert.is_nil(f:match("^etcd%d+%-%a+%.key$"), "a member key on the controller: " .. f)
+      end
+      for _, kind in ipairs({ "server", "peer" }) do
+         local crt_pub = helper.run("openssl x509 -noout -pubkey -in " .. q(ws .. "/pki/etcd2-" .. kind .. ".crt"))
+         assert.are.equal(crt_pub, node(2, "openssl pkey -pubout -in /etc/etcd/ssl/" .. kind .. ".key"))
+      end
    end)
 
    it("re-runs with nothing changed, nothing restarted and the data kept", function()
@@ -170,18 +179,43 @@ describe("tls-cluster.lua on the lab", function()
       assert(etcd.put("https://198.18.0.11:2379", t, "spec/kept", "before the re-run"))
       local pids = node(1, "systemctl show -p MainPID --value etcd")
       local ca = fs.read(ws .. "/pki/ca.crt")
-      local key = fs.read(ws .. "/pki/etcd2-peer.key")
+      local key = node(2, "sha256sum /etc/etcd/ssl/peer.key")
       local events, code = json_run(ws)
       assert.are.equal(0, code)
       assert.are.equal(0, changed_total(events))
       assert.are.equal(pids, node(1, "systemctl show -p MainPID --value etcd"))
       assert.are.equal(ca, fs.read(ws .. "/pki/ca.crt"))
-      assert.are.equal(key, fs.read(ws .. "/pki/etcd2-peer.key"))
+      assert.are.equal(key, node(2, "sha256sum /etc/etcd/ssl/peer.key"))
       assert.are.equal("before the re-run", etcd.get("https://198.18.0.13:2379", t, "spec/kept"))
       -- --check on a converged cluster reports nothing to change
       events, code = json_run(ws, "--check")
       assert.are.equal(0, code)
       assert.are.equal(0, changed_total(events))
+   end)
+
+   it("moves a cluster whose member keys sit on the controller to keys on the members, with no restart", function()
+      if no_lab() or no_cluster() then return end
+      -- as an older etcdrun left it: the member's key pushed from the
+      -- controller's PKI, no CSRs anywhere
+      local pki = ws .. "/pki"
+      helper.write(pki .. "/etcd2-server.key", node(2, "cat /etc/etcd/ssl/server.key"))
+      helper.write(pki .. "/etcd2-peer.key", node(2, "cat /etc/etcd/ssl/peer.key"))
+      os.remove(pki .. "/etcd2-server.csr")
+      node(2, "rm /etc/etcd/ssl/server.csr /etc/etcd/ssl/peer.csr")
+      local pid = node(2, "systemctl show -p MainPID --value etcd")
+      local key, serial = node(2, "sha256sum /etc/etcd/ssl/server.key"), node(2,
+         "openssl x509 -noout -serial -in /etc/etcd/ssl/server.crt")
+      local out, err, code = playbook(ws)
+      assert.are.equal(0, code, out .. err)
+      assert.matches("changed%s+etcd2%s+server key", out)
+      assert.matches("changed%s+etcd2%s+server key off the controller", out)
+      assert.is_nil(out:match("changed%s+etcd2%s+server certificate"), out)
+      assert.is_nil(fs.stat(pki .. "/etcd2-server.key"), "the controller's copy was kept")
+      assert.is_nil(fs.stat(pki .. "/etcd2-peer.key"), "the controller's copy was kept")
+      assert.is_not_nil(fs.stat(pki .. "/etcd2-server.csr"))
+      assert.are.equal(key, node(2, "sha256sum /etc/etcd/ssl/server.key"))
+      assert.are.equal(serial, node(2, "openssl x509 -noout -serial -in /etc/etcd/ssl/server.crt"))
+      assert.are.equal(pid, node(2, "systemctl show -p MainPID --value etcd"))
    end)
 
    it("reset.lua under --check stops nothing and wipes nothing", function()

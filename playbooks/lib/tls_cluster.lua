@@ -330,6 +330,18 @@ function L.release_file(v, arch)
    return ("etcd-v%s-linux-%s.tar.gz"):format(v.etcd_version, arch)
 end
 
+--- The binaries placed in /opt/etcd/bin: etcd and etcdctl, and from 3.5
+--- etcdutl (the offline tool: snapshot restore with a revision bump, defrag
+--- of a stopped member).
+function L.release_binaries(v)
+   local major, minor = tostring(v.etcd_version):match("^(%d+)%.(%d+)")
+   local t = { "etcd", "etcdctl" }
+   if tonumber(major) and (tonumber(major) > 3 or tonumber(major) == 3 and tonumber(minor) >= 5) then
+      t[3] = "etcdutl"
+   end
+   return t
+end
+
 function L.release_files(v)
    local files, seen = {}, {}
    for _, name in ipairs(v.play_hosts) do

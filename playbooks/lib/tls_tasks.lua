@@ -1,6 +1,7 @@
---- The task builders tls-cluster.lua and rotate-ca.lua share: certificates
--- and keys issued on the controller, files pushed to the members, the health
--- gate and the rolling restart handler. `include "lib/tls_tasks.lua" (L)`
+--- The task builders tls-cluster.lua and rotate-ca.lua share: members' keys
+-- made on the members and their certificates signed on the controller,
+-- files pushed to the members, the health gate and the rolling restart
+-- handler. `include "lib/tls_tasks.lua" (L)`
 -- with L = include "lib/tls_cluster.lua".
 return function(L)
    local T = {}
@@ -102,20 +103,18 @@ return function(L)
    -- own gateway dials itself with it when client-cert-auth is on) or peer
    -- (serverAuth + clientAuth: with trusted-ca-file set, every peer must
    -- present a client certificate — the first seed's cluster never formed
-   -- for want of this).
+   -- for want of this), signed on the controller from the member's CSR
+   -- (its subject from there, its SANs from the inventory).
    function T.member_cert(kind, ca)
       ca = ca or T.CA
       return task(("%s certificate"):format(kind)) {
          x509_cert = {
             path = member_file(kind, "crt"),
             provider = "ca",
-            privatekey_path = member_file(kind, "key"),
+            csr_path = member_file(kind, "csr"),
             ca_cert_path = ca.cert,
             ca_key_path = ca.key,
             ca_key_passphrase = T.ca_passphrase,
-            subject = function(v)
-               return { CN = v.inventory_hostname, O = "etcd " .. kind }
-            end,
             san = L.sans,
             days = num("etcd_cert_days"),
             renew_before_days = num("etcd_renew_days"),
@@ -130,8 +129,45 @@ return function(L)
       return { path = path, type = var("etcd_key_type"), bits = L.key_bits }
    end
 
+   -- A member's key (server or peer) is made on the member and never leaves
+   -- it; its CSR goes to <pki>/<name>-<kind>.csr for member_cert to sign. A
+   -- new key restarts a running member (etcd pairs it with the new
+   -- certificate at start). A copy of the key on the controller, from a
+   -- cluster installed before keys were made on the members, is deleted
+   -- once the member has its own (the same key, kept in use).
    function T.member_key(kind)
-      return task(("%s key"):format(kind)) { x509_key = T.key(member_file(kind, "key")), delegate = "controller" }
+      local reg = kind .. "_key"
+      return {
+         task(("%s key"):format(kind)) {
+            x509_node_key = {
+               path = ("/etc/etcd/ssl/%s.key"):format(kind),
+               csr_path = ("/etc/etcd/ssl/%s.csr"):format(kind),
+               type = var("etcd_key_type"),
+               bits = L.key_bits,
+               subject = function(v)
+                  return { CN = v.inventory_hostname, O = "etcd " .. kind }
+               end,
+               owner = "etcd",
+               group = "etcd",
+            },
+            register = reg,
+            notify = "restart etcd",
+         },
+         task(("%s CSR to the controller"):format(kind)) {
+            copy = { content = function(v)
+               return v[reg].csr
+            end, dest = member_file(kind, "csr"), mode = "0644" },
+            delegate = "controller",
+            -- under --check a key not made yet has no CSR to copy
+            when = function(v)
+               return v[reg].csr ~= nil
+            end,
+         },
+         task(("%s key off the controller"):format(kind)) {
+            file = { path = member_file(kind, "key"), state = "absent" },
+            delegate = "controller",
+         },
+      }
    end
 
    function T.client_cert(name, cn, ca)

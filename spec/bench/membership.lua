@@ -37,13 +37,14 @@
 --       sha256sum (one ssh), the file read back over ssh into the controller's
 --       floor-snapshots/ and removed on A, its sha256 compared, a .sha256 file
 --       written beside it;
---     for each N, a server and a peer key (openssl genpkey, EC P-256) and
---       certificate (openssl req | openssl x509 -req) signed by the
+--     for each N, a server and a peer key made on N (openssl genpkey, EC
+--       P-256) with its CSR (openssl req), one ssh per node, the CSRs read
+--       back into pki/; each certificate (openssl x509 -req) signed by the
 --       workspace's pki/ca.key, with etcdrun's subject (O=etcd server|peer,
 --       CN=N), SANs (DNS N, localhost; IP N, 127.0.0.1, ::1), key usages,
 --       825 days, into pki/ as etcdrun names them (all in parallel);
 --     for each N, a tree staged on the controller (etcd and etcdctl hard
---       links, ca.crt, the certificates and keys, the config adapted from A's
+--       links, ca.crt, the certificates, the config adapted from A's
 --       with sed: name, data dir, addresses, initial-cluster with the members
 --       of the moment N joins; the unit; the profile) and pushed in one ssh
 --       per node (tar | ssh tar -x) that also creates the etcd group and
@@ -64,11 +65,11 @@
 --     first remaining voter if R leads, `member remove` (retried on
 --     "unhealthy cluster"); on each R node, in parallel, one ssh: `systemctl
 --     disable --now etcd`, the data dir moved to .etcdrun-removed-<UTC time>,
---     server.key and peer.key removed; the certificates and keys moved to
+--     server.key and peer.key removed; the certificates and CSRs moved to
 --     pki/retired; etcdctl.env rewritten; endpoint health --cluster.
 --   replace (member C, node wiped): snapshot from A; `member list`, `member
---     remove` of the old C; then the add steps for C with the certificates
---     pki/ already has (etcdrun reuses them too; no key is generated).
+--     remove` of the old C; then the add steps for C (the wiped node makes
+--     new keys, and its certificates are signed again, as with etcdrun).
 -- What etcdrun does that the floor does not: preflight on every node
 -- (OS, arch, addresses, ports, clock skew, data and running etcd), the
 -- membership plan with the quorum at each step and its refusals, the operator
@@ -168,16 +169,39 @@ snapshot() {
    mv "$f.incoming" "$f"
 }
 
+# keys N: N's server and peer keys made on N by its openssl (they never
+# leave it), as etcdrun makes them, and their CSRs brought back into pki/
+keys() {
+   local n=$1 out
+   out=$(s "$n" "set -e; install -d -m 0750 /etc/etcd/ssl; cd /etc/etcd/ssl; umask 077
+      for k in server peer; do
+         openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out \$k.key
+         openssl req -new -key \$k.key -subj \"/O=etcd \$k/CN=$n\" -out \$k.csr; chmod 0644 \$k.csr
+      done; cat server.csr peer.csr")
+   sed -n '1,/^-----END/p' <<<"$out" >"$PKI/$n-server.csr"
+   sed '1,/^-----END/d' <<<"$out" >"$PKI/$n-peer.csr"
+   chmod 0644 "$PKI/$n-server.csr" "$PKI/$n-peer.csr"
+}
+
+# issue N KIND: N's certificate signed from its CSR
 issue() {
    local n=$1 k=$2 a=${addr[$1]}
-   (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/$n-$k.key")
-   openssl req -new -key "$PKI/$n-$k.key" -subj "/O=etcd $k/CN=$n" |
-      openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
-         -days 825 -out "$PKI/$n-$k.crt" -extfile <(printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+   openssl x509 -req -in "$PKI/$n-$k.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 825 -out "$PKI/$n-$k.crt" \
+      -extfile <(printf '%s\n' "basicConstraints=critical,CA:FALSE" \
          "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth,clientAuth" \
          "subjectAltName=DNS:$n,DNS:localhost,IP:$a,IP:127.0.0.1,IP:::1" \
-         "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid")
+         "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid") 2>/dev/null
    chmod 0644 "$PKI/$n-$k.crt"
+}
+
+# certs N...: keys on the nodes, then their certificates (all in parallel)
+certs() {
+   local n
+   for n in "$@"; do keys "$n" & pids+=($!); done
+   waitall
+   for n in "$@"; do issue "$n" server & pids+=($!); issue "$n" peer & pids+=($!); done
+   waitall
 }
 
 stage() {
@@ -188,7 +212,6 @@ stage() {
    cp "$PKI/ca.crt" "$d/etc/etcd/ssl/ca.crt"
    for k in server peer; do
       cp "$PKI/$n-$k.crt" "$d/etc/etcd/ssl/$k.crt"
-      cp "$PKI/$n-$k.key" "$d/etc/etcd/ssl/$k.key"
    done
    sed -e "s|^name: .*|name: $n|" -e "s|^data-dir: .*|data-dir: /var/lib/etcd/$n.etcd|" \
       -e "s|//${TPL_ADDR//./\\.}:|//$a:|g" -e "s|^initial-cluster: .*|initial-cluster: $ic|" \
@@ -197,7 +220,6 @@ stage() {
    cp "$TPL/etcd.sh" "$d/etc/profile.d/etcd.sh"
    chmod 0750 "$d/etc/etcd/ssl"
    chmod 0644 "$d/etc/etcd/ssl/"*.crt "$d/etc/systemd/system/etcd.service" "$d/etc/profile.d/etcd.sh"
-   chmod 0600 "$d/etc/etcd/ssl/"*.key
    chmod 0640 "$d/etc/etcd/etcd.conf.yaml"
 }
 
@@ -247,8 +269,7 @@ add)
    EP=$(urls "${old[@]}")
    snapshot "${old[0]}"
    step "keys and certificates"
-   for n in "${new[@]}"; do issue "$n" server & pids+=($!); issue "$n" peer & pids+=($!); done
-   waitall
+   certs "${new[@]}"
    step "stage and push"
    cur=("${old[@]}")
    for n in "${new[@]}"; do cur+=("$n"); stage "$n" "$(initial_cluster "${cur[@]}")"; done
@@ -306,6 +327,8 @@ replace)
    snapshot "${keep[0]}"
    step "remove the old $n"
    retry "unhealthy cluster" 0.5 ctl "$EP" member remove "$(member_id "$n")" >/dev/null
+   step "keys and certificates"
+   certs "$n"
    stage "$n" "$(initial_cluster "${names[@]}")"
    step "push"
    push "$n"

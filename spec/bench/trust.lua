@@ -66,7 +66,8 @@
 --     | ssh, extracted next to /opt/etcd/bin's and renamed over them, 0755);
 --     roll; then every member's /version (curl, mutual TLS) polled every
 --     0.1 s until each runs the target and the cluster version is its minor.
---   renew: sign the 6 member certificates and the 2 client certificates with
+--   renew: sign the 6 member certificates (from the members' CSRs in pki/:
+--     their keys are on the members) and the 2 client certificates with
 --     pki/ca.key; push the member certificates; served (the new serials).
 --   rotate: snapshot; a new CA (openssl genpkey EC P-256; `openssl req -x509`
 --     with etcdrun's subject "etcd CA <N>", N as rotate-ca.lua counts it, 10
@@ -241,6 +242,7 @@ roll() {
 }
 
 # sign OUT KEY SUBJECT CA CAKEY KIND [NODE]: a certificate for an existing key
+# (a member's: for its CSR)
 sign() {
    local out=$1 key=$2 subj=$3 ca=$4 cakey=$5 kind=$6 n=${7:-} ext
    ext=("basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment")
@@ -251,7 +253,8 @@ sign() {
          "subjectAltName=DNS:$n,DNS:localhost,IP:${addr[$n]},IP:127.0.0.1,IP:::1")
    fi
    ext+=("subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid")
-   openssl req -new -key "$key" -subj "$subj" |
+   # a member's key is on the member: its certificate is signed from its CSR
+   if [ "$kind" = member ]; then cat "${out%.crt}.csr"; else openssl req -new -key "$key" -subj "$subj"; fi |
       openssl x509 -req -CA "$ca" -CAkey "$cakey" -set_serial "0x$(openssl rand -hex 16)" -days 825 \
          -out "$out.floor" -extfile <(printf '%s\n' "${ext[@]}") 2>/dev/null
    chmod 0644 "$out.floor"
