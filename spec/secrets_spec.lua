@@ -194,6 +194,7 @@ describe("secrets", function()
          task "own diff" { run = function(ctx, v)
             return { changed = true, diff = { path = "/x", before = "", after = v.ml:gsub("\n", "\n ") } }
          end },
+         task "own result" { run = function(ctx, v) return { changed = false, token = v.pw, lines = { v.ml } } end },
          task "fail" { shell = { cmd = "echo '{{ pw }} {{ short }}' >&2; exit 1" } },
 ]])
       local text, code = run(dir, "--json -v -D")
@@ -204,6 +205,8 @@ describe("secrets", function()
       end
       has(text, '"msg":"pw = \\"<secret>\\""')
       has(text, '"stderr":"<secret> <secret>\\n"')
+      -- a module's own result fields travel in "result", redacted too
+      has(text, '"token":"<secret>"')
    end)
 
    it("error messages: a declared-secret argument, URL credentials", function()

@@ -402,6 +402,11 @@ local function tail(s, n)
    return table.concat(lines, "\n", from)
 end
 
+-- result fields a task_result event carries on its own, or never
+local RESULT_FRAME = { changed = true, failed = true, skipped = true, msg = true, diff = true, rc = true, stdout = true,
+   stderr = true, item_label = true, report = true, unreachable = true, ignored = true, notify = true,
+   stdout_lines = true, stderr_lines = true, secrets = true }
+
 --- One task's result on one host. Every value of r shown is redacted here
 -- first (whole, before it is tailed, indented or diffed); the line around
 -- it is redacted again by write.
@@ -433,7 +438,18 @@ function Out:result(kind, play, task, host, r, dt)
       end
    end
    if self.json then
+      -- the module's own result fields (a snapshot's path and revision, a
+      -- doctor's findings), for scripts; what the event already carries and
+      -- the output streams (stdout/stderr: -v) are left out
+      local fields
+      for k, x in pairs(r) do
+         if not RESULT_FRAME[k] then
+            fields = fields or {}
+            fields[k] = x
+         end
+      end
       return self:event(kind .. "_result", {
+         result = fields and self:redact_all(fields) or nil,
          play = play,
          task = task.name,
          module = task.module,
