@@ -19,6 +19,8 @@ local M = {
       clock_skew = { type = "number", default = 60, doc = "largest clock difference to the controller (s)" },
       ca_path = { type = "path", default = "/etc/etcd/ssl/ca.crt", absolute = true,
          doc = "the CA certificate the member trusts" },
+      config_path = { type = "path", default = "/etc/etcd/etcd.conf.yaml", absolute = true,
+         doc = "etcd's configuration file (initial-cluster-state and quota-backend-bytes are read from it)" },
    },
    examples = [[task "preflight" { etcd_facts = { data_dir = "/var/lib/etcd/etcd1.etcd" }, register = "preflight" }]],
 }
@@ -38,6 +40,10 @@ function M.gather(ctx, args)
          .. " done",
       "echo now=$(date +%s)",
       "echo active=$(systemctl is-active etcd 2>/dev/null)",
+      "echo enabled=$(systemctl is-enabled etcd 2>/dev/null)",
+      ("sed -n -e 's/^initial-cluster-state: *\\([a-z]*\\).*/cluster_state=\\1/p'"
+         .. " -e 's/^quota-backend-bytes: *\\([0-9]*\\).*/quota=\\1/p' %s 2>/dev/null"):format(
+         shell.quote(args.config_path)),
       ("if [ -d %s/member ]; then echo has_data=yes; else echo has_data=no; fi"):format(shell.quote(args.data_dir)),
       ("ss -Hltnp 2>/dev/null | grep -E ':(%d|%d)[[:space:]]' | sed 's/^/port=/'"):format(args.client_port,
          args.peer_port),
@@ -137,6 +143,12 @@ function M.plan(state, args)
          has_data = kv.has_data == "yes",
          ca_fingerprint = state.ca_fingerprint,
          problems = problems,
+         -- for the doctor: the clock against the controller's (whole
+         -- seconds), the unit enabled at boot, and from the configuration
+         skew = skew,
+         enabled = kv.enabled or "",
+         initial_cluster_state = kv.cluster_state,
+         quota_backend_bytes = tonumber(kv.quota),
       },
    }
 end

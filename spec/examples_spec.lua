@@ -58,7 +58,7 @@ describe("examples/site.lua", function()
    it("uses every built-in module (the etcd ones through the playbooks, examples/snapshot.lua)", function()
       local used = {}
       for _, file in ipairs({ "examples/site.lua", "playbooks/tls-cluster.lua", "playbooks/restore.lua",
-         "examples/snapshot.lua", "examples/member.lua" }) do
+         "playbooks/doctor.lua", "playbooks/defrag.lua", "examples/snapshot.lua", "examples/member.lua" }) do
          local pb = assert(playbook.load(file))
          for _, p in ipairs(pb.plays) do
             for _, list in ipairs({ p.steps, p.handlers }) do

@@ -77,6 +77,8 @@ function M.status(url, tls)
       leader = s.leader,
       version = s.version,
       db_size = tonumber(s.dbSize),
+      db_size_in_use = tonumber(s.dbSizeInUse),
+      revision = s.header and tonumber(s.header.revision),
       raft_term = tonumber(s.raftTerm),
       raft_index = tonumber(s.raftIndex),
       applied_index = tonumber(s.raftAppliedIndex),
@@ -124,6 +126,20 @@ function M.served_cert(url, tls)
       return nil, url .. ": no certificate in the handshake", "EPROTO"
    end
    return r.peer_certs[1]
+end
+
+--- The cluster's alarms: { {member_id = "…", alarm = "NOSPACE"|"CORRUPT"}, ... }
+-- (empty when none is raised).
+function M.alarms(url, tls)
+   local r, err, code = M.call(url, "/v3/maintenance/alarm", { action = "GET" }, tls)
+   if not r then
+      return nil, err, code
+   end
+   local out = {}
+   for _, a in ipairs(r.alarms or {}) do
+      out[#out + 1] = { member_id = tostring(a.memberID), alarm = a.alarm or "NONE" }
+   end
+   return out
 end
 
 --- /v3/cluster/member/list: { {id, name, peer_urls, client_urls}, ... }
