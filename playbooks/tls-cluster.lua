@@ -407,6 +407,44 @@ local finish = {
    controller "etcdctl settings" {
       copy = { dest = pki_file("etcdctl.env"), content = L.etcdctl_env, mode = "0600" },
    },
+   -- users, roles and authentication (etcd_auth, etcd_roles, etcd_users):
+   -- with auth on, etcd's gateway takes only a client certificate without
+   -- a CommonName, with a root token (etcdrun.etcd finds both in the PKI)
+   controller "gateway client key" { x509_key = T.key(pki_file("gateway.key")), when = L.rbac },
+   controller "gateway client certificate" {
+      x509_cert = {
+         path = pki_file("gateway.crt"),
+         provider = "ca",
+         privatekey_path = pki_file("gateway.key"),
+         ca_cert_path = T.CA.cert,
+         ca_key_path = T.CA.key,
+         ca_key_passphrase = T.ca_passphrase,
+         subject = { O = "etcd gateway clients" },
+         san = {},
+         days = num("etcd_cert_days"),
+         renew_before_days = num("etcd_renew_days"),
+         ext_key_usage = { "clientAuth" },
+      },
+      when = L.rbac,
+   },
+   controller "users and roles" {
+      etcd_rbac = L.admin({
+         endpoints = L.endpoints,
+         roles = var("etcd_roles"),
+         users = var("etcd_users"),
+         members = function(v)
+            return v.play_hosts
+         end,
+         auth = function(v)
+            return v.etcd_auth == true or v.etcd_auth == "true" or v.etcd_auth == "yes"
+         end,
+         prune = function(v)
+            return v("etcd_rbac_prune", "no") == "yes"
+         end,
+         password_file = pki_file("root.password"),
+      }),
+      when = L.rbac,
+   },
    controller "etcdctl for the operator" {
       unarchive = {
          src = function(v)

@@ -22,21 +22,97 @@ local function unb64(s)
 end
 M.b64, M.unb64 = b64, unb64
 
---- A gateway call: POST url .. path with a JSON body; returns the decoded
--- reply or nil, err.
----@param tls {ca: string, cert?: string, key?: string} file paths or PEM
-function M.call(url, path, body, tls, timeout)
-   local r, err, code = http.request({
+-- With authentication enabled etcd's gateway refuses a request whose client
+-- certificate has a CommonName (it will not take the CN as the user, and
+-- says so), and client-cert-auth makes a certificate mandatory: the calls
+-- then go with the cluster's CN-less "gateway" client certificate and a
+-- root token from /v3/auth/authenticate. Both sit beside the cluster's CA
+-- certificate in its PKI directory (gateway.crt, gateway.key and
+-- root.password, 0600: the controller holds the CA key there anyway;
+-- tls-cluster.lua makes them when etcd_auth is on), so nothing is passed
+-- around: a module or the REPL with the usual client certificate works on
+-- either kind of cluster. The switch is cached per CA file; a token a
+-- member forgot (a restart) is taken anew.
+local authed = {} -- CA file -> { tls = gateway TLS, token = }
+local CN_REFUSED = "CommonName of client sending a request against gateway will be ignored"
+
+local function post(url, path, body, tls, timeout, token)
+   return http.request({
       url = url .. path,
       method = "POST",
       body = cjson.encode(body or {}),
-      headers = { ["Content-Type"] = "application/json" },
+      headers = { ["Content-Type"] = "application/json", Authorization = token },
       ca = tls.ca,
       cert = tls.cert,
       key = tls.key,
       timeout = timeout or 5,
       connect_timeout = 2,
    })
+end
+
+-- A token for `user` (nil and why: etcd's reply names neither the password
+-- nor a token).
+local function authenticate(url, tls, user, password, timeout)
+   local r, err, code = post(url, "/v3/auth/authenticate", { name = user, password = password }, tls, timeout)
+   if not r then
+      return nil, err, code
+   end
+   local ok, reply = pcall(cjson.decode, r.body or "")
+   if r.status ~= 200 or not ok or type(reply) ~= "table" or not reply.token then
+      return nil, ("%s/v3/auth/authenticate as %s: HTTP %d %s"):format(url, user, r.status,
+         (r.body or ""):sub(1, 200)), "EAUTH"
+   end
+   return reply.token
+end
+M.authenticate = authenticate
+
+-- The PKI directory of a CA file path ("" for a PEM given inline).
+local function pki_dir(ca)
+   if type(ca) ~= "string" or ca:find("\n", 1, true) then
+      return nil
+   end
+   return (ca:gsub("[^/]*$", ""))
+end
+
+-- The gateway credentials of tls's cluster with a fresh token, or nil, why.
+local function gateway_auth(url, tls, timeout)
+   local dir = pki_dir(tls.ca)
+   local f = dir and io.open(dir .. "root.password", "r")
+   local pw = f and f:read("l")
+   if f then
+      f:close()
+   end
+   local gw = dir and { ca = tls.ca, cert = dir .. "gateway.crt", key = dir .. "gateway.key" }
+   if not pw or pw == "" or not io.open(gw.cert, "r") then
+      return nil, ("%s: authentication is enabled on this cluster: etcdrun needs root's password in %s and a"
+         .. " CommonName-less client certificate %s (tls-cluster.lua with etcd_auth=true makes both)"):format(url,
+         (dir or "") .. "root.password", (dir or "") .. "gateway.crt"), "EAUTH"
+   end
+   local token, err, code = authenticate(url, gw, "root", pw, timeout)
+   if not token then
+      return nil, err, code
+   end
+   return { tls = gw, token = token }
+end
+
+--- A gateway call: POST url .. path with a JSON body; returns the decoded
+-- reply or nil, err. On a cluster with authentication enabled it goes as
+-- root (see gateway_auth above).
+---@param tls {ca: string, cert?: string, key?: string} file paths or PEM
+function M.call(url, path, body, tls, timeout)
+   local a = authed[tls.ca]
+   local r, err, code = post(url, path, body, a and a.tls or tls, timeout, a and a.token)
+   local refused = r and (r.status == 400 and (r.body or ""):find(CN_REFUSED, 1, true)
+      or r.status == 401 and (r.body or ""):find("invalid auth token", 1, true))
+   if refused then
+      local aerr, acode
+      a, aerr, acode = gateway_auth(url, tls, timeout)
+      if not a then
+         return nil, aerr, acode
+      end
+      authed[tls.ca] = a
+      r, err, code = post(url, path, body, a.tls, timeout, a.token)
+   end
    if not r then
       return nil, err, code
    end

@@ -46,6 +46,9 @@ L.DEFAULTS = {
    etcd_snapshot_retain = 5,
    etcd_join_timeout = 120,
    etcd_lock_ttl = 900,
+   etcd_auth = false,
+   etcd_roles = {},
+   etcd_users = {},
 }
 
 --- A numeric variable (-e gives strings).
@@ -328,6 +331,13 @@ end
 --- The release file of an architecture, and the files the members need.
 function L.release_file(v, arch)
    return ("etcd-v%s-linux-%s.tar.gz"):format(v.etcd_version, arch)
+end
+
+--- Whether users, roles and authentication are managed (etcd_auth, or any
+--- declared user or role).
+function L.rbac(v)
+   return v.etcd_auth == true or v.etcd_auth == "true" or v.etcd_auth == "yes" or next(v.etcd_users or {}) ~= nil
+      or next(v.etcd_roles or {}) ~= nil
 end
 
 --- The binaries placed in /opt/etcd/bin: etcd and etcdctl, and from 3.5
