@@ -11,7 +11,9 @@
 # join and leave; reset before and after): MEMBERSHIP_RUNS runs (default 3).
 # The trust benchmark (upgrade, certificate renewal, CA rotation) uses nodes
 # 7-9 (reset before and after; a lab this script made is rebooted with 9
-# nodes for it, after the others): TRUST_RUNS runs (default 3).
+# nodes for it, after the others): TRUST_RUNS runs (default 3). The safety-net
+# benchmark (snapshot, restore, doctor, defrag of 10,000 keys) then uses the
+# same nodes: SAFETY_RUNS runs (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${ETCDRUN:-./etcdrun}
@@ -52,3 +54,4 @@ if [ -n "$started" ]; then
     bash spec/lab/lab.sh up 9
 fi
 "$bin" spec/bench/trust.lua "${TRUST_RUNS:-3}" 7,8,9
+"$bin" spec/bench/safety.lua "${SAFETY_RUNS:-3}" 7,8,9
