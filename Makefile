@@ -22,11 +22,27 @@ WHOLE     = $(foreach f,$(SRCS),$(if $(findstring -,$(notdir $(f))),,$(f)))
 FAMILIES  = $(sort $(filter-out main util,$(basename $(notdir $(WHOLE)))))
 FAMILIES_H = build/families.h
 
+# The version has one source, debian/changelog's top entry (the package's
+# version). A build from a git checkout adds where it stands with git describe
+# (a `v<version>` tag, else the commit: 0.1.0-g58f029e[-dirty]); the package
+# build passes VERSION=<package version> (debian/rules), and so does anyone
+# building from a tarball without git.
+ifndef VERSION
+CHANGELOG_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+ifeq ($(shell git rev-parse --show-toplevel 2>/dev/null),$(CURDIR))
+GIT_TAGGED := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)
+VERSION := $(if $(GIT_TAGGED),$(GIT_TAGGED:v%=%),$(CHANGELOG_VERSION)-g$(shell git describe --always --dirty))
+else
+VERSION := $(CHANGELOG_VERSION)
+endif
+endif
+VERSION_H = build/version.h
+
 BUSTED    = spec/run.lua
 SPECS    ?= spec
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
+.PHONY: all version deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
 
 all: etcdrun
 
@@ -35,6 +51,16 @@ $(FAMILIES_H): FORCE
 	@mkdir -p build
 	@printf '#define ETCDRUN_FAMILIES(X) %s\n' "$(foreach f,$(FAMILIES),X($(f)))" > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+# Rewritten only when the version changes; only the files that print it depend on it.
+$(VERSION_H): FORCE
+	@mkdir -p build
+	@printf '#define ETCDRUN_VERSION "%s"\n' "$(VERSION)" > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+build/main.o build/http.o build/asan/main.o build/asan/http.o: $(VERSION_H)
+
+version:
+	@echo $(VERSION)
 
 build/%.o: runtime/%.c $(wildcard runtime/*.h) $(FAMILIES_H)
 	@mkdir -p build

@@ -5,7 +5,16 @@ describe("the etcdrun command", function()
    it("prints its version and every library's", function()
       local out, _, code = helper.run(q(helper.etcdrun) .. " --version")
       assert.are.equal(0, code)
-      assert.matches("^etcdrun %d+%.%d+%.%d+\n", out)
+      -- the one source: debian/changelog's version, and git describe in a checkout
+      local base = helper.read("debian/changelog"):match("^etcdrun %(([^)]+)%)")
+      local want = base
+      local top = helper.run("git rev-parse --show-toplevel 2>/dev/null")
+      if top:gsub("\n$", "") == helper.run("pwd -P"):gsub("\n$", "") then
+         local tagged, _, rc = helper.run("git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null")
+         want = rc == 0 and tagged:gsub("^v", ""):gsub("\n$", "")
+            or base .. "-g" .. helper.run("git describe --always --dirty"):gsub("\n$", "")
+      end
+      assert.are.equal("etcdrun " .. want .. "\n", out:match("^[^\n]*\n"))
       for _, lib in ipairs({ "Lua 5%.4", "libssh", "OpenSSL 3", "libarchive", "libcurl" }) do
          assert.matches(lib, out)
       end
