@@ -386,6 +386,20 @@ function M.main(argv)
    if opts.command then
       return require("etcdrun.adhoc").main(opts)
    end
+   if opts.script == "doc" or opts.script == "complete" then
+      -- `etcdrun doc [MODULE]`; `etcdrun complete WHAT [-i INV]` (for the shell completion)
+      local words = {}
+      for i = opts.script_index + 1, #argv do
+         words[#words + 1] = argv[i]
+      end
+      if opts.script == "complete" then
+         return require("etcdrun.cli.complete").main(words, opts, io.write)
+      end
+      if #words > 1 then
+         return usage_error(("doc: unexpected argument '%s' (etcdrun doc [MODULE])"):format(words[2]))
+      end
+      return require("etcdrun.cli.doc").main(words[1], io.write)
+   end
    if opts.script == "repl" then
       -- `etcdrun [options] repl [options] [PATTERN]`: options may come after `repl` too
       local rest = { [0] = argv[0] }
