@@ -3,6 +3,10 @@
 
 PREFIX   ?= /usr/local
 DATADIR   = $(PREFIX)/share/etcdrun
+MANDIR    = $(PREFIX)/share/man
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+# Debian's zsh reads packaged completions from vendor-completions, local ones from site-functions
+ZSHCOMPDIR = $(PREFIX)/share/zsh/$(if $(filter /usr,$(PREFIX)),vendor-completions,site-functions)
 PKGS      = lua5.4 libssh openssl libarchive libcurl libedit
 CC       ?= cc
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -42,7 +46,7 @@ BUSTED    = spec/run.lua
 SPECS    ?= spec
 FUZZ_SECONDS ?= 60
 
-.PHONY: all version deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
+.PHONY: all version man deb deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
 
 all: etcdrun
 
@@ -110,7 +114,7 @@ build/fuzz/inventory_fuzz: fuzz/inventory_fuzz.c $(wildcard lua/etcdrun/inventor
 fuzz: build/fuzz/template_fuzz build/fuzz/inventory_fuzz
 	@sh fuzz/run.sh $(FUZZ_SECONDS) $^
 
-LUA_DIRS = $(wildcard lua spec modules playbooks examples)
+LUA_DIRS = $(wildcard lua spec modules playbooks examples docs)
 # The lab: real nodes (systemd-nspawn) for the integration specs and the demo.
 N   ?= 3
 LAB  = bash spec/lab/lab.sh
@@ -135,14 +139,29 @@ bench: etcdrun
 lint:
 	luacheck -q $(LUA_DIRS)
 
-install: etcdrun
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)
+# Man pages, generated from the tables --help, `etcdrun doc` and :doc render
+# and from the READMEs' prose (docs/man/mkman.lua), so they cannot drift.
+MANPAGES = build/man/etcdrun.1 build/man/etcdrun-playbook.7
+man: $(MANPAGES)
+build/man/%: etcdrun docs/man/mkman.lua docs/man/roff.lua README.md modules/README.md debian/changelog \
+		$(wildcard modules/*.lua lua/etcdrun/cli/*.lua lua/etcdrun/module.lua)
+	@mkdir -p build/man
+	ETCDRUN_HOME=$(CURDIR) ETCDRUN_PATH= ./etcdrun docs/man/mkman.lua $* > $@.tmp && mv $@.tmp $@
+
+install: etcdrun man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 0755 etcdrun $(DESTDIR)$(PREFIX)/bin/etcdrun
 	cp -R lua $(DESTDIR)$(DATADIR)/
 	@for d in modules playbooks; do [ -d $$d ] && cp -R $$d $(DESTDIR)$(DATADIR)/ || true; done
+	install -m 0644 build/man/etcdrun.1 $(DESTDIR)$(MANDIR)/man1/etcdrun.1
+	install -m 0644 build/man/etcdrun-playbook.7 $(DESTDIR)$(MANDIR)/man7/etcdrun-playbook.7
+	install -m 0644 completion/etcdrun.bash $(DESTDIR)$(BASHCOMPDIR)/etcdrun
+	install -m 0644 completion/_etcdrun $(DESTDIR)$(ZSHCOMPDIR)/_etcdrun
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/etcdrun
+	rm -f $(DESTDIR)$(PREFIX)/bin/etcdrun $(DESTDIR)$(MANDIR)/man1/etcdrun.1 \
+		$(DESTDIR)$(MANDIR)/man7/etcdrun-playbook.7 $(DESTDIR)$(BASHCOMPDIR)/etcdrun $(DESTDIR)$(ZSHCOMPDIR)/_etcdrun
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
