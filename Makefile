@@ -68,7 +68,7 @@ version:
 
 build/%.o: runtime/%.c $(wildcard runtime/*.h) $(FAMILIES_H)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
 
 # Link to a temporary name and rename, so a running ./etcdrun is never
 # overwritten in place ("text file busy") and never seen half-written.
@@ -148,6 +148,10 @@ build/man/%: etcdrun docs/man/mkman.lua docs/man/roff.lua README.md modules/READ
 	@mkdir -p build/man
 	ETCDRUN_HOME=$(CURDIR) ETCDRUN_PATH= ./etcdrun docs/man/mkman.lua $* > $@.tmp && mv $@.tmp $@
 
+# The Debian package etcdrun_<version>_<arch>.deb (dpkg-buildpackage, lintian): debian/make-deb
+deb:
+	@sh debian/make-deb
+
 install: etcdrun man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
@@ -165,6 +169,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
-	rm -rf build etcdrun etcdrun-asan
+	rm -rf build etcdrun etcdrun-asan etcdrun_*.deb
 
 FORCE:
