@@ -61,6 +61,16 @@ describe("the Debian package", function()
       end
    end)
 
+   it("installs with the README's apt install ./etcdrun_*.deb (simulated: this machine stays as it is)", function()
+      if no_package() then return end
+      local out, err, code = helper.run("apt-get -s install ./" .. q(deb) .. " 2>&1")
+      assert.are.equal(0, code, out .. err)
+      if not out:find("etcdrun is already the newest version (" .. version .. ")", 1, true) then
+         assert.matches("\nInst etcdrun %(" .. version:gsub("%p", "%%%0") .. " ", out)
+         assert.matches("\nConf etcdrun ", out)
+      end
+   end)
+
    it("puts the binary, the runtime, man pages and completions in their places", function()
       if no_package() then return end
       local _, err, code = helper.run(("dpkg -x %s %s"):format(q(deb), q(root)))
