@@ -85,4 +85,4 @@ _etcdrun()
             ;;
     esac
 } &&
-    complete -F _etcdrun etcdrun
+    complete -F _etcdrun etcdrun ./etcdrun # ./etcdrun: a checkout's binary

@@ -99,6 +99,15 @@ describe("the listing flags", function()
       assert.matches("ok +c +third", out)
    end)
 
+   it("refuses the flags for a file that returns no plays", function()
+      local ws = workspace()
+      helper.write(ws .. "/script.lua", "print('ran')\n")
+      local _, err, code = etcdrun(ws, "--list-tasks script.lua")
+      assert.are.equal(2, code)
+      assert.matches("script.lua returns no plays: --list-*, --syntax-check and --start-at-task are for a playbook",
+         err, 1, true)
+   end)
+
    it("--start-at-task naming no task is a usage error before anything runs", function()
       local ws = workspace()
       local out, err, code = etcdrun(ws, "-i hosts site.lua --start-at-task nope")

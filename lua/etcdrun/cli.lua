@@ -361,6 +361,11 @@ local function run_script(argv, opts)
          end
          return run_playbook(rc, opts)
       end
+      if opts.listing or opts.start_at_task then
+         -- a file is known to be no playbook only once it ran: say so rather than ignore the flag
+         return usage_error(("%s returns no plays: --list-*, --syntax-check and --start-at-task are for a "
+            .. "playbook"):format(path or "standard input"))
+      end
       if math.type(rc) == "integer" then
          return rc
       end

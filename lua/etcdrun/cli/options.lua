@@ -147,7 +147,8 @@ function M.help()
    for _, e in ipairs(M.EXIT) do
       out[#out + 1] = ("  %-4s %s"):format(e[1], wrap(e[2], 72, "       "))
    end
-   out[#out + 1] = "\n`man etcdrun` and `man etcdrun-playbook` say more; `etcdrun doc` lists the modules."
+   out[#out + 1] = "\n`etcdrun doc` lists the modules; installed (the package, make install), `man etcdrun`"
+   out[#out + 1] = "and `man etcdrun-playbook` say more."
    return table.concat(out, "\n") .. "\n"
 end
 
