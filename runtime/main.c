@@ -125,7 +125,11 @@ static void find_root(char *root, size_t size)
             int len = snprintf(probe, sizeof probe, "%s%s/lua/etcdrun/cli.lua", exe,
                                candidates[i]);
             if (len > 0 && (size_t)len < sizeof probe && is_file(probe)) {
-                len = snprintf(root, size, "%s%s", exe, candidates[i]);
+                /* canonical, so paths built on it (messages, the completion's
+                   installed playbooks) read /usr/share/etcdrun, not /usr/bin/../ */
+                char real[PATH_MAX];
+                snprintf(probe, sizeof probe, "%s%s", exe, candidates[i]);
+                len = snprintf(root, size, "%s", realpath(probe, real) ? real : probe);
                 if (len > 0 && (size_t)len < size)
                     return;
             }

@@ -92,7 +92,7 @@ describe("the Debian package", function()
       out = installed([[-e 'print(require("etcdrun.core.runtime").root) print(package.path)
          print(require("etcdrun.module").builtin_dir)']])
       local where, path, modules = out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n$")
-      assert.are.equal(root .. "/usr/bin/../share/etcdrun", where)
+      assert.are.equal(require("etcdrun.core.fs").realpath(root) .. "/usr/share/etcdrun", where)
       assert.are.equal(where .. "/modules", modules)
       local source = require("etcdrun.core.runtime").root
       assert.is_nil(path:find(source .. "/lua", 1, true))
@@ -143,6 +143,14 @@ describe("the Debian package", function()
       assert.are.equal(0, code, err)
       assert.matches("THE MODULE CONTRACT", out)
       assert.matches("x509_cert", out)
+   end)
+
+   it("offers the installed playbooks by their canonical path", function()
+      if no_package() then return end
+      local out, err, code = installed("complete playbooks")
+      assert.are.equal(0, code, err)
+      assert.matches("^/[^\n]*/usr/share/etcdrun/playbooks/reset%.lua\n", out)
+      assert.is_nil(out:find("/../", 1, true))
    end)
 
    it("has a bash completion that registers for etcdrun", function()

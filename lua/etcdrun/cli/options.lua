@@ -62,7 +62,7 @@ M.OPTIONS = {
 M.EXIT = {
    { "0", "success" },
    { "1", "failure: a host failed, or the playbook did not load (FILE:LINE: message)" },
-   { "2", "usage error (a malformed host pattern or --limit too, a --start-at-task no task matches)" },
+   { "2", "usage error (a malformed host pattern or --limit too, a --start-at-task that no task matches)" },
    { "3", "a host was unreachable" },
    { "130", "interrupted (Ctrl-C: commands in flight are killed, the recap says what ran)" },
 }
