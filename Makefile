@@ -3,6 +3,10 @@
 
 PREFIX   ?= /usr/local
 DATADIR   = $(PREFIX)/share/etcdrun
+MANDIR    = $(PREFIX)/share/man
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+# Debian's zsh reads packaged completions from vendor-completions, local ones from site-functions
+ZSHCOMPDIR = $(PREFIX)/share/zsh/$(if $(filter /usr,$(PREFIX)),vendor-completions,site-functions)
 PKGS      = lua5.4 libssh openssl libarchive libcurl libedit
 CC       ?= cc
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -22,11 +26,27 @@ WHOLE     = $(foreach f,$(SRCS),$(if $(findstring -,$(notdir $(f))),,$(f)))
 FAMILIES  = $(sort $(filter-out main util,$(basename $(notdir $(WHOLE)))))
 FAMILIES_H = build/families.h
 
+# The version has one source, debian/changelog's top entry (the package's
+# version). A build from a git checkout adds where it stands with git describe
+# (a `v<version>` tag, else the commit: 0.1.0-g58f029e[-dirty]); the package
+# build passes VERSION=<package version> (debian/rules), and so does anyone
+# building from a tarball without git.
+ifndef VERSION
+CHANGELOG_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+ifeq ($(shell git rev-parse --show-toplevel 2>/dev/null),$(CURDIR))
+GIT_TAGGED := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)
+VERSION := $(if $(GIT_TAGGED),$(GIT_TAGGED:v%=%),$(CHANGELOG_VERSION)-g$(shell git describe --always --dirty))
+else
+VERSION := $(CHANGELOG_VERSION)
+endif
+endif
+VERSION_H = build/version.h
+
 BUSTED    = spec/run.lua
 SPECS    ?= spec
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
+.PHONY: all version man deb deps test test-unit asan test-asan fuzz lint install uninstall clean lab-up lab-down
 
 all: etcdrun
 
@@ -36,9 +56,19 @@ $(FAMILIES_H): FORCE
 	@printf '#define ETCDRUN_FAMILIES(X) %s\n' "$(foreach f,$(FAMILIES),X($(f)))" > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
+# Rewritten only when the version changes; only the files that print it depend on it.
+$(VERSION_H): FORCE
+	@mkdir -p build
+	@printf '#define ETCDRUN_VERSION "%s"\n' "$(VERSION)" > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+build/main.o build/http.o build/asan/main.o build/asan/http.o: $(VERSION_H)
+
+version:
+	@echo $(VERSION)
+
 build/%.o: runtime/%.c $(wildcard runtime/*.h) $(FAMILIES_H)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Ibuild -DETCDRUN_DATADIR='"$(DATADIR)"' -c $< -o $@
 
 # Link to a temporary name and rename, so a running ./etcdrun is never
 # overwritten in place ("text file busy") and never seen half-written.
@@ -84,7 +114,7 @@ build/fuzz/inventory_fuzz: fuzz/inventory_fuzz.c $(wildcard lua/etcdrun/inventor
 fuzz: build/fuzz/template_fuzz build/fuzz/inventory_fuzz
 	@sh fuzz/run.sh $(FUZZ_SECONDS) $^
 
-LUA_DIRS = $(wildcard lua spec modules playbooks examples)
+LUA_DIRS = $(wildcard lua spec modules playbooks examples docs)
 # The lab: real nodes (systemd-nspawn) for the integration specs and the demo.
 N   ?= 3
 LAB  = bash spec/lab/lab.sh
@@ -109,17 +139,36 @@ bench: etcdrun
 lint:
 	luacheck -q $(LUA_DIRS)
 
-install: etcdrun
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)
+# Man pages, generated from the tables --help, `etcdrun doc` and :doc render
+# and from the READMEs' prose (docs/man/mkman.lua), so they cannot drift.
+MANPAGES = build/man/etcdrun.1 build/man/etcdrun-playbook.7
+man: $(MANPAGES)
+build/man/%: etcdrun docs/man/mkman.lua docs/man/roff.lua README.md modules/README.md debian/changelog \
+		$(wildcard modules/*.lua lua/etcdrun/cli/*.lua lua/etcdrun/module.lua)
+	@mkdir -p build/man
+	ETCDRUN_HOME=$(CURDIR) ETCDRUN_PATH= ./etcdrun docs/man/mkman.lua $* > $@.tmp && mv $@.tmp $@
+
+# The Debian package etcdrun_<version>_<arch>.deb (dpkg-buildpackage, lintian): debian/make-deb
+deb:
+	@sh debian/make-deb
+
+install: etcdrun man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 0755 etcdrun $(DESTDIR)$(PREFIX)/bin/etcdrun
 	cp -R lua $(DESTDIR)$(DATADIR)/
 	@for d in modules playbooks; do [ -d $$d ] && cp -R $$d $(DESTDIR)$(DATADIR)/ || true; done
+	install -m 0644 build/man/etcdrun.1 $(DESTDIR)$(MANDIR)/man1/etcdrun.1
+	install -m 0644 build/man/etcdrun-playbook.7 $(DESTDIR)$(MANDIR)/man7/etcdrun-playbook.7
+	install -m 0644 completion/etcdrun.bash $(DESTDIR)$(BASHCOMPDIR)/etcdrun
+	install -m 0644 completion/_etcdrun $(DESTDIR)$(ZSHCOMPDIR)/_etcdrun
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/etcdrun
+	rm -f $(DESTDIR)$(PREFIX)/bin/etcdrun $(DESTDIR)$(MANDIR)/man1/etcdrun.1 \
+		$(DESTDIR)$(MANDIR)/man7/etcdrun-playbook.7 $(DESTDIR)$(BASHCOMPDIR)/etcdrun $(DESTDIR)$(ZSHCOMPDIR)/_etcdrun
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
-	rm -rf build etcdrun etcdrun-asan
+	rm -rf build etcdrun etcdrun-asan etcdrun_*.deb
 
 FORCE:

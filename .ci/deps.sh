@@ -1,10 +1,12 @@
 #!/bin/sh
-# Installs, with apt-get, the Debian packages etcdrun builds and tests with,
-# skipping those already present. Used by `make deps` and .ci/run.
+# Installs, with apt-get, the Debian packages etcdrun builds and tests with
+# (the package build, lintian, man and the shells the completion is tested
+# in too), skipping those already present. Used by `make deps` and .ci/run.
 set -eu
 pkgs="make gcc pkg-config liblua5.4-dev libssh-dev libssl-dev libarchive-dev
 libcurl4-openssl-dev libedit-dev tmux lua-busted lua-check lua-cjson clang libclang-rt-14-dev
-openssl python3 tar xz-utils ca-certificates"
+openssl python3 tar xz-utils ca-certificates
+dpkg-dev debhelper lintian groff-base man-db bash-completion zsh git"
 
 missing=""
 for p in $pkgs; do

@@ -8,6 +8,8 @@
 -- string passing an assertion by accident is the bug this module exists to
 -- catch.
 local M = {
+   examples = [[task "systemd is running" { assert = { that = function(v) return v.facts.systemd end,
+   fail_msg = "etcd runs as a systemd unit" } }]],
    doc = "Fail unless every condition in `that` is true.",
    args = {
       that = { type = "any", required = true, doc = "a boolean or a list of booleans (or functions of vars)" },

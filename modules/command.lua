@@ -14,6 +14,8 @@
 local shell = require("etcdrun.shell")
 
 local M = {
+   examples = [[task "etcd version" { command = { argv = { "/opt/etcd/bin/etcd", "--version" } },
+   register = "etcd_version", changed_when = false }]],
    doc = "Run a program on the host without a shell (argv, or a string split into words); "
       .. "skipped when `creates` exists or `removes` does not.",
    args = {

@@ -10,6 +10,7 @@ local fs = require("etcdrun.fs")
 local fa = require("etcdrun.fileattrs")
 
 local M = {
+   examples = [[task "motd" { copy = { dest = "/etc/motd", content = "managed by etcdrun\n", mode = "0644" } }]],
    doc = "Put content (inline or a controller file) into a file on the host, atomically, "
       .. "only when its sha256 differs; set mode, owner and group.",
    args = {

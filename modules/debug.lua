@@ -10,6 +10,7 @@
 -- redaction hides a secret in that escaped form too (etcdrun.output), so
 -- `debug var=` of a registered key or password prints <secret>.
 local M = {
+   examples = [[task "where" { debug = { msg = "{{ inventory_hostname }} is {{ ansible_host }}" } }]],
    doc = "Show a message or a variable's value; changes nothing.",
    args = {
       msg = { type = "any", doc = "what to show (a string, or any value: tables are rendered)" },

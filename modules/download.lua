@@ -18,6 +18,10 @@ local fs = require("etcdrun.fs")
 local fa = require("etcdrun.fileattrs")
 
 local M = {
+   examples = [[task "etcd tarball" { download = {
+   url = "https://github.com/etcd-io/etcd/releases/download/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz",
+   sums_url = "https://github.com/etcd-io/etcd/releases/download/v3.5.17/SHA256SUMS",
+   dest = "/var/cache/etcd.tar.gz", mode = "0644" } }]],
    doc = "Fetch a URL once on the controller (cached, sha256-verified) and push it to the host if its digest differs.",
    args = {
       url = { type = "string", required = true, doc = "http(s):// or file:// URL, fetched by the controller" },

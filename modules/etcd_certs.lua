@@ -11,6 +11,11 @@ local fs = require("etcdrun.fs")
 local x509 = require("etcdrun.x509")
 
 local M = {
+   examples = [[controller "certificates in use" { etcd_certs = { pki_dir = "{{ inventory_dir }}/pki",
+   ca = "pki/ca.crt",
+   cert = "pki/admin.crt", key = "pki/admin.key", renew_days = 30,
+   members = { { name = "etcd1", client_url = "https://10.0.0.1:2379", peer_url = "https://10.0.0.1:2380",
+                 address = "10.0.0.1" } } } }]],
    doc = "Check by handshake the certificates each etcd member serves (issuer, serial, SANs, expiry); read-only.",
    args = {
       members = { type = "list", required = true,

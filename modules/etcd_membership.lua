@@ -30,7 +30,9 @@ local M = {
       cert = { type = "path", required = true, doc = "an admin client certificate (controller)" },
       key = { type = "path", required = true, doc = "its private key (controller)" },
    },
-   examples = [[controller "membership" { etcd_membership = { hosts = hosts, remove = { "etcd5" },
+   examples = [[controller "membership" { etcd_membership = {
+   hosts = { { name = "etcd1", peer_url = "https://10.0.0.1:2380", client_url = "https://10.0.0.1:2379",
+               has_data = true, running = true } }, remove = { "etcd5" },
    ca = "pki/ca.crt", cert = "pki/admin.crt", key = "pki/admin.key" }, register = "membership" }]],
 }
 

@@ -9,6 +9,9 @@ local fs = require("etcdrun.fs")
 local x509 = require("etcdrun.x509")
 
 local M = {
+   examples = [[controller "preflight" { etcd_preflight = { pki_dir = "{{ inventory_dir }}/pki",
+   order = { "etcd1", "etcd2" },
+   members = function(v) return { etcd1 = v.hostvars.etcd1.facts_etcd, etcd2 = v.hostvars.etcd2.facts_etcd } end } }]],
    doc = "Stop before any change when a member has a problem, is unreachable, or trusts another CA than the PKI's.",
    args = {
       members = { type = "table", required = true,

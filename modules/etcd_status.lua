@@ -6,6 +6,8 @@ local fs = require("etcdrun.fs")
 local x509 = require("etcdrun.x509")
 
 local M = {
+   examples = [[controller "members" { etcd_status = { ca = "pki/ca.crt", cert = "pki/admin.crt",
+   key = "pki/admin.key", members = { { name = "etcd1", client_url = "https://10.0.0.1:2379" } } } }]],
    doc = "Show the members of an etcd cluster: leader, version, DB size, health, certificate expiry.",
    args = {
       members = { type = "list", required = true,

@@ -8,6 +8,9 @@ local etcd = require("etcdrun.etcd")
 local http = require("etcdrun.http")
 
 local M = {
+   examples = [[controller "verify" { etcd_verify = { ca = "pki/ca.crt", cert = "pki/admin.crt",
+   key = "pki/admin.key", members = { { name = "etcd1", client_url = "https://10.0.0.1:2379",
+   peer_url = "https://10.0.0.1:2380" } } } }]],
    doc = "Verify an etcd cluster: health, membership as planned, a canary round trip, client-cert auth enforced.",
    args = {
       members = { type = "list", required = true,

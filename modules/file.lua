@@ -22,6 +22,8 @@ local fa = require("etcdrun.fileattrs")
 local shell = require("etcdrun.shell")
 
 local M = {
+   examples = [[task "data directory" { file = { path = "/var/lib/etcd", state = "directory", mode = "0700",
+   owner = "etcd", group = "etcd" } }]],
    doc = "Make a path a directory, a file, a symlink or absent, with mode, owner and group.",
    args = {
       path = { type = "path", required = true, absolute = true, doc = "path on the host" },

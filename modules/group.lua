@@ -8,6 +8,7 @@ local shell = require("etcdrun.shell")
 local q = shell.quote
 
 local M = {
+   examples = [[task "etcd group" { group = { name = "etcd", system = true } }]],
    doc = "Manage a local group: present or absent, system group, gid.",
    args = {
       name = { type = "string", required = true, doc = "group name" },

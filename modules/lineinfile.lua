@@ -19,6 +19,8 @@
 local fa = require("etcdrun.fileattrs")
 
 local M = {
+   examples = [[task "no swap in fstab" { lineinfile = { path = "/etc/fstab", regexp = "^[^#].*%sswap%s",
+   state = "absent" } }]],
    doc = "Make sure a line is in a text file (replacing the line a pattern matches) or is not.",
    args = {
       path = { type = "path", required = true, absolute = true, doc = "the file on the host" },

@@ -9,6 +9,8 @@
 local module = require("etcdrun.module")
 
 local M = {
+   examples = [[task "free space" { shell = { cmd = "df -P /var/lib | tail -1" }, register = "df",
+   changed_when = false }]],
    doc = "Run a command line with /bin/sh -c on the host; skipped when `creates` exists "
       .. "or `removes` does not.",
    args = {

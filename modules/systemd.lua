@@ -17,6 +17,7 @@ local clock = require("etcdrun.clock").monotonic -- a clock, no remote work
 local q = shell.quote
 
 local M = {
+   examples = [[task "etcd running" { systemd = { name = "etcd", state = "started", enabled = true } }]],
    doc = "Manage a systemd unit: its unit file, enabled at boot, started/stopped/restarted/reloaded.",
    args = {
       name = { type = "string", required = true,

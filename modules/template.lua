@@ -12,6 +12,8 @@ local module = require("etcdrun.module")
 local template = require("etcdrun.template")
 
 local M = {
+   examples = [[task "etcd config" { template = { src = "templates/etcd.conf.yaml.j2",
+   dest = "/etc/etcd/etcd.conf.yaml", mode = "0644" }, notify = "restart etcd" }]],
    doc = "Render a Jinja2-style template with the host's variables and put the result "
       .. "on the host like copy (only when it differs, atomically).",
    args = {

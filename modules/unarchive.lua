@@ -17,6 +17,8 @@ local fa = require("etcdrun.fileattrs")
 local q = shell.quote
 
 local M = {
+   examples = [[task "etcd binaries" { unarchive = { src = "etcd-v3.5.17-linux-amd64.tar.gz", dest = "/opt/etcd/bin",
+   include = { "*/etcd", "*/etcdctl" }, strip_components = 1, mode = "0755" } }]],
    doc = "Extract selected members of an archive on the controller onto the host, "
       .. "pushing only files whose digest differs.",
    args = {

@@ -12,6 +12,8 @@ local shell = require("etcdrun.shell")
 local q = shell.quote
 
 local M = {
+   examples = [[task "etcd user" { user = { name = "etcd", system = true, home = "/var/lib/etcd",
+   shell = "/usr/sbin/nologin" } }]],
    doc = "Manage a local user account: present or absent, system user, uid, groups, home, shell.",
    args = {
       name = { type = "string", required = true, doc = "user name" },

@@ -18,6 +18,7 @@ local clock = require("etcdrun.clock").monotonic -- a clock, no remote work
 local q = shell.quote
 
 local M = {
+   examples = [[task "etcd answers" { wait_for = { port = 2379, timeout = 30 } }]],
    doc = "Wait until a TCP port is open (or closed) or a URL answers with the expected status.",
    args = {
       host = { type = "string", default = "127.0.0.1", doc = "host for port, as seen from where the task runs" },

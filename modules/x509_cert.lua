@@ -22,6 +22,8 @@ local DEFAULT_EKU = { "serverAuth" }
 local CA_KU = { "cRLSign", "keyCertSign" }
 
 local M = {
+   examples = [[controller "CA" { x509_cert = { path = "pki/ca.crt", provider = "selfsigned",
+   privatekey_path = "pki/ca.key", subject = { CN = "etcd CA" }, days = 3650 } }]],
    doc = "An X.509 certificate, self-signed CA or CA-signed, reissued only when invalid, mismatched or expiring.",
    args = {
       path = { type = "path", required = true, doc = "certificate file; relative paths are relative to the playbook" },

@@ -11,6 +11,9 @@ local pki = require("etcdrun.pki")
 local fa = require("etcdrun.fileattrs")
 
 local M = {
+   examples = [[controller "server CSR" { x509_csr = { path = "pki/etcd1-server.csr",
+   privatekey_path = "pki/etcd1-server.key", subject = { CN = "etcd1" },
+   san = { dns = { "etcd1", "localhost" }, ip = { "10.0.0.1", "127.0.0.1" } } } }]],
    doc = "A PEM certificate signing request for a private key, rewritten only when its content would change.",
    args = {
       path = { type = "path", required = true, doc = "CSR file; relative paths are relative to the playbook" },

@@ -17,6 +17,7 @@ local pki = require("etcdrun.pki")
 local fa = require("etcdrun.fileattrs")
 
 local M = {
+   examples = [[controller "CA key" { x509_key = { path = "pki/ca.key", type = "ec", curve = "P-256" } }]],
    doc = "A private key (RSA, ECDSA or Ed25519) in a PEM file, generated once and kept while it matches.",
    args = {
       path = { type = "path", required = true,

@@ -125,7 +125,11 @@ static void find_root(char *root, size_t size)
             int len = snprintf(probe, sizeof probe, "%s%s/lua/etcdrun/cli.lua", exe,
                                candidates[i]);
             if (len > 0 && (size_t)len < sizeof probe && is_file(probe)) {
-                len = snprintf(root, size, "%s%s", exe, candidates[i]);
+                /* canonical, so paths built on it (messages, the completion's
+                   installed playbooks) read /usr/share/etcdrun, not /usr/bin/../ */
+                char real[PATH_MAX];
+                snprintf(probe, sizeof probe, "%s%s", exe, candidates[i]);
+                len = snprintf(root, size, "%s", realpath(probe, real) ? real : probe);
                 if (len > 0 && (size_t)len < size)
                     return;
             }
@@ -146,7 +150,12 @@ static int runtime_versions(lua_State *L)
     lua_setfield(L, -2, "libssh");
     lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
     lua_setfield(L, -2, "openssl");
-    lua_pushstring(L, archive_version_details());
+    /* libarchive builds this string anew on every call and drops the last
+       one (LeakSanitizer sees the leak once a script asks twice): ask once */
+    static const char *archive_details;
+    if (!archive_details)
+        archive_details = archive_version_details();
+    lua_pushstring(L, archive_details);
     lua_setfield(L, -2, "libarchive");
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "libcurl");

@@ -5,7 +5,17 @@ describe("the etcdrun command", function()
    it("prints its version and every library's", function()
       local out, _, code = helper.run(q(helper.etcdrun) .. " --version")
       assert.are.equal(0, code)
-      assert.matches("^etcdrun %d+%.%d+%.%d+\n", out)
+      -- the one source: debian/changelog's version, and git describe in a checkout
+      local base = helper.read("debian/changelog"):match("^etcdrun %(([^)]+)%)")
+      local want = base
+      local top = helper.run("git rev-parse --show-toplevel 2>/dev/null")
+      if top:gsub("\n$", "") == helper.run("pwd -P"):gsub("\n$", "") then
+         local tagged, _, rc = helper.run("git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null")
+         want = rc == 0 and tagged:gsub("^v", ""):gsub("\n$", "")
+            or base .. "-g" .. helper.run("git describe --always --dirty"):gsub("\n$", "")
+      end
+      assert.are.equal("etcdrun " .. want .. "\n", out:match("^[^\n]*\n"),
+         "the binary's version is not the tree's: built before the last commit or edit? (make test rebuilds it)")
       for _, lib in ipairs({ "Lua 5%.4", "libssh", "OpenSSL 3", "libarchive", "libcurl" }) do
          assert.matches(lib, out)
       end
@@ -91,7 +101,9 @@ describe("the etcdrun command", function()
       local out
       out, err, code = helper.run("cd / && " .. q(prefix .. "/bin/etcdrun") .. " -e 'print(package.path)'")
       assert.are.equal(0, code, err)
-      assert.matches(prefix:gsub("%p", "%%%0") .. "/bin/%.%./share/etcdrun/lua/%?%.lua", out)
+      -- the canonical directory, not <prefix>/bin/../share/etcdrun
+      local share = require("etcdrun.core.fs").realpath(prefix) .. "/share/etcdrun"
+      assert.matches("^" .. share:gsub("%p", "%%%0") .. "/lua/%?%.lua;", out)
    end)
 end)
 

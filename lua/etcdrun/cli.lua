@@ -7,95 +7,10 @@ local runtime = require("etcdrun.core.runtime")
 
 local M = {}
 
-local USAGE = [==[
-usage: etcdrun [options] PLAYBOOK.lua           run a playbook against the inventory
-       etcdrun [options] FILE.lua [ARGS...]     run a Lua script with the runtime
-       etcdrun -e CODE [-e CODE...]             run a chunk
-       etcdrun [options] PATTERN -a COMMAND     run COMMAND on the matched hosts
-       etcdrun [options] repl [PATTERN]         a Lua prompt on the matched hosts (default all)
-
-Scripts see the global table `etcdrun` (fs, template, x509, archive, http, ...);
-a file that returns plays (play "name" { ... }) is run as a playbook.
-
-options:
-  -e CODE | key=value | @vars.lua
-                          with a FILE, key=value and @file set extra variables
-                          (highest precedence); otherwise CODE is run (repeatable)
-  -C, --check             report what would change, change nothing
-  -D, --diff              show the changes made (or, with --check, that would be)
-  -t, --tags TAGS         run only tasks with one of these tags (comma-separated)
-  --skip-tags TAGS        skip tasks with one of these tags
-  -v, -vv                 more output: messages, then command output
-  -a, --args COMMAND      ad-hoc: run COMMAND on every host matching PATTERN
-  -i, --inventory PATH    inventory file, Ansible INI or Lua (default ./hosts)
-  -l, --limit PATTERN     further limit the hosts (e.g. 'etcd:!etcd3')
-  -f, --forks N           hosts worked on at once (default 50)
-  -u, --user USER         remote user when the inventory names none
-  -k, --key PATH          private key file (repeatable); asks once for a passphrase
-  --known-hosts PATH      known_hosts file to check host keys against (and to add
-                          to with accept-new); default ~/.ssh/known_hosts
-  --host-key POLICY       strict (default) or accept-new (trust on first use)
-  --ssh-config PATH       ssh_config to read (default ~/.ssh/config)
-  -T, --timeout SECONDS   connect timeout (default 10)
-  --command-timeout SECS  kill a remote command after this long (default 600)
-  -b, --become            run commands with sudo
-  -K, --ask-become-pass   ask for the sudo password (once)
-  --ask-secret NAME       ask for the variable NAME on the terminal (once, not
-                          echoed) and keep it secret (tls-cluster.lua and
-                          rotate-ca.lua: etcd_ca_passphrase, the CA key's)
-  --json                  one JSON object per host on stdout
-  -                       read the script from standard input
-  --version               print etcdrun's version and the libraries it runs with
-  -h, --help              print this help
-  --                      stop handling options
-
-exit status: 0 success, 1 failure (a host failed, a playbook did not load),
-2 usage error (a malformed host pattern or --limit too), 3 a host was
-unreachable, 130 interrupted (Ctrl-C: commands in flight are killed, the
-recap says what ran)
-]==]
-
--- name -> {key, takes_value, repeatable}
-local OPTIONS = {
-   ["-e"] = { "codes", true, true },
-   ["-a"] = { "command", true },
-   ["--args"] = { "command", true },
-   ["-i"] = { "inventory", true },
-   ["--inventory"] = { "inventory", true },
-   ["-l"] = { "limit", true },
-   ["--limit"] = { "limit", true },
-   ["-f"] = { "forks", true },
-   ["--forks"] = { "forks", true },
-   ["-u"] = { "user", true },
-   ["--user"] = { "user", true },
-   ["-k"] = { "keys", true, true },
-   ["--key"] = { "keys", true, true },
-   ["--known-hosts"] = { "known_hosts", true },
-   ["--host-key"] = { "host_key", true },
-   ["--ssh-config"] = { "ssh_config", true },
-   ["-T"] = { "timeout", true },
-   ["--timeout"] = { "timeout", true },
-   ["--command-timeout"] = { "command_timeout", true },
-   ["-b"] = { "become", false },
-   ["--become"] = { "become", false },
-   ["-K"] = { "ask_become_pass", false },
-   ["--ask-become-pass"] = { "ask_become_pass", false },
-   ["--ask-secret"] = { "ask_secret", true, true },
-   ["--json"] = { "json", false },
-   ["-C"] = { "check", false },
-   ["--check"] = { "check", false },
-   ["-D"] = { "diff", false },
-   ["--diff"] = { "diff", false },
-   ["-t"] = { "tags", true, true },
-   ["--tags"] = { "tags", true, true },
-   ["--skip-tags"] = { "skip_tags", true, true },
-   ["-v"] = { "verbose", false, "count" },
-   ["-vv"] = { "verbose", false, "count2" },
-   ["--verbose"] = { "verbose", false, "count" },
-   ["--version"] = { "version", false },
-   ["-h"] = { "help", false },
-   ["--help"] = { "help", false },
-}
+-- name -> {key, takes_value, repeatable}: built from the one description of
+-- the command line (etcdrun.cli.options), which --help and the man page render
+local cli_options = require("etcdrun.cli.options")
+local OPTIONS = cli_options.parser_table()
 
 local function usage_error(msg)
    io.stderr:write("etcdrun: ", msg, "\nTry 'etcdrun --help'.\n")
@@ -239,6 +154,7 @@ function M.parse(argv)
       return out
    end
    opts.tags, opts.skip_tags = split(opts.tags), split(opts.skip_tags)
+   opts.listing = opts.list_hosts or opts.list_tasks or opts.list_tags or opts.syntax_check
    return opts
 end
 
@@ -311,12 +227,26 @@ local function run_playbook(value, opts)
          return usage_error("limit: " .. perr)
       end
    end
+   local listing = require("etcdrun.cli.listing")
+   local start_skip
+   if opts.start_at_task then
+      start_skip, err = listing.start_at(pb, opts.start_at_task)
+      if not start_skip then
+         return usage_error(err)
+      end
+   end
    local inventory = require("etcdrun.inventory")
    local inv
+   if opts.listing and not opts.list_hosts then -- no inventory needed: nothing runs
+      return listing.print(pb, opts, nil, io.write)
+   end
    inv, err = inventory.load(opts.inventory or "hosts")
    if not inv then
       io.stderr:write("etcdrun: ", err, "\n")
       return 1
+   end
+   if opts.listing then
+      return listing.print(pb, opts, inv, io.write)
    end
    local extra
    extra, err = M.extra_vars(opts.extra)
@@ -348,6 +278,7 @@ local function run_playbook(value, opts)
       limit = opts.limit,
       tags = opts.tags,
       skip_tags = opts.skip_tags,
+      start_skip = start_skip,
       extra = extra,
       conn = conn,
       json = opts.json,
@@ -430,6 +361,11 @@ local function run_script(argv, opts)
          end
          return run_playbook(rc, opts)
       end
+      if opts.listing or opts.start_at_task then
+         -- a file is known to be no playbook only once it ran: say so rather than ignore the flag
+         return usage_error(("%s returns no plays: --list-*, --syntax-check and --start-at-task are for a "
+            .. "playbook"):format(path or "standard input"))
+      end
       if math.type(rc) == "integer" then
          return rc
       end
@@ -445,7 +381,7 @@ function M.main(argv)
       return usage_error(err)
    end
    if opts.help then
-      io.stdout:write(USAGE)
+      io.stdout:write(cli_options.help())
       return 0
    end
    if opts.version then
@@ -454,6 +390,20 @@ function M.main(argv)
    end
    if opts.command then
       return require("etcdrun.adhoc").main(opts)
+   end
+   if opts.script == "doc" or opts.script == "complete" then
+      -- `etcdrun doc [MODULE]`; `etcdrun complete WHAT [-i INV]` (for the shell completion)
+      local words = {}
+      for i = opts.script_index + 1, #argv do
+         words[#words + 1] = argv[i]
+      end
+      if opts.script == "complete" then
+         return require("etcdrun.cli.complete").main(words, opts, io.write)
+      end
+      if #words > 1 then
+         return usage_error(("doc: unexpected argument '%s' (etcdrun doc [MODULE])"):format(words[2]))
+      end
+      return require("etcdrun.cli.doc").main(words[1], io.write)
    end
    if opts.script == "repl" then
       -- `etcdrun [options] repl [options] [PATTERN]`: options may come after `repl` too

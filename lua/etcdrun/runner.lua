@@ -400,6 +400,7 @@ local function run_plays(pb, inv, opts, state)
       forks = opts.forks or 50,
       tags = opts.tags or {},
       skip_tags = opts.skip_tags or {},
+      start_skip = opts.start_skip, -- steps before --start-at-task's
       extra = opts.extra or {},
       conn = opts.conn or {},
       dir = pb.dir,
@@ -531,7 +532,7 @@ end
 --- Run a loaded playbook.
 ---@param pb table from etcdrun.playbook.load
 ---@param inv table an etcdrun.inventory
----@param opts table {check, diff, forks, limit, tags, skip_tags, extra, conn, json, verbose}
+---@param opts table {check, diff, forks, limit, tags, skip_tags, start_skip, extra, conn, json, verbose}
 ---@return integer exit code: 0 ok, 1 a host failed, 3 a host was unreachable, 130 interrupted
 function M.run(pb, inv, opts)
    local state = {}

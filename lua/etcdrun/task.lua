@@ -265,6 +265,9 @@ local function run_with_retries(rs, hs, play, task, item)
 end
 
 local function tags_selected(rs, task, play)
+   if rs.start_skip and rs.start_skip[task] then -- before --start-at-task's task
+      return false
+   end
    local tags = {}
    for _, t in ipairs(play.tags) do
       tags[t] = true

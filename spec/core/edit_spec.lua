@@ -83,6 +83,7 @@ describe("edit", function()
       if need_tmux() then return end
       for _ = 1, 5 do
          tmux("kill-server")
+         socket = ("%s/tmux-%d"):format(tmp, math.random(1e9)) -- see below: a new server, a new socket
          start([[ed:close(); return "cd"]])
          wait_for(">$")
          keys("ab", "Tab")
@@ -132,6 +133,9 @@ describe("edit", function()
       if need_tmux() then return end
       for _ = 1, 5 do
          tmux("kill-server")
+         -- a new server on a new socket: one started on the socket of a server
+         -- still shutting down may exit at once ("server exited unexpectedly")
+         socket = ("%s/tmux-%d"):format(tmp, math.random(1e9))
          start([[os.exit(7)]])
          wait_for(">$")
          keys("ab", "Tab")

@@ -2,7 +2,7 @@
 -- `:doc`, `:help`, `:quit`). Each takes the session and the text after the
 -- command word; a failure raises a message (the REPL prints it and goes on).
 local module = require("etcdrun.module")
-local pretty = require("etcdrun.repl.pretty")
+local doc = require("etcdrun.cli.doc")
 local targets = require("etcdrun.repl.targets")
 
 local M = {}
@@ -102,30 +102,13 @@ function commands.etcd(self, arg)
    end
 end
 
+-- the same text as `etcdrun doc NAME` (etcdrun.cli.doc): one renderer
 function commands.doc(self, arg)
    local mod, err = module.load(arg, self.search)
    if not mod then
       error(err, 0)
    end
-   self:write(("%s: %s\n"):format(arg, mod.doc or ""))
-   local names = {}
-   for k in pairs(mod.args or {}) do
-      names[#names + 1] = k
-   end
-   table.sort(names)
-   for _, k in ipairs(names) do
-      local s = mod.args[k]
-      local extra = s.required and "required" or (s.default ~= nil and ("default " .. pretty.render(s.default)) or "")
-      if s.choices then
-         local cs = {}
-         for i, c in ipairs(s.choices) do
-            cs[i] = tostring(c)
-         end
-         extra = (extra ~= "" and extra .. "; " or "") .. table.concat(cs, "|")
-      end
-      self:write(("  %-14s %-8s %s%s\n"):format(k, s.type or "any", s.doc or "",
-         extra ~= "" and (" (" .. extra .. ")") or ""))
-   end
+   self:write(doc.text(doc.describe(arg, mod)))
 end
 
 function commands.help(self)
