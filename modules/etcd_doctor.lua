@@ -39,6 +39,9 @@ local M = {
       fix = { type = "table", default = {},
          doc = "commands to name: install (tls-cluster.lua), defrag (defrag.lua), restore (restore.lua)" },
    },
+   examples = [[task "doctor" { etcd_doctor = { members = { { name = "etcd1", client_url = "https://10.0.0.1:2379",
+   peer_url = "https://10.0.0.1:2380", address = "10.0.0.1" } }, ca = "pki/ca.crt", cert = "pki/admin.crt",
+   key = "pki/admin.key" }, run_once = true }]],
 }
 
 local DEFAULT_QUOTA = 2 * 1024 * 1024 * 1024 -- etcd's quota-backend-bytes default

@@ -30,6 +30,9 @@ local M = {
       owner = { type = "string", default = "root", doc = "the key's owner" },
       group = { type = "string", default = "root", doc = "the key's group" },
    },
+   examples = [[task "server key" { x509_node_key = { path = "/etc/etcd/ssl/server.key", csr_path =
+   "/etc/etcd/ssl/server.csr", subject = { CN = "etcd1", O = "etcd server" }, owner = "etcd", group = "etcd" },
+   register = "server_key" }]],
 }
 
 -- the subject's attributes in the order openssl's -subj and our CSRs use
