@@ -3,7 +3,7 @@
 
 PREFIX   ?= /usr/local
 DATADIR   = $(PREFIX)/share/etcdrun
-PKGS      = lua5.4 libssh openssl libarchive libcurl libedit
+PKGS      = lua5.4 libssh openssl libarchive libcurl libedit yaml-0.1 icu-uc icu-i18n
 CC       ?= cc
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g

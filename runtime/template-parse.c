@@ -19,67 +19,160 @@ static int at_lit(const Ctx *c, size_t at, const char *lit)
     return at <= c->len && c->len - at >= n && memcmp(c->src + at, lit, n) == 0;
 }
 
+/* Digits of `base` with single underscores between them (Python 3.6+,
+ * Jinja 3): returns the end, or `at` when no digit is there. */
+static size_t scan_digits(const Ctx *c, size_t at, int base)
+{
+    size_t e = at;
+    for (;;) {
+        size_t k = e;
+        if (k > at && k < c->len && c->src[k] == '_')
+            k++;
+        if (k >= c->len)
+            break;
+        char ch = c->src[k];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : 99;
+        if (d >= base)
+            break;
+        e = k + 1;
+    }
+    return e;
+}
+
 static void lex_number(Parser *p, Tok *t, size_t at)
 {
-    const char *s = p->c.src;
-    size_t e = at;
-    int isfloat = 0;
-    while (e < p->c.len && tpl_is_digit(s[e]))
-        e++;
-    if (e + 1 < p->c.len && s[e] == '.' && tpl_is_digit(s[e + 1])) {
-        isfloat = 1;
-        e++;
-        while (e < p->c.len && tpl_is_digit(s[e]))
-            e++;
-    }
-    if (e < p->c.len && (s[e] == 'e' || s[e] == 'E')) {
-        size_t x = e + 1;
-        if (x < p->c.len && (s[x] == '+' || s[x] == '-'))
-            x++;
-        if (x < p->c.len && tpl_is_digit(s[x])) {
+    const Ctx *c = &p->c;
+    const char *s = c->src;
+    size_t e;
+    int base = 10;
+    if (s[at] == '0' && at + 1 < c->len && strchr("xXoObB", s[at + 1])) {
+        char k = (char)(s[at + 1] | 0x20);
+        base = k == 'x' ? 16 : k == 'o' ? 8 : 2;
+        size_t from = at + 2;
+        if (from < c->len && s[from] == '_')
+            from++; /* 0x_ff is valid Python */
+        e = scan_digits(c, from, base);
+        if (e == from)
+            tpl_fail(c, at, "invalid %s literal", base == 16 ? "hexadecimal" : base == 8 ? "octal"
+                                                                           : "binary");
+        at = from;
+    } else {
+        e = scan_digits(c, at, 10);
+        /* Jinja's float: not right after a '.', so a.0.0 is two subscripts */
+        int after_dot = at > 0 && s[at - 1] == '.';
+        int isfloat = 0;
+        size_t x = e;
+        if (!after_dot && x + 1 < c->len && s[x] == '.' && tpl_is_digit(s[x + 1])) {
+            x = scan_digits(c, x + 1, 10);
             isfloat = 1;
-            e = x;
-            while (e < p->c.len && tpl_is_digit(s[e]))
-                e++;
         }
-    }
-    t->end = e;
-    if (isfloat) {
-        char buf[64];
-        if (e - at >= sizeof buf)
-            tpl_fail(&p->c, at, "number literal too long");
-        memcpy(buf, s + at, e - at);
-        buf[e - at] = '\0';
-        t->type = T_FLOAT;
-        t->f = strtod(buf, NULL);
-        return;
+        if (!after_dot && x < c->len && (s[x] == 'e' || s[x] == 'E')) {
+            size_t y = x + 1;
+            if (y < c->len && (s[y] == '+' || s[y] == '-'))
+                y++;
+            size_t z = scan_digits(c, y, 10);
+            if (z > y) {
+                x = z;
+                isfloat = 1;
+            }
+        }
+        if (isfloat) {
+            char buf[80];
+            size_t n = 0;
+            for (size_t k = at; k < x; k++) {
+                if (s[k] == '_')
+                    continue;
+                if (n + 1 >= sizeof buf)
+                    tpl_fail(c, at, "number literal too long");
+                buf[n++] = s[k];
+            }
+            buf[n] = '\0';
+            t->type = T_FLOAT;
+            t->f = strtod(buf, NULL);
+            t->end = x;
+            return;
+        }
+        if (s[at] == '0')
+            for (size_t k = at; k < e; k++)
+                if (s[k] != '0' && s[k] != '_')
+                    tpl_fail(c, at, "leading zeros in decimal integer literals are not "
+                                    "permitted; use 0o for octal");
     }
     lua_Integer v = 0;
     for (size_t k = at; k < e; k++) {
-        int d = s[k] - '0';
-        if (v > (LUA_MAXINTEGER - d) / 10)
-            tpl_fail(&p->c, at, "integer literal too large");
-        v = v * 10 + d;
+        if (s[k] == '_')
+            continue;
+        char ch = (char)(s[k] | 0x20);
+        int d = ch <= '9' ? s[k] - '0' : ch - 'a' + 10;
+        if (v > (LUA_MAXINTEGER - d) / base)
+            tpl_fail(c, t->pos, "integer literal too large");
+        v = v * base + d;
     }
+    t->end = e;
     t->type = T_INT;
     t->i = v;
 }
 
+static size_t put_utf8(char *d, unsigned long cp)
+{
+    if (cp < 0x80) {
+        d[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (char)(0xC0 | (cp >> 6));
+        d[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (char)(0xE0 | (cp >> 12));
+        d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        d[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    d[0] = (char)(0xF0 | (cp >> 18));
+    d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    d[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    d[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static unsigned long hex_escape(const Ctx *c, size_t k, size_t end, int digits, size_t at)
+{
+    unsigned long v = 0;
+    for (int j = 0; j < digits; j++) {
+        char ch = k + (size_t)j < end ? c->src[k + (size_t)j] : 0;
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f'
+              ? (ch | 0x20) - 'a' + 10 : -1;
+        if (d < 0)
+            tpl_fail(c, at, "truncated \\%c escape in string literal (%d hex digits expected)",
+                     digits == 2 ? 'x' : digits == 4 ? 'u' : 'U', digits);
+        v = v * 16 + (unsigned long)d;
+    }
+    return v;
+}
+
+/* Python's string escapes, as Jinja decodes literals (unicode-escape):
+ * \\ \' \" \a \b \f \n \r \t \v \ooo \xhh \uhhhh \Uhhhhhhhh \N{name} and
+ * backslash-newline; any other backslash stays. */
 static void lex_string(Parser *p, Tok *t, size_t at)
 {
-    const char *s = p->c.src;
+    const Ctx *c = &p->c;
+    const char *s = c->src;
     char q = s[at];
     size_t e = at + 1;
     int escapes = 0;
-    while (e < p->c.len && s[e] != q) {
-        if (s[e] == '\\') {
+    while (e < c->len && s[e] != q) {
+        if (s[e] == '\\' || s[e] == '\r') {
             escapes = 1;
-            e++;
+            if (s[e] == '\\')
+                e++;
         }
         e++;
     }
-    if (e >= p->c.len)
-        tpl_fail(&p->c, at, "unterminated string literal");
+    if (e >= c->len)
+        tpl_fail(c, at, "unterminated string literal");
     t->type = T_STR;
     t->end = e + 1;
     if (!escapes) {
@@ -87,19 +180,66 @@ static void lex_string(Parser *p, Tok *t, size_t at)
         t->len = e - at - 1;
         return;
     }
-    char *d = tpl_arena_alloc(p->c.L, p->c.st, e - at);
+    /* every escape decodes to no more bytes than its source (\N{...} too:
+     * the shortest name is 2 letters, the longest UTF-8 4 bytes) */
+    char *d = tpl_arena_alloc(c->L, c->st, e - at + 4);
     size_t n = 0;
     for (size_t k = at + 1; k < e; k++) {
+        if (s[k] == '\r') { /* Jinja normalizes newlines inside literals too */
+            d[n++] = '\n';
+            if (k + 1 < e && s[k + 1] == '\n')
+                k++;
+            continue;
+        }
         if (s[k] != '\\') {
             d[n++] = s[k];
             continue;
         }
+        size_t esc = k;
         char x = s[++k];
+        unsigned long cp;
         switch (x) {
         case 'n': d[n++] = '\n'; break;
         case 't': d[n++] = '\t'; break;
         case 'r': d[n++] = '\r'; break;
+        case 'a': d[n++] = '\a'; break;
+        case 'b': d[n++] = '\b'; break;
+        case 'f': d[n++] = '\f'; break;
+        case 'v': d[n++] = '\v'; break;
+        case '\n': break;
         case '\\': case '\'': case '"': d[n++] = x; break;
+        case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
+            cp = 0;
+            for (int j = 0; j < 3 && k < e && s[k] >= '0' && s[k] <= '7'; j++, k++)
+                cp = cp * 8 + (unsigned long)(s[k] - '0');
+            k--;
+            n += put_utf8(d + n, cp);
+            break;
+        case 'x': case 'u': case 'U': {
+            int digits = x == 'x' ? 2 : x == 'u' ? 4 : 8;
+            cp = hex_escape(c, k + 1, e, digits, esc);
+            k += (size_t)digits;
+            if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+                tpl_fail(c, esc, "\\%c escape is not a Unicode scalar value", x);
+            n += put_utf8(d + n, cp);
+            break;
+        }
+        case 'N': {
+            size_t b = k + 1, m = b + 1;
+            while (m < e && s[m] != '}')
+                m++;
+            if (b >= e || s[b] != '{' || m >= e || m - b - 1 == 0 || m - b - 1 > 100)
+                tpl_fail(c, esc, "malformed \\N character escape");
+            char name[104];
+            memcpy(name, s + b + 1, m - b - 1);
+            name[m - b - 1] = '\0';
+            long u = tpl_unicode_lookup(name);
+            if (u < 0)
+                tpl_fail(c, esc, "unknown Unicode character name '%s'", name);
+            n += put_utf8(d + n, (unsigned long)u);
+            k = m;
+            break;
+        }
         default: d[n++] = '\\'; d[n++] = x; break; /* Python keeps unknown escapes */
         }
     }
@@ -122,11 +262,13 @@ static Tok lex(Parser *p, size_t at)
         return t;
     }
     char ch = s[at];
-    if (at_lit(c, at, "-}}") || at_lit(c, at, "-%}") || at_lit(c, at, "+%}")) {
+    /* as in Jinja's lexer, no tag ends inside open brackets: {{ {'a': 1}}} */
+    if (p->balance == 0 && (at_lit(c, at, "-}}") || at_lit(c, at, "-%}") ||
+                            at_lit(c, at, "+%}"))) {
         t.type = s[at + 1] == '}' ? T_VAR_END : T_BLOCK_END;
         t.mod = ch;
         t.end = at + 3;
-    } else if (at_lit(c, at, "}}") || at_lit(c, at, "%}")) {
+    } else if (p->balance == 0 && (at_lit(c, at, "}}") || at_lit(c, at, "%}"))) {
         t.type = ch == '}' ? T_VAR_END : T_BLOCK_END;
         t.end = at + 2;
     } else if (tpl_is_alpha(ch)) {
@@ -145,7 +287,10 @@ static Tok lex(Parser *p, size_t at)
                at_lit(c, at, ">=")) {
         t.type = ch == '=' ? T_EQ : ch == '!' ? T_NE : ch == '<' ? T_LE : T_GE;
         t.end = at + 2;
-    } else if (ch && strchr(".[](),|<>~=-", ch)) {
+    } else if (at_lit(c, at, "//") || at_lit(c, at, "**")) {
+        t.type = ch == '/' ? T_FLOORDIV : T_POW;
+        t.end = at + 2;
+    } else if (ch && strchr(".[](){}:,|<>~=-+*/%", ch)) {
         t.type = (unsigned char)ch;
         t.end = at + 1;
     } else if ((unsigned char)ch >= 0x20 && (unsigned char)ch < 0x7f) {
@@ -158,6 +303,11 @@ static Tok lex(Parser *p, size_t at)
 
 void tpl_next(Parser *p)
 {
+    int ty = p->tok.type;
+    if (ty == '(' || ty == '[' || ty == '{')
+        p->balance++;
+    else if ((ty == ')' || ty == ']' || ty == '}') && p->balance > 0)
+        p->balance--;
     p->prev_end = p->tok.end;
     p->tok = lex(p, p->tok.end);
 }
@@ -183,21 +333,90 @@ static void unexpected(Parser *p, const char *expected)
 
 /* ---- AST ---- */
 
+#define P0 {NULL, NULL, NULL, NULL}
 const struct Filter filters[] = {
-    {"default", F_DEFAULT, 0, {"default_value", "boolean", NULL}},
-    {"d", F_DEFAULT, 0, {"default_value", "boolean", NULL}},
-    {"join", F_JOIN, 0, {"d", NULL, NULL}},
-    {"upper", F_UPPER, 0, {NULL, NULL, NULL}},
-    {"lower", F_LOWER, 0, {NULL, NULL, NULL}},
-    {"indent", F_INDENT, 0, {"width", "first", "blank"}},
-    {"length", F_LENGTH, 0, {NULL, NULL, NULL}},
-    {"count", F_LENGTH, 0, {NULL, NULL, NULL}},
-    {"string", F_STRING, 0, {NULL, NULL, NULL}},
-    {"trim", F_TRIM, 0, {NULL, NULL, NULL}},
-    {"quote", F_QUOTE, 0, {NULL, NULL, NULL}},
-    {"replace", F_REPLACE, 2, {"old", "new", NULL}},
-    {"dictsort", F_DICTSORT, 0, {"case_sensitive", NULL, NULL}},
+    {"default", F_DEFAULT, 0, {"default_value", "boolean", NULL, NULL}},
+    {"d", F_DEFAULT, 0, {"default_value", "boolean", NULL, NULL}},
+    {"join", F_JOIN, 0, {"d", "attribute", NULL, NULL}},
+    {"upper", F_UPPER, 0, P0},
+    {"lower", F_LOWER, 0, P0},
+    {"capitalize", F_CAPITALIZE, 0, P0},
+    {"title", F_TITLE, 0, P0},
+    {"indent", F_INDENT, 0, {"width", "first", "blank", NULL}},
+    {"length", F_LENGTH, 0, P0},
+    {"count", F_LENGTH, 0, P0},
+    {"string", F_STRING, 0, P0},
+    {"trim", F_TRIM, 0, {"chars", NULL, NULL, NULL}},
+    {"quote", F_QUOTE, 0, P0},
+    {"replace", F_REPLACE, 2, {"old", "new", "count", NULL}},
+    {"dictsort", F_DICTSORT, 0, {"case_sensitive", "by", "reverse", NULL}},
+    {"list", F_LIST, 0, P0},
+    {"reverse", F_REVERSE, 0, P0},
+    {"first", F_FIRST, 0, P0},
+    {"last", F_LAST, 0, P0},
+    {"int", F_INT, 0, {"default", "base", NULL, NULL}},
+    {"float", F_FLOAT, 0, {"default", NULL, NULL, NULL}},
+    {"abs", F_ABS, 0, P0},
+    {"bool", F_BOOL, 0, P0},
+    {"sort", F_SORT, 0, {"reverse", "case_sensitive", "attribute", NULL}},
+    {"unique", F_UNIQUE, 0, {"case_sensitive", "attribute", NULL, NULL}},
+    {"min", F_MIN, 0, {"case_sensitive", "attribute", NULL, NULL}},
+    {"max", F_MAX, 0, {"case_sensitive", "attribute", NULL, NULL}},
+    {"sum", F_SUM, 0, {"attribute", "start", NULL, NULL}},
+    {"map", F_MAP, 0, {"attribute", "default", NULL, NULL}},
+    {"select", F_SELECT, 0, P0},
+    {"reject", F_REJECT, 0, P0},
+    {"selectattr", F_SELECTATTR, 0, P0},
+    {"rejectattr", F_REJECTATTR, 0, P0},
+    {"items", F_ITEMS, 0, P0},
+    {"dict2items", F_DICT2ITEMS, 0, {"key_name", "value_name", NULL, NULL}},
+    {"to_json", F_TO_JSON, 0, {"indent", "sort_keys", NULL, NULL}},
+    {"to_nice_json", F_TO_NICE_JSON, 0, {"indent", "sort_keys", NULL, NULL}},
+    {"to_yaml", F_TO_YAML, 0, P0},
+    {"b64encode", F_B64ENCODE, 0, P0},
+    {"b64decode", F_B64DECODE, 0, P0},
+    {"regex_replace", F_REGEX_REPLACE, 1, {"pattern", "replacement", "ignorecase", "multiline"}},
+    {"regex_search", F_REGEX_SEARCH, 1, {"pattern", "ignorecase", "multiline", NULL}},
+    {"round", F_ROUND, 0, {"precision", "method", NULL, NULL}},
+    {"center", F_CENTER, 0, {"width", NULL, NULL, NULL}},
+    {"wordcount", F_WORDCOUNT, 0, P0},
+    {"basename", F_BASENAME, 0, P0},
+    {"dirname", F_DIRNAME, 0, P0},
+    {"mandatory", F_MANDATORY, 0, {"msg", NULL, NULL, NULL}},
 };
+
+const struct Test tests[] = {
+    {"defined", T_DEFINED, 0}, {"undefined", T_UNDEFINED, 0}, {"none", T_NONE, 0},
+    {"boolean", T_BOOLEAN, 0}, {"true", T_TRUE, 0}, {"false", T_FALSE, 0},
+    {"integer", T_INTEGER, 0}, {"float", T_FLOATT, 0}, {"number", T_NUMBER, 0},
+    {"string", T_STRING, 0}, {"mapping", T_MAPPING, 0}, {"sequence", T_SEQUENCE, 0},
+    {"iterable", T_ITERABLE, 0}, {"lower", T_LOWER, 0}, {"upper", T_UPPER, 0},
+    {"even", T_EVEN, 0}, {"odd", T_ODD, 0}, {"divisibleby", T_DIVISIBLEBY, 1},
+    {"eq", T_EQTEST, 1}, {"equalto", T_EQTEST, 1}, {"ne", T_NETEST, 1},
+    {"lt", T_LTTEST, 1}, {"lessthan", T_LTTEST, 1}, {"le", T_LETEST, 1},
+    {"gt", T_GTTEST, 1}, {"greaterthan", T_GTTEST, 1}, {"ge", T_GETEST, 1},
+    {"in", T_INTEST, 1}, {"sameas", T_SAMEAS, 1}, {"match", T_MATCH, 1},
+    {"search", T_SEARCH, 1}, {"regex", T_REGEX, 1}, {"truthy", T_TRUTHY, 0},
+    {"falsy", T_FALSY, 0}, {"subset", T_SUBSET, 1}, {"superset", T_SUPERSET, 1},
+    {"contains", T_CONTAINS, 1},
+};
+const size_t n_tests = sizeof tests / sizeof tests[0];
+
+const struct Filter *tpl_find_filter(const char *s, size_t len)
+{
+    for (size_t k = 0; k < n_filters; k++)
+        if (strlen(filters[k].name) == len && memcmp(filters[k].name, s, len) == 0)
+            return &filters[k];
+    return NULL;
+}
+
+const struct Test *tpl_find_test(const char *s, size_t len)
+{
+    for (size_t k = 0; k < n_tests; k++)
+        if (strlen(tests[k].name) == len && memcmp(tests[k].name, s, len) == 0)
+            return &tests[k];
+    return NULL;
+}
 
 static Node *new_node(Parser *p, int kind, size_t pos)
 {
@@ -212,9 +431,11 @@ static Node *new_node(Parser *p, int kind, size_t pos)
 static Node *seal(Parser *p, Node *n, size_t start)
 {
     int d = 0;
-    const Node *kids[3 + MAX_ARGS] = {n->a, n->b, n->c, n->argv[0], n->argv[1], n->argv[2]};
+    const Node *kids[3 + MAX_ARGS] = {n->a, n->b, n->c, n->argv[0], n->argv[1], n->argv[2],
+                                      n->argv[3]};
+    int chain = n->kind == N_LIST || n->kind == N_DICT;
     for (int k = 0; k < 3 + MAX_ARGS; k++)
-        for (const Node *x = kids[k]; x; x = n->kind == N_LIST ? x->next : NULL)
+        for (const Node *x = kids[k]; x; x = chain && k == 0 ? x->next : NULL)
             if (x->depth > d)
                 d = x->depth;
     n->depth = d + 1;
@@ -226,7 +447,8 @@ static Node *seal(Parser *p, Node *n, size_t start)
 }
 
 static const char *const reserved[] = {
-    "and", "or", "not", "in", "is", "if", "else", "true", "false", "True", "False", NULL
+    "and", "or", "not", "in", "is", "if", "else", "true", "false", "True", "False",
+    "none", "None", NULL
 };
 
 static int is_reserved(const Tok *t)
@@ -239,6 +461,8 @@ static int is_reserved(const Tok *t)
 
 static Node *parse_expr(Parser *p);
 static Node *parse_or(Parser *p);
+static Node *parse_unary(Parser *p, int with_filter);
+static Node *parse_primary_or_neg(Parser *p);
 
 static void enter(Parser *p)
 {
@@ -253,6 +477,25 @@ static void expect(Parser *p, int type, const char *what)
     tpl_next(p);
 }
 
+/* Adjacent string literals join, as in Jinja ('a' 'b' is 'ab'). */
+static Node *parse_strings(Parser *p)
+{
+    Tok t = p->tok;
+    Node *n = new_node(p, N_STR, t.pos);
+    n->s = t.s;
+    n->len = t.len;
+    tpl_next(p);
+    while (p->tok.type == T_STR) {
+        char *d = tpl_arena_alloc(p->c.L, p->c.st, n->len + p->tok.len + 1);
+        memcpy(d, n->s, n->len);
+        memcpy(d + n->len, p->tok.s, p->tok.len);
+        n->s = d;
+        n->len += p->tok.len;
+        tpl_next(p);
+    }
+    return seal(p, n, t.pos);
+}
+
 static Node *parse_primary(Parser *p)
 {
     Tok t = p->tok;
@@ -263,6 +506,8 @@ static Node *parse_primary(Parser *p)
             tok_is(&t, "False")) {
             n = new_node(p, N_BOOL, t.pos);
             n->i = t.s[0] == 't' || t.s[0] == 'T';
+        } else if (tok_is(&t, "none") || tok_is(&t, "None")) {
+            n = new_node(p, N_NONE, t.pos);
         } else if (is_reserved(&t)) {
             unexpected(p, "an expression");
         } else {
@@ -273,35 +518,67 @@ static Node *parse_primary(Parser *p)
         tpl_next(p);
         return seal(p, n, t.pos);
     case T_STR:
+        return parse_strings(p);
     case T_INT:
     case T_FLOAT:
-        n = new_node(p, t.type == T_STR ? N_STR : t.type == T_INT ? N_INT : N_FLOAT, t.pos);
-        n->s = t.s;
-        n->len = t.len;
+        n = new_node(p, t.type == T_INT ? N_INT : N_FLOAT, t.pos);
         n->i = t.i;
         n->f = t.f;
         tpl_next(p);
         return seal(p, n, t.pos);
     case '(':
         tpl_next(p);
+        if (p->tok.type == ')') { /* () is the empty tuple */
+            n = new_node(p, N_LIST, t.pos);
+            n->op = 1;
+            tpl_next(p);
+            return seal(p, n, t.pos);
+        }
         n = parse_expr(p);
+        if (p->tok.type == ',') { /* a tuple: a list printed (a, b) */
+            Node *tu = new_node(p, N_LIST, t.pos), **tail = &tu->a;
+            tu->op = 1;
+            *tail = n;
+            tail = &n->next;
+            enter(p);
+            while (p->tok.type == ',') {
+                tpl_next(p);
+                if (p->tok.type == ')')
+                    break;
+                *tail = parse_expr(p);
+                tail = &(*tail)->next;
+            }
+            p->nest--;
+            expect(p, ')', "',' or ')'");
+            return seal(p, tu, t.pos);
+        }
         expect(p, ')', "')'");
         n->start = t.pos;
         n->end = p->prev_end;
         return n;
-    case '[': {
-        n = new_node(p, N_LIST, t.pos);
+    case '[':
+    case '{': {
+        int dict = t.type == '{';
+        n = new_node(p, dict ? N_DICT : N_LIST, t.pos);
         Node **tail = &n->a;
         tpl_next(p);
         enter(p);
-        while (p->tok.type != ']') {
-            *tail = parse_expr(p);
+        while (p->tok.type != (dict ? '}' : ']')) {
+            if (dict) {
+                Node *pair = new_node(p, N_PAIR, p->tok.pos);
+                pair->a = parse_expr(p);
+                expect(p, ':', "':'");
+                pair->b = parse_expr(p);
+                *tail = seal(p, pair, pair->pos);
+            } else {
+                *tail = parse_expr(p);
+            }
             tail = &(*tail)->next;
             if (p->tok.type != ',')
                 break;
             tpl_next(p);
         }
-        expect(p, ']', "',' or ']'");
+        expect(p, dict ? '}' : ']', dict ? "',' or '}'" : "',' or ']'");
         p->nest--;
         return seal(p, n, t.pos);
     }
@@ -343,7 +620,18 @@ static Node *parse_postfix(Parser *p, Node *obj)
             Node *n = new_node(p, N_GETITEM, 0);
             tpl_next(p);
             n->pos = p->tok.pos;
-            n->b = parse_expr(p);
+            if (p->tok.type != ':')
+                n->b = parse_expr(p);
+            if (p->tok.type == ':') { /* a[start:stop:step], each part optional */
+                n->kind = N_SLICE;
+                n->argv[0] = n->b;
+                n->b = NULL;
+                for (int k = 1; k <= 2 && p->tok.type == ':'; k++) {
+                    tpl_next(p);
+                    if (p->tok.type != ':' && p->tok.type != ']')
+                        n->argv[k] = parse_expr(p);
+                }
+            }
             expect(p, ']', "']'");
             n->a = obj;
             obj = seal(p, n, start);
@@ -355,33 +643,35 @@ static Node *parse_postfix(Parser *p, Node *obj)
     }
 }
 
-static void parse_filter_args(Parser *p, Node *n, const struct Filter *f)
+typedef struct Args {
+    int n, nkw;
+    Node *pos[MAX_ARGS + 2];
+    Tok kwname[MAX_ARGS];
+    Node *kw[MAX_ARGS];
+} Args;
+
+/* "(a, b, k=v)" after a filter or test name, into positional and keyword
+ * expressions; the '(' is the current token. */
+static void parse_call_args(Parser *p, Args *a, const char *what)
 {
-    int npos = 0, kw = 0;
+    memset(a, 0, sizeof *a);
     tpl_next(p); /* '(' */
     while (p->tok.type != ')') {
-        int slot;
         Tok t = p->tok;
         if (t.type == T_NAME && lex(p, t.end).type == '=') {
-            for (slot = 0; slot < MAX_ARGS; slot++)
-                if (f->params[slot] && tok_is(&t, f->params[slot]))
-                    break;
-            if (slot == MAX_ARGS)
-                tpl_fail(&p->c, t.pos, "unknown argument '%.*s' for filter '%s'", (int)t.len, t.s,
-                     f->name);
-            if (n->argv[slot])
-                tpl_fail(&p->c, t.pos, "argument '%s' given twice", f->params[slot]);
+            if (a->nkw >= MAX_ARGS)
+                tpl_fail(&p->c, t.pos, "too many arguments for %s", what);
             tpl_next(p);
             tpl_next(p);
-            kw = 1;
+            a->kwname[a->nkw] = t;
+            a->kw[a->nkw++] = parse_expr(p);
         } else {
-            if (kw)
+            if (a->nkw)
                 tpl_fail(&p->c, t.pos, "positional argument after keyword argument");
-            slot = npos++;
-            if (slot >= MAX_ARGS || !f->params[slot])
-                tpl_fail(&p->c, t.pos, "too many arguments for filter '%s'", f->name);
+            if (a->n >= MAX_ARGS + 2)
+                tpl_fail(&p->c, t.pos, "too many arguments for %s", what);
+            a->pos[a->n++] = parse_expr(p);
         }
-        n->argv[slot] = parse_expr(p);
         if (p->tok.type != ',')
             break;
         tpl_next(p);
@@ -389,23 +679,113 @@ static void parse_filter_args(Parser *p, Node *n, const struct Filter *f)
     expect(p, ')', "',' or ')'");
 }
 
-static Node *parse_unary(Parser *p)
+/* Put a filter's arguments into its parameter slots (from index `from` of
+ * the positional ones). */
+static void bind_args(Parser *p, Node *n, const struct Filter *f, const Args *a, int from)
 {
-    Node *n;
-    if (p->tok.type == '-') {
-        size_t pos = p->tok.pos;
-        tpl_next(p);
-        if (p->tok.type != T_INT && p->tok.type != T_FLOAT)
-            unexpected(p, "a number after '-'");
-        n = new_node(p, p->tok.type == T_INT ? N_INT : N_FLOAT, pos);
-        n->i = -p->tok.i;
-        n->f = -p->tok.f;
-        tpl_next(p);
-        n = seal(p, n, pos);
-    } else {
-        n = parse_primary(p);
+    for (int k = from; k < a->n; k++) {
+        int slot = k - from;
+        if (slot >= MAX_ARGS || !f->params[slot])
+            tpl_fail(&p->c, a->pos[k]->start, "too many arguments for filter '%s'", f->name);
+        n->argv[slot] = a->pos[k];
     }
-    n = parse_postfix(p, n);
+    for (int k = 0; k < a->nkw; k++) {
+        const Tok *t = &a->kwname[k];
+        int slot;
+        for (slot = 0; slot < MAX_ARGS; slot++)
+            if (f->params[slot] && tok_is(t, f->params[slot]))
+                break;
+        if (slot == MAX_ARGS)
+            tpl_fail(&p->c, t->pos, "unknown argument '%.*s' for filter '%s'", (int)t->len, t->s,
+                     f->name);
+        if (n->argv[slot])
+            tpl_fail(&p->c, t->pos, "argument '%s' given twice", f->params[slot]);
+        n->argv[slot] = a->kw[k];
+    }
+}
+
+static void check_required(Parser *p, const Node *n, const struct Filter *f, size_t pos)
+{
+    for (int k = 0; k < f->required; k++)
+        if (!n->argv[k])
+            tpl_fail(&p->c, pos, "missing argument '%s' for filter '%s'", f->params[k], f->name);
+}
+
+/* The name given to map/select/...: a string literal naming a filter or test. */
+static const Node *name_arg(Parser *p, const Node *x, const char *what)
+{
+    if (!x || x->kind != N_STR)
+        tpl_fail(&p->c, x ? x->start : p->prev_end, "%s needs the name of a %s as a string "
+                 "literal", what, strcmp(what, "map") == 0 ? "filter" : "test");
+    return x;
+}
+
+static Node *make_test(Parser *p, const Node *name, Node *operand, Node *arg, int nargs_given)
+{
+    const struct Test *t = tpl_find_test(name->s, name->len);
+    if (!t) {
+        char buf[100];
+        tpl_fail(&p->c, name->pos, "unknown test '%s'", tpl_excerpt(buf, sizeof buf, name->s,
+                                                                       name->len));
+    }
+    if (t->nargs == 0 && nargs_given > 0)
+        tpl_fail(&p->c, name->pos, "test '%s' takes no argument", t->name);
+    if (t->nargs == 1 && nargs_given == 0)
+        tpl_fail(&p->c, name->pos, "test '%s' needs an argument", t->name);
+    if (nargs_given > 1)
+        tpl_fail(&p->c, name->pos, "too many arguments for test '%s'", t->name);
+    Node *tn = new_node(p, N_TEST, name->pos);
+    tn->op = t->id;
+    tn->a = operand;
+    tn->argv[0] = arg;
+    return seal(p, tn, name->pos);
+}
+
+/* map, select, reject, selectattr, rejectattr: the function applied to each
+ * item is resolved here, applied to an N_ITEM placeholder. */
+static void parse_higher(Parser *p, Node *fn, const struct Filter *f, const Args *a)
+{
+    Node *item = seal(p, new_node(p, N_ITEM, fn->pos), fn->pos);
+    if (f->id == F_MAP) {
+        if (a->n == 0) {
+            bind_args(p, fn, f, a, 0);
+            if (!fn->argv[0])
+                tpl_fail(&p->c, fn->pos, "map needs a filter name or attribute=");
+            return;
+        }
+        const Node *nm = name_arg(p, a->pos[0], "map");
+        const struct Filter *sub = tpl_find_filter(nm->s, nm->len);
+        if (!sub || sub->id == F_MAP || sub->id == F_SELECT || sub->id == F_REJECT ||
+            sub->id == F_SELECTATTR || sub->id == F_REJECTATTR) {
+            char buf[100];
+            tpl_fail(&p->c, nm->pos, "unknown filter '%s' for map",
+                     tpl_excerpt(buf, sizeof buf, nm->s, nm->len));
+        }
+        Node *sn = new_node(p, N_FILTER, nm->pos);
+        sn->op = sub->id;
+        sn->s = sub->name;
+        sn->a = item;
+        bind_args(p, sn, sub, a, 1);
+        check_required(p, sn, sub, nm->pos);
+        fn->b = seal(p, sn, nm->pos);
+        return;
+    }
+    if (a->nkw)
+        tpl_fail(&p->c, a->kwname[0].pos, "%s takes no keyword arguments", f->name);
+    int attr = f->id == F_SELECTATTR || f->id == F_REJECTATTR, k = 0;
+    if (attr) {
+        if (a->n == 0)
+            tpl_fail(&p->c, fn->pos, "%s needs an attribute name", f->name);
+        fn->argv[0] = a->pos[k++];
+    }
+    if (k < a->n) {
+        const Node *nm = name_arg(p, a->pos[k], f->name);
+        fn->b = make_test(p, nm, item, k + 1 < a->n ? a->pos[k + 1] : NULL, a->n - k - 1);
+    }
+}
+
+static Node *parse_filters(Parser *p, Node *n)
+{
     for (;;) {
         size_t start = n->start;
         if (p->tok.type == '|') {
@@ -413,10 +793,7 @@ static Node *parse_unary(Parser *p)
             Tok t = p->tok;
             if (t.type != T_NAME)
                 unexpected(p, "a filter name");
-            const struct Filter *f = NULL;
-            for (size_t k = 0; k < sizeof filters / sizeof filters[0]; k++)
-                if (tok_is(&t, filters[k].name))
-                    f = &filters[k];
+            const struct Filter *f = tpl_find_filter(t.s, t.len);
             if (!f)
                 tpl_fail(&p->c, t.pos, "unknown filter '%.*s'", (int)t.len, t.s);
             Node *fn = new_node(p, N_FILTER, t.pos);
@@ -424,28 +801,68 @@ static Node *parse_unary(Parser *p)
             fn->s = f->name;
             fn->a = n;
             tpl_next(p);
+            Args a;
+            memset(&a, 0, sizeof a);
             if (p->tok.type == '(')
-                parse_filter_args(p, fn, f);
-            for (int k = 0; k < f->required; k++)
-                if (!fn->argv[k])
-                    tpl_fail(&p->c, t.pos, "missing argument '%s' for filter '%s'", f->params[k],
-                         f->name);
+                parse_call_args(p, &a, f->name);
+            if (f->id == F_MAP || f->id == F_SELECT || f->id == F_REJECT ||
+                f->id == F_SELECTATTR || f->id == F_REJECTATTR)
+                parse_higher(p, fn, f, &a);
+            else
+                bind_args(p, fn, f, &a, 0);
+            check_required(p, fn, f, t.pos);
             n = seal(p, fn, start);
         } else if (tok_is(&p->tok, "is")) {
             tpl_next(p);
-            Node *tn = new_node(p, N_TEST, 0);
+            int neg = 0;
             if (tok_is(&p->tok, "not")) {
-                tn->neg = 1;
+                neg = 1;
                 tpl_next(p);
             }
-            tn->pos = p->tok.pos;
-            if (tok_is(&p->tok, "undefined"))
-                tn->neg = !tn->neg;
-            else if (!tok_is(&p->tok, "defined"))
-                unexpected(p, "'defined' or 'undefined' (the only tests supported)");
+            Tok t = p->tok;
+            Node nm;
+            memset(&nm, 0, sizeof nm);
+            nm.kind = N_STR;
+            nm.pos = t.pos;
+            if (t.type == T_NAME) {
+                nm.s = t.s;
+                nm.len = t.len;
+            } else if (t.type == T_EQ || t.type == T_NE || t.type == '<' || t.type == '>' ||
+                       t.type == T_LE || t.type == T_GE) {
+                static const char *const ops[] = {"eq", "ne", "lt", "gt", "le", "ge"};
+                int k = t.type == T_EQ ? 0 : t.type == T_NE ? 1 : t.type == '<' ? 2
+                      : t.type == '>' ? 3 : t.type == T_LE ? 4 : 5;
+                nm.s = ops[k];
+                nm.len = 2;
+            } else {
+                unexpected(p, "a test name");
+            }
             tpl_next(p);
-            tn->a = n;
-            n = seal(p, tn, start);
+            Node *arg = NULL;
+            int given = 0;
+            if (p->tok.type == '(') {
+                Args a;
+                parse_call_args(p, &a, "a test");
+                if (a.nkw)
+                    tpl_fail(&p->c, a.kwname[0].pos, "tests take no keyword arguments");
+                given = a.n;
+                arg = a.n ? a.pos[0] : NULL;
+            } else if ((p->tok.type == T_NAME && !tok_is(&p->tok, "else") &&
+                        !tok_is(&p->tok, "or") && !tok_is(&p->tok, "and") &&
+                        !tok_is(&p->tok, "if") && !tok_is(&p->tok, "is") &&
+                        !tok_is(&p->tok, "in") && !tok_is(&p->tok, "not")) ||
+                       p->tok.type == T_STR || p->tok.type == T_INT ||
+                       p->tok.type == T_FLOAT || p->tok.type == '[' || p->tok.type == '{' ||
+                       p->tok.type == '-') {
+                /* Jinja: `x is divisibleby 3`, one argument without parentheses */
+                arg = parse_postfix(p, parse_primary_or_neg(p));
+                given = 1;
+            }
+            Node *tn = make_test(p, &nm, n, arg, given);
+            tn->neg = neg;
+            tn->start = start;
+            tn->end = p->prev_end;
+            n = tn;
         } else if (p->tok.type == '(') {
             tpl_fail(&p->c, p->tok.pos, "calling functions is not supported");
         } else {
@@ -454,57 +871,167 @@ static Node *parse_unary(Parser *p)
     }
 }
 
-static Node *parse_concat(Parser *p)
+/* Jinja's unary: '-' and '+' bind tighter than ** and looser than filters
+ * (-1|abs is abs(-1)); a '-' before a number literal folds into it. */
+static Node *parse_unary(Parser *p, int with_filter)
 {
-    Node *n = parse_unary(p);
-    while (p->tok.type == '~') {
-        Node *c = new_node(p, N_CONCAT, p->tok.pos);
+    Node *n;
+    size_t pos = p->tok.pos;
+    if (p->tok.type == '-' || p->tok.type == '+') {
+        int minus = p->tok.type == '-';
         tpl_next(p);
+        enter(p);
+        if (minus && (p->tok.type == T_INT || p->tok.type == T_FLOAT) &&
+            lex(p, p->tok.end).type != '.' && lex(p, p->tok.end).type != '[') {
+            n = new_node(p, p->tok.type == T_INT ? N_INT : N_FLOAT, pos);
+            n->i = -p->tok.i;
+            n->f = -p->tok.f;
+            tpl_next(p);
+            n = seal(p, n, pos);
+        } else {
+            n = new_node(p, minus ? N_NEG : N_POS, pos);
+            n->a = parse_unary(p, 0);
+            n = seal(p, n, pos);
+        }
+        p->nest--;
+    } else {
+        n = parse_primary(p);
+    }
+    n = parse_postfix(p, n);
+    return with_filter ? parse_filters(p, n) : n;
+}
+
+static Node *parse_primary_or_neg(Parser *p)
+{
+    return parse_unary(p, 0);
+}
+
+static Node *arith(Parser *p, Node *l, int op, Node *(*next)(Parser *))
+{
+    Node *c = new_node(p, N_ARITH, p->tok.pos);
+    tpl_next(p);
+    c->op = op;
+    c->a = l;
+    c->b = next(p);
+    return seal(p, c, l->start);
+}
+
+static Node *parse_pow(Parser *p)
+{
+    Node *n = parse_unary(p, 1);
+    while (p->tok.type == T_POW) { /* left-associative in Jinja: 2**3**2 is 64 */
+        Node *c = new_node(p, N_ARITH, p->tok.pos);
+        tpl_next(p);
+        c->op = OP_POW;
         c->a = n;
-        c->b = parse_unary(p);
+        c->b = parse_unary(p, 1);
         n = seal(p, c, n->start);
     }
     return n;
 }
 
-static Node *parse_compare(Parser *p)
+static Node *parse_math2(Parser *p)
+{
+    Node *n = parse_pow(p);
+    for (;;) {
+        int ty = p->tok.type;
+        if (ty == '*')
+            n = arith(p, n, OP_MUL, parse_pow);
+        else if (ty == '/')
+            n = arith(p, n, OP_DIV, parse_pow);
+        else if (ty == T_FLOORDIV)
+            n = arith(p, n, OP_FLOORDIV, parse_pow);
+        else if (ty == '%')
+            n = arith(p, n, OP_MOD, parse_pow);
+        else
+            return n;
+    }
+}
+
+static Node *parse_concat(Parser *p)
+{
+    Node *n = parse_math2(p);
+    while (p->tok.type == '~') {
+        Node *c = new_node(p, N_CONCAT, p->tok.pos);
+        tpl_next(p);
+        c->a = n;
+        c->b = parse_math2(p);
+        n = seal(p, c, n->start);
+    }
+    return n;
+}
+
+static Node *parse_math1(Parser *p)
 {
     Node *n = parse_concat(p);
-    int op = -1, kind = N_CMP, neg = 0;
-    switch (p->tok.type) {
-    case T_EQ: op = OP_EQ; break;
-    case T_NE: op = OP_NE; break;
-    case '<': op = OP_LT; break;
-    case '>': op = OP_GT; break;
-    case T_LE: op = OP_LE; break;
-    case T_GE: op = OP_GE; break;
-    default:
-        if (tok_is(&p->tok, "in")) {
-            kind = N_IN;
-        } else if (tok_is(&p->tok, "not")) {
-            Tok t2 = lex(p, p->tok.end);
-            if (!tok_is(&t2, "in"))
-                return n;
-            kind = N_IN;
-            neg = 1;
-            tpl_next(p);
-        } else {
+    for (;;) {
+        if (p->tok.type == '+')
+            n = arith(p, n, OP_ADD, parse_concat);
+        else if (p->tok.type == '-')
+            n = arith(p, n, OP_SUB, parse_concat);
+        else
             return n;
-        }
     }
-    Node *c = new_node(p, kind, p->tok.pos);
-    tpl_next(p);
-    c->op = op;
-    c->neg = neg;
-    c->a = n;
-    c->b = parse_concat(p);
+}
+
+/* One comparison operator at the current token: its kind, op and negation,
+ * or 0 when the token is none. */
+static int cmp_op(Parser *p, int *kind, int *op, int *neg)
+{
+    *kind = N_CMP;
+    *neg = 0;
     switch (p->tok.type) {
-    case T_EQ: case T_NE: case '<': case '>': case T_LE: case T_GE:
-        tpl_fail(&p->c, p->tok.pos, "chained comparisons are not supported");
+    case T_EQ: *op = OP_EQ; return 1;
+    case T_NE: *op = OP_NE; return 1;
+    case '<': *op = OP_LT; return 1;
+    case '>': *op = OP_GT; return 1;
+    case T_LE: *op = OP_LE; return 1;
+    case T_GE: *op = OP_GE; return 1;
     default:
         break;
     }
-    return seal(p, c, n->start);
+    *op = -1;
+    if (tok_is(&p->tok, "in")) {
+        *kind = N_IN;
+        return 1;
+    }
+    if (tok_is(&p->tok, "not")) {
+        Tok t2 = lex(p, p->tok.end);
+        if (!tok_is(&t2, "in"))
+            return 0;
+        *kind = N_IN;
+        *neg = 1;
+        tpl_next(p);
+        return 1;
+    }
+    return 0;
+}
+
+/* a < b < c is (a < b) and (b < c), b evaluated in both (it has no side
+ * effects here) */
+static Node *parse_compare(Parser *p)
+{
+    Node *n = parse_math1(p), *result = NULL;
+    int kind, op, neg;
+    while (cmp_op(p, &kind, &op, &neg)) {
+        Node *c = new_node(p, kind, p->tok.pos);
+        tpl_next(p);
+        c->op = op;
+        c->neg = neg;
+        c->a = n;
+        c->b = parse_math1(p);
+        c = seal(p, c, n->start);
+        if (result) {
+            Node *both = new_node(p, N_AND, c->pos);
+            both->a = result;
+            both->b = c;
+            result = seal(p, both, result->start);
+        } else {
+            result = c;
+        }
+        n = c->b;
+    }
+    return result ? result : n;
 }
 
 static Node *parse_not(Parser *p)
@@ -545,19 +1072,20 @@ static Node *parse_or(Parser *p)
     return n;
 }
 
+/* x if c else y; without else, a false c gives an undefined value */
 static Node *parse_expr(Parser *p)
 {
     enter(p);
     Node *n = parse_or(p);
-    if (tok_is(&p->tok, "if")) {
+    while (tok_is(&p->tok, "if")) {
         Node *c = new_node(p, N_COND, p->tok.pos);
         tpl_next(p);
         c->b = n;
         c->a = parse_or(p);
-        if (!tok_is(&p->tok, "else"))
-            unexpected(p, "'else' (x if c else y)");
-        tpl_next(p);
-        c->c = parse_expr(p);
+        if (tok_is(&p->tok, "else")) {
+            tpl_next(p);
+            c->c = parse_expr(p);
+        }
         n = seal(p, c, n->start);
     }
     p->nest--;
@@ -597,6 +1125,32 @@ static size_t find_tag(const Ctx *c, size_t at)
     return c->len;
 }
 
+/* Template text from b to e; \r\n and \r become \n as in Jinja's lexer
+ * (newline_sequence '\n', Ansible's default). */
+static Node *text_node(Parser *p, size_t b, size_t e)
+{
+    Node *t = new_node(p, N_TEXT, b);
+    const char *src = p->c.src;
+    t->s = src + b;
+    t->len = e - b;
+    if (!memchr(t->s, '\r', t->len))
+        return t;
+    char *d = tpl_arena_alloc(p->c.L, p->c.st, t->len);
+    size_t n = 0;
+    for (size_t k = b; k < e; k++) {
+        if (src[k] == '\r') {
+            d[n++] = '\n';
+            if (k + 1 < e && src[k + 1] == '\n')
+                k++;
+        } else {
+            d[n++] = src[k];
+        }
+    }
+    t->s = d;
+    t->len = n;
+    return t;
+}
+
 static void append(Node ***tail, Node *n)
 {
     **tail = n;
@@ -620,17 +1174,25 @@ static Node *parse_for(Parser *p, size_t q)
     Node *n = new_node(p, N_FOR, q);
     int which;
     tpl_next(p);
-    if (p->tok.type != T_NAME || is_reserved(&p->tok))
-        unexpected(p, "a loop variable name");
-    n->s = p->tok.s;
-    n->len = p->tok.len;
-    tpl_next(p);
-    if (p->tok.type == ',') {
+    for (;;) {
+        Tok t = p->tok;
+        if (tok_is(&t, "loop"))
+            tpl_fail(&p->c, t.pos, "cannot assign to 'loop' (Jinja's loop variable)");
+        if (tok_is(&t, "none") || tok_is(&t, "None") || tok_is(&t, "true") ||
+            tok_is(&t, "True") || tok_is(&t, "false") || tok_is(&t, "False"))
+            tpl_fail(&p->c, t.pos, "cannot assign to '%.*s'", (int)t.len, t.s);
+        if (t.type != T_NAME || is_reserved(&t))
+            unexpected(p, n->ntg ? "a loop variable name after ','" : "a loop variable name");
+        if (n->ntg == MAX_TARGETS)
+            tpl_fail(&p->c, t.pos, "more than %d loop variables", MAX_TARGETS);
+        for (int k = 0; k < n->ntg; k++)
+            if (n->tglen[k] == t.len && memcmp(n->tg[k], t.s, t.len) == 0)
+                tpl_fail(&p->c, t.pos, "loop variable '%.*s' given twice", (int)t.len, t.s);
+        n->tg[n->ntg] = t.s;
+        n->tglen[n->ntg++] = t.len;
         tpl_next(p);
-        if (p->tok.type != T_NAME || is_reserved(&p->tok))
-            unexpected(p, "a second loop variable name");
-        n->s2 = p->tok.s;
-        n->len2 = p->tok.len;
+        if (p->tok.type != ',')
+            break;
         tpl_next(p);
     }
     if (!tok_is(&p->tok, "in"))
@@ -638,7 +1200,13 @@ static Node *parse_for(Parser *p, size_t q)
     tpl_next(p);
     p->nest = 0;
     enter(p);
-    n->a = parse_or(p); /* not parse_expr: Jinja reserves "for x in y if c" */
+    n->a = parse_or(p); /* not parse_expr: "for x in y if c" filters the items */
+    if (tok_is(&p->tok, "if")) {
+        tpl_next(p);
+        n->argv[0] = parse_expr(p);
+    }
+    if (tok_is(&p->tok, "recursive"))
+        tpl_fail(&p->c, p->tok.pos, "recursive loops are not supported");
     end_tag(p);
     n->b = tpl_parse_body(p, stops, n, &which);
     if (which == 1) {
@@ -701,9 +1269,7 @@ static Node *parse_raw(Parser *p, size_t q)
                 if (strip)
                     while (e > p->pos && tpl_is_ws(p->c.src[e - 1]))
                         e--;
-                Node *n = new_node(p, N_TEXT, p->pos);
-                n->s = p->c.src + p->pos;
-                n->len = e - p->pos;
+                Node *n = text_node(p, p->pos, e);
                 if (p->lstrip_next)
                     while (n->len && tpl_is_ws(*n->s))
                         n->s++, n->len--;
@@ -738,12 +1304,8 @@ Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, in
         if (q < c->len && q + 2 < c->len && src[q + 2] == '-')
             while (e > b && tpl_is_ws(src[e - 1]))
                 e--;
-        if (e > b) {
-            Node *t = new_node(p, N_TEXT, b);
-            t->s = src + b;
-            t->len = e - b;
-            append(&tail, t);
-        }
+        if (e > b)
+            append(&tail, text_node(p, b, e));
         if (q >= c->len) {
             if (opener)
                 unclosed(p, closer, what, opener->pos);
@@ -765,6 +1327,7 @@ Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, in
             end_tag(p);
             continue;
         }
+        p->balance = 0;
         p->tok = lex(p, at);
         p->nest = 0;
         if (kind == '{') {
