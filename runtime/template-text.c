@@ -190,7 +190,13 @@ void tpl_regex_replace(Render *r, const Node *n, int s, int pat, int rep, int ic
             }
             char c = rp[++k];
             int32_t g = -1;
-            if (c >= '0' && c <= '9') {
+            if (c == '0') { /* Python: \0 is an octal escape, not group 0 */
+                int v = 0;
+                for (int d = 0; d < 2 && k + 1 < rlen && rp[k + 1] >= '0' && rp[k + 1] <= '7'; d++)
+                    v = v * 8 + rp[++k] - '0';
+                luaL_addchar(&b, (char)v);
+                continue;
+            } else if (c >= '1' && c <= '9') {
                 g = c - '0';
                 if (k + 1 < rlen && tpl_is_digit(rp[k + 1]) && g * 10 + rp[k + 1] - '0' <= groups)
                     g = g * 10 + rp[++k] - '0';
@@ -215,9 +221,10 @@ void tpl_regex_replace(Render *r, const Node *n, int s, int pat, int rep, int ic
                     tpl_fail(&r->c, n->pos, "regex_replace: unknown group name '%s'", tmp);
                 k = (size_t)(e - rp);
             } else {
-                const char *esc = strchr("n\nt\tr\rf\fv\va\ab\b\\\\", c);
-                if (esc && (esc - "n\nt\tr\rf\fv\va\ab\b\\\\") % 2 == 0) {
-                    luaL_addchar(&b, esc[1]);
+                char e = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c == 'f' ? '\f'
+                       : c == 'v' ? '\v' : c == 'a' ? '\a' : c == 'b' ? '\b' : c == '\\' ? '\\' : 0;
+                if (e) {
+                    luaL_addchar(&b, e);
                 } else if (tpl_is_alpha(c)) {
                     tpl_fail(&r->c, n->pos, "regex_replace: bad escape \\%c in the replacement", c);
                 } else {

@@ -263,6 +263,13 @@ describe("template.render", function()
       end)
    end)
 
+   describe("found by the fuzzer", function()
+      it("a backslash before a NUL byte in regex_replace's replacement stays, as in Python", function()
+         assert.are.equal("x\\\0y", render("{{ 'ay'|regex_replace('a', r) }}", { r = "x\\\0" }))
+         assert.are.equal("\0b", render([[{{ 'ab'|regex_replace('a', '\\0') }}]]))
+      end)
+   end)
+
    describe("sandbox", function()
       it("never calls a function and cannot print one", function()
          local called = false
