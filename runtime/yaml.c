@@ -25,6 +25,10 @@
 typedef struct Parser {
     yaml_parser_t p;
     int live;
+    /* the events being handled, innermost last: an error longjmps past the C
+     * frames that hold them, so they live here and the close path frees them */
+    int nev;
+    yaml_event_t ev[2 * MAX_NEST + 8];
 } Parser;
 
 typedef struct Load {
@@ -35,12 +39,18 @@ typedef struct Load {
     char err[400];
 } Load;
 
-static int parser_gc(lua_State *L)
+static void parser_close(Parser *ps)
 {
-    Parser *ps = luaL_checkudata(L, 1, PARSER_MT);
+    while (ps->nev > 0)
+        yaml_event_delete(&ps->ev[--ps->nev]);
     if (ps->live)
         yaml_parser_delete(&ps->p);
     ps->live = 0;
+}
+
+static int parser_gc(lua_State *L)
+{
+    parser_close(luaL_checkudata(L, 1, PARSER_MT));
     return 0;
 }
 
@@ -58,15 +68,29 @@ static void fail(Load *ld, const yaml_mark_t *m, const char *fmt, ...)
     abort();
 }
 
-static void next_event(Load *ld, yaml_event_t *ev)
+/* The next event, held in the parser's stack of events until done(). */
+static yaml_event_t *next_event(Load *ld)
 {
-    if (!yaml_parser_parse(&ld->ps->p, ev)) {
+    Parser *ps = ld->ps;
+    if (ps->nev >= (int)(sizeof ps->ev / sizeof ps->ev[0]))
+        luaL_error(ld->L, "yaml: events nested too deeply");
+    yaml_event_t *ev = &ps->ev[ps->nev];
+    if (!yaml_parser_parse(&ps->p, ev)) {
         yaml_parser_t *p = &ld->ps->p;
         const yaml_mark_t *m = p->problem_mark.line || p->problem_mark.column ? &p->problem_mark
                                                                              : &p->context_mark;
         fail(ld, m, "%s%s%s", p->problem ? p->problem : "invalid YAML",
              p->context ? " " : "", p->context ? p->context : "");
     }
+    ps->nev++;
+    return ev;
+}
+
+static void done(Load *ld, yaml_event_t *ev)
+{
+    yaml_event_delete(ev);
+    if (ld->ps->nev > 0 && ev == &ld->ps->ev[ld->ps->nev - 1])
+        ld->ps->nev--;
 }
 
 static int word_in(const char *s, const char *const *list)
@@ -252,13 +276,12 @@ static void node(Load *ld, yaml_event_t *ev, int depth)
         anchor(ld, ev->data.sequence_start.anchor);
         lua_Integer k = 0;
         for (;;) {
-            yaml_event_t item;
-            next_event(ld, &item);
-            if (item.type == YAML_SEQUENCE_END_EVENT) {
-                yaml_event_delete(&item);
+            yaml_event_t *item = next_event(ld);
+            if (item->type == YAML_SEQUENCE_END_EVENT) {
+                done(ld, item);
                 break;
             }
-            node(ld, &item, depth + 1);
+            node(ld, item, depth + 1);
             lua_rawseti(L, -2, ++k);
         }
         break;
@@ -286,23 +309,20 @@ static void node(Load *ld, yaml_event_t *ev, int depth)
         lua_pop(L, 1);
         lua_Integer nkeys = 0;
         for (;;) {
-            yaml_event_t kev;
-            next_event(ld, &kev);
-            if (kev.type == YAML_MAPPING_END_EVENT) {
-                yaml_event_delete(&kev);
+            yaml_event_t *kev = next_event(ld);
+            if (kev->type == YAML_MAPPING_END_EVENT) {
+                done(ld, kev);
                 break;
             }
-            yaml_mark_t at = kev.start_mark;
-            if (kev.type != YAML_SCALAR_EVENT && kev.type != YAML_ALIAS_EVENT)
+            yaml_mark_t at = kev->start_mark;
+            if (kev->type != YAML_SCALAR_EVENT && kev->type != YAML_ALIAS_EVENT)
                 fail(ld, &at, "a mapping key must be a scalar");
-            node(ld, &kev, depth + 1);
+            node(ld, kev, depth + 1);
             int kt = lua_type(L, -1);
             if (kt == LUA_TLIGHTUSERDATA || kt == LUA_TTABLE ||
                 (kt == LUA_TNUMBER && isnan(lua_tonumber(L, -1))))
                 fail(ld, &at, "a mapping key must be a string, a number or a boolean");
-            yaml_event_t vev;
-            next_event(ld, &vev);
-            node(ld, &vev, depth + 1);
+            node(ld, next_event(ld), depth + 1);
             lua_pushvalue(L, -2);
             if (lua_rawget(L, map) == LUA_TNIL) {
                 lua_pushvalue(L, -3);
@@ -320,7 +340,7 @@ static void node(Load *ld, yaml_event_t *ev, int depth)
     default:
         fail(ld, &ev->start_mark, "unexpected YAML event");
     }
-    yaml_event_delete(ev);
+    done(ld, ev);
 }
 
 /* Runs under pcall: (Load*) -> value, meta */
@@ -332,29 +352,22 @@ static int load_protected(lua_State *L)
     ld->meta = lua_gettop(L);
     lua_newtable(L);
     ld->anchors = lua_gettop(L);
-    yaml_event_t ev;
-    next_event(ld, &ev); /* stream start */
-    yaml_event_delete(&ev);
-    next_event(ld, &ev);
-    if (ev.type == YAML_STREAM_END_EVENT) { /* an empty file: None, as PyYAML says */
-        yaml_event_delete(&ev);
+    done(ld, next_event(ld)); /* stream start */
+    yaml_event_t *ev = next_event(ld);
+    if (ev->type == YAML_STREAM_END_EVENT) { /* an empty file: None, as PyYAML says */
+        done(ld, ev);
         lua_pushlightuserdata(L, NULL);
         lua_pushvalue(L, ld->meta);
         return 2;
     }
-    yaml_event_delete(&ev); /* document start */
-    next_event(ld, &ev);
-    node(ld, &ev, 0);
+    done(ld, ev); /* document start */
+    node(ld, next_event(ld), 0);
     int value = lua_gettop(L);
-    next_event(ld, &ev); /* document end */
-    yaml_event_delete(&ev);
-    next_event(ld, &ev);
-    if (ev.type != YAML_STREAM_END_EVENT) {
-        yaml_mark_t m = ev.start_mark;
-        yaml_event_delete(&ev);
-        fail(ld, &m, "more than one YAML document");
-    }
-    yaml_event_delete(&ev);
+    done(ld, next_event(ld)); /* document end */
+    ev = next_event(ld);
+    if (ev->type != YAML_STREAM_END_EVENT)
+        fail(ld, &ev->start_mark, "more than one YAML document");
+    done(ld, ev);
     lua_pushvalue(L, value);
     lua_pushvalue(L, ld->meta);
     return 2;
@@ -378,8 +391,7 @@ static int y_load(lua_State *L)
     lua_pushcfunction(L, load_protected);
     lua_pushlightuserdata(L, &ld);
     int rc = lua_pcall(L, 1, 2, 0);
-    yaml_parser_delete(&ld.ps->p);
-    ld.ps->live = 0;
+    parser_close(ld.ps);
     if (rc == LUA_OK)
         return 2;
     if (lua_type(L, -1) != LUA_TSTRING || rc != LUA_ERRRUN)
