@@ -1,7 +1,6 @@
 /*
- * template-filters.c: the filters (`x|name(args)`) and tests (`x is name`)
- * of the template family, and the printing of lists and mappings the way
- * Ansible prints them (Python's repr).
+ * template-filters.c: the filters of the template family (`x|name(args)`);
+ * the table of their names and parameters is in template-tests.c.
  */
 #include "template-internal.h"
 
@@ -16,78 +15,18 @@
 
 /* ---- helpers ---- */
 
-static size_t utf8_len(const char *s, size_t len, size_t k)
-{
-    unsigned char c = (unsigned char)s[k];
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (k + n > len)
-        return 1;
-    for (size_t j = 1; j < n; j++)
-        if (((unsigned char)s[k + j] & 0xC0) != 0x80)
-            return 1;
-    return n;
-}
-
-static unsigned long utf8_cp(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    switch (n) {
-    case 2: return ((unsigned long)(u[0] & 0x1F) << 6) | (u[1] & 0x3F);
-    case 3: return ((unsigned long)(u[0] & 0x0F) << 12) | ((unsigned long)(u[1] & 0x3F) << 6) |
-                   (u[2] & 0x3F);
-    case 4: return ((unsigned long)(u[0] & 0x07) << 18) | ((unsigned long)(u[1] & 0x3F) << 12) |
-                   ((unsigned long)(u[2] & 0x3F) << 6) | (u[3] & 0x3F);
-    default: return u[0];
-    }
-}
-
-static lua_Integer utf8_count(const char *s, size_t len)
-{
-    lua_Integer chars = 0;
-    for (size_t k = 0; k < len; k += utf8_len(s, len, k))
-        chars++;
-    return chars;
-}
-
-/* Replace the string at idx with the list of its characters (Python's
- * iteration over a str: by code point). */
-void tpl_utf8_chars(Render *r, int idx, const Node *n)
-{
-    lua_State *L = r->c.L;
-    size_t len;
-    idx = lua_absindex(L, idx);
-    const char *s = lua_tolstring(L, idx, &len);
-    if ((long)len > MAX_ITERATIONS - r->iterations)
-        tpl_fail(&r->c, n->pos, "more than %ld loop iterations", MAX_ITERATIONS);
-    lua_createtable(L, (int)len, 0);
-    lua_Integer i = 0;
-    for (size_t k = 0; k < len;) {
-        size_t c = utf8_len(s, len, k);
-        lua_pushlstring(L, s + k, c);
-        lua_rawseti(L, -2, ++i);
-        k += c;
-    }
-    lua_replace(L, idx);
-}
-
 static void need_string(Render *r, const Node *n, int idx)
 {
     tpl_to_str(r, idx, n->a);
 }
 
-static void need_list(Render *r, const Node *n, int idx)
+void tpl_need_list(Render *r, const Node *n, int idx)
 {
     lua_State *L = r->c.L;
     if (lua_type(L, idx) == LUA_TSTRING)
         tpl_utf8_chars(r, idx, n->a);
     else
         tpl_as_list(r, idx, n->a);
-}
-
-static void check_out(Render *r, const Node *n, luaL_Buffer *b)
-{
-    if (luaL_bufflen(b) > MAX_OUTPUT)
-        tpl_fail(&r->c, n->pos, "string longer than %zu MiB", MAX_OUTPUT >> 20);
 }
 
 static lua_Integer int_arg(Render *r, const Node *a, lua_Integer dflt)
@@ -269,141 +208,6 @@ static void make_keys(Render *r, const Node *n, int list, const Node *attr, int 
         lua_remove(L, -2);
 }
 
-/* ---- Python's repr ---- */
-
-static void repr_str(const char *s, size_t len, luaL_Buffer *b)
-{
-    int sq = memchr(s, '\'', len) != NULL, dq = memchr(s, '"', len) != NULL;
-    char q = sq && !dq ? '"' : '\'';
-    luaL_addchar(b, q);
-    for (size_t k = 0; k < len;) {
-        size_t n = utf8_len(s, len, k);
-        unsigned char c = (unsigned char)s[k];
-        char esc[16];
-        if (n == 1 && c >= 0x80) {
-            snprintf(esc, sizeof esc, "\\x%02x", c); /* not UTF-8: shown as a byte */
-            luaL_addstring(b, esc);
-        } else if (n > 1) {
-            unsigned long cp = utf8_cp(s + k, n);
-            if (tpl_py_printable(cp)) {
-                luaL_addlstring(b, s + k, n);
-            } else {
-                snprintf(esc, sizeof esc, cp < 0x100 ? "\\x%02lx" : cp < 0x10000 ? "\\u%04lx"
-                                                                                  : "\\U%08lx", cp);
-                luaL_addstring(b, esc);
-            }
-        } else if (c == (unsigned char)q || c == '\\') {
-            luaL_addchar(b, '\\');
-            luaL_addchar(b, (char)c);
-        } else if (c == '\n') {
-            luaL_addstring(b, "\\n");
-        } else if (c == '\r') {
-            luaL_addstring(b, "\\r");
-        } else if (c == '\t') {
-            luaL_addstring(b, "\\t");
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\x%02x", c);
-            luaL_addstring(b, esc);
-        } else {
-            luaL_addchar(b, (char)c);
-        }
-        k += n;
-    }
-    luaL_addchar(b, q);
-}
-
-/* Append the repr of the value at idx (absolute) to b; the buffer's own
- * stack slot sits above everything this pushes and pops. */
-void tpl_repr(Render *r, int idx, const Node *n, luaL_Buffer *b, int depth)
-{
-    lua_State *L = r->c.L;
-    char buf[64];
-    if (depth > MAX_DEPTH)
-        tpl_fail(&r->c, n->start, "value nested too deeply to print (limit %d)", MAX_DEPTH);
-    check_out(r, n, b);
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        repr_str(s, len, b);
-        return;
-    }
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
-            snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-        else
-            tpl_fmt_float(lua_tonumber(L, idx), buf, sizeof buf);
-        luaL_addstring(b, buf);
-        return;
-    case LUA_TBOOLEAN:
-        luaL_addstring(b, lua_toboolean(L, idx) ? "True" : "False");
-        return;
-    case LUA_TTABLE:
-        break;
-    default:
-        if (tpl_is_none(L, idx)) {
-            luaL_addstring(b, "None");
-            return;
-        }
-        {
-            char s[100];
-            tpl_fail(&r->c, n->start, "cannot render %s: it holds %s",
-                     tpl_src_of(r, n, s, sizeof s), tpl_a_type(L, idx));
-        }
-    }
-    /* values are read from a copy list placed below the buffer's slot:
-     * luaL_Buffer may own the top of the stack, so collect first */
-    int list = tpl_is_list(L, idx);
-    lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
-    if (list) {
-        lua_pushvalue(L, idx);
-        int tuple = r->tuples && lua_rawget(L, r->tuples) != LUA_TNIL;
-        lua_pop(L, 1);
-        luaL_addchar(b, tuple ? '(' : '[');
-        for (lua_Integer k = 1; k <= len; k++) {
-            if (k > 1)
-                luaL_addstring(b, ", ");
-            lua_rawgeti(L, idx, k);
-            luaL_Buffer inner;
-            luaL_buffinit(L, &inner);
-            tpl_repr(r, lua_gettop(L) - 1, n, &inner, depth + 1);
-            luaL_pushresult(&inner);
-            lua_remove(L, -2);
-            luaL_addvalue(b);
-        }
-        luaL_addstring(b, tuple ? (len == 1 ? ",)" : ")") : "]");
-        return;
-    }
-    tpl_sorted_keys(r, idx, 0, n);
-    int keys = lua_gettop(L);
-    lua_Integer nk = (lua_Integer)lua_rawlen(L, keys);
-    luaL_Buffer inner;
-    luaL_buffinit(L, &inner);
-    luaL_addchar(&inner, '{');
-    for (lua_Integer k = 1; k <= nk; k++) {
-        if (k > 1)
-            luaL_addstring(&inner, ", ");
-        for (int part = 0; part < 2; part++) {
-            lua_rawgeti(L, keys, k);
-            if (part)
-                lua_rawget(L, idx);
-            luaL_Buffer one;
-            luaL_buffinit(L, &one);
-            tpl_repr(r, lua_gettop(L) - 1, n, &one, depth + 1);
-            luaL_pushresult(&one);
-            lua_remove(L, -2);
-            luaL_addvalue(&inner);
-            if (!part)
-                luaL_addstring(&inner, ": ");
-        }
-        check_out(r, n, &inner);
-    }
-    luaL_addchar(&inner, '}');
-    luaL_pushresult(&inner);
-    lua_remove(L, keys);
-    luaL_addvalue(b);
-}
-
 /* ---- string filters ---- */
 
 static void push_indent(Render *r, const Node *n, int first, int blank)
@@ -496,7 +300,7 @@ static void push_replace(Render *r, const Node *n, lua_Integer max)
         if (ol == 0 && done < count) {
             luaL_addlstring(&b, w, nl);
             done++;
-            size_t c = utf8_len(s, len, k);
+            size_t c = tpl_utf8_len(s, len, k);
             luaL_addlstring(&b, s + k, c);
             k += c;
         } else if (ol && done < count && k + ol <= len && memcmp(s + k, o, ol) == 0) {
@@ -512,164 +316,6 @@ static void push_replace(Render *r, const Node *n, lua_Integer max)
     luaL_pushresult(&b);
 }
 
-
-/* ---- to_json: Python's json.dumps (ensure_ascii, keys sorted) ---- */
-
-static void json_str(Render *r, const Node *n, const char *s, size_t len, luaL_Buffer *b)
-{
-    char esc[32];
-    luaL_addchar(b, '"');
-    for (size_t k = 0; k < len;) {
-        size_t c = utf8_len(s, len, k);
-        unsigned char ch = (unsigned char)s[k];
-        if (c == 1 && ch >= 0x80)
-            tpl_fail(&r->c, n->pos, "to_json: a string is not valid UTF-8");
-        unsigned long cp = utf8_cp(s + k, c);
-        k += c;
-        if (cp == '"' || cp == '\\') {
-            luaL_addchar(b, '\\');
-            luaL_addchar(b, (char)cp);
-        } else if (cp == '\n') {
-            luaL_addstring(b, "\\n");
-        } else if (cp == '\r') {
-            luaL_addstring(b, "\\r");
-        } else if (cp == '\t') {
-            luaL_addstring(b, "\\t");
-        } else if (cp == '\b') {
-            luaL_addstring(b, "\\b");
-        } else if (cp == '\f') {
-            luaL_addstring(b, "\\f");
-        } else if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) {
-            snprintf(esc, sizeof esc, "\\u%04lx", cp);
-            luaL_addstring(b, esc);
-        } else if (cp >= 0x10000) {
-            unsigned long v = cp - 0x10000;
-            snprintf(esc, sizeof esc, "\\u%04lx\\u%04lx", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-            luaL_addstring(b, esc);
-        } else {
-            luaL_addchar(b, (char)cp);
-        }
-    }
-    luaL_addchar(b, '"');
-}
-
-static void json_nl(luaL_Buffer *b, int indent, int level)
-{
-    luaL_addchar(b, '\n');
-    for (int k = 0; k < indent * level; k++)
-        luaL_addchar(b, ' ');
-}
-
-/* indent < 0: one line with ", " and ": " (json.dumps' default) */
-void tpl_to_json(Render *r, int idx, const Node *n, luaL_Buffer *b, int depth, int indent,
-                 int level)
-{
-    lua_State *L = r->c.L;
-    char buf[64];
-    if (depth > MAX_DEPTH)
-        tpl_fail(&r->c, n->pos, "to_json: value nested too deeply (limit %d)", MAX_DEPTH);
-    check_out(r, n, b);
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        json_str(r, n, s, len, b);
-        return;
-    }
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-        } else {
-            double d = lua_tonumber(L, idx);
-            if (isnan(d))
-                snprintf(buf, sizeof buf, "NaN");
-            else if (isinf(d))
-                snprintf(buf, sizeof buf, d > 0 ? "Infinity" : "-Infinity");
-            else
-                tpl_fmt_float(d, buf, sizeof buf);
-        }
-        luaL_addstring(b, buf);
-        return;
-    case LUA_TBOOLEAN:
-        luaL_addstring(b, lua_toboolean(L, idx) ? "true" : "false");
-        return;
-    case LUA_TTABLE:
-        break;
-    default:
-        if (tpl_is_none(L, idx)) {
-            luaL_addstring(b, "null");
-            return;
-        }
-        tpl_fail(&r->c, n->pos, "to_json: cannot encode %s", tpl_a_type(L, idx));
-    }
-    const char *sep = indent >= 0 ? "," : ", ";
-    int list = tpl_is_list(L, idx);
-    lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
-    if (list) {
-        luaL_addchar(b, '[');
-        for (lua_Integer k = 1; k <= len; k++) {
-            if (k > 1)
-                luaL_addstring(b, sep);
-            if (indent >= 0)
-                json_nl(b, indent, level + 1);
-            lua_rawgeti(L, idx, k);
-            luaL_Buffer one;
-            luaL_buffinit(L, &one);
-            tpl_to_json(r, lua_gettop(L) - 1, n, &one, depth + 1, indent, level + 1);
-            luaL_pushresult(&one);
-            lua_remove(L, -2);
-            luaL_addvalue(b);
-        }
-        if (indent >= 0 && len > 0)
-            json_nl(b, indent, level);
-        luaL_addchar(b, ']');
-        return;
-    }
-    tpl_sorted_keys(r, idx, 0, n);
-    int keys = lua_gettop(L);
-    lua_Integer nk = (lua_Integer)lua_rawlen(L, keys);
-    luaL_Buffer inner;
-    luaL_buffinit(L, &inner);
-    luaL_addchar(&inner, '{');
-    for (lua_Integer k = 1; k <= nk; k++) {
-        if (k > 1)
-            luaL_addstring(&inner, sep);
-        if (indent >= 0)
-            json_nl(&inner, indent, level + 1);
-        lua_rawgeti(L, keys, k);
-        if (lua_type(L, -1) == LUA_TNUMBER) { /* json.dumps writes keys as strings */
-            if (lua_isinteger(L, -1))
-                snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointeger(L, -1));
-            else
-                tpl_fmt_float(lua_tonumber(L, -1), buf, sizeof buf);
-            lua_pop(L, 1);
-            lua_pushstring(L, buf);
-        }
-        size_t klen;
-        const char *ks = lua_tolstring(L, -1, &klen);
-        luaL_Buffer one;
-        luaL_buffinit(L, &one);
-        json_str(r, n, ks, klen, &one);
-        luaL_addstring(&one, ": ");
-        luaL_pushresult(&one);
-        lua_remove(L, -2);
-        luaL_addvalue(&inner);
-        lua_rawgeti(L, keys, k);
-        lua_rawget(L, idx);
-        luaL_buffinit(L, &one);
-        tpl_to_json(r, lua_gettop(L) - 1, n, &one, depth + 1, indent, level + 1);
-        luaL_pushresult(&one);
-        lua_remove(L, -2);
-        luaL_addvalue(&inner);
-        check_out(r, n, &inner);
-    }
-    if (indent >= 0 && nk > 0)
-        json_nl(&inner, indent, level);
-    luaL_addchar(&inner, '}');
-    luaL_pushresult(&inner);
-    lua_remove(L, keys);
-    luaL_addvalue(b);
-}
 
 /* ---- filters ---- */
 
@@ -743,7 +389,7 @@ static int parse_float(const char *s, size_t len, double *out)
 static void higher(Render *r, const Node *n, int v)
 {
     lua_State *L = r->c.L;
-    need_list(r, n, v);
+    tpl_need_list(r, n, v);
     lua_Integer len = (lua_Integer)lua_rawlen(L, v), out = 0;
     int saved = r->item, attr = n->op == F_SELECTATTR || n->op == F_REJECTATTR ||
                                 (n->op == F_MAP && !n->b);
@@ -803,7 +449,7 @@ static void aggregate(Render *r, const Node *n, int v)
 {
     lua_State *L = r->c.L;
     const Node *const *argv = (const Node *const *)n->argv;
-    need_list(r, n, v);
+    tpl_need_list(r, n, v);
     int fold = !bool_arg(r, argv[0], 0);
     make_keys(r, n, v, argv[1], fold);
     int keys = lua_gettop(L);
@@ -826,7 +472,7 @@ static void unique(Render *r, const Node *n, int v)
 {
     lua_State *L = r->c.L;
     const Node *const *argv = (const Node *const *)n->argv;
-    need_list(r, n, v);
+    tpl_need_list(r, n, v);
     int fold = !bool_arg(r, argv[0], 0);
     make_keys(r, n, v, argv[1], fold);
     int keys = lua_gettop(L);
@@ -944,7 +590,7 @@ int tpl_eval_filter(Render *r, const Node *n)
     const char *s;
     switch (n->op) {
     case F_JOIN: {
-        need_list(r, n, v);
+        tpl_need_list(r, n, v);
         if (argv[1]) { /* join(attribute=): the attribute of each item */
             Node m = *n;
             m.op = F_MAP;
@@ -1036,7 +682,7 @@ int tpl_eval_filter(Render *r, const Node *n)
     case F_LENGTH:
         if (lua_type(L, v) == LUA_TSTRING) {
             s = lua_tolstring(L, v, &len);
-            lua_pushinteger(L, utf8_count(s, len));
+            lua_pushinteger(L, tpl_utf8_count(s, len));
         } else if (lua_type(L, v) == LUA_TTABLE) {
             lua_Integer count = (lua_Integer)lua_rawlen(L, v);
             if (count == 0) {
@@ -1068,7 +714,7 @@ int tpl_eval_filter(Render *r, const Node *n)
         }
         /* Python's strip(chars): the characters (code points) in chars */
         for (;;) {
-            size_t c = b < e ? utf8_len(s, len, b) : 0;
+            size_t c = b < e ? tpl_utf8_len(s, len, b) : 0;
             if (!c || !(chars ? memmem(chars, cl, s + b, c) != NULL : tpl_is_ws(s[b])))
                 break;
             b += c;
@@ -1077,7 +723,7 @@ int tpl_eval_filter(Render *r, const Node *n)
             size_t c = 1;
             while (c < 4 && e - c > b && ((unsigned char)s[e - c] & 0xC0) == 0x80)
                 c++;
-            if (utf8_len(s, len, e - c) != c)
+            if (tpl_utf8_len(s, len, e - c) != c)
                 c = 1;
             if (!(chars ? memmem(chars, cl, s + e - c, c) != NULL : tpl_is_ws(s[e - 1])))
                 break;
@@ -1126,12 +772,12 @@ int tpl_eval_filter(Render *r, const Node *n)
         break;
     }
     case F_LIST:
-        need_list(r, n, v);
+        tpl_need_list(r, n, v);
         lua_pushvalue(L, v);
         break;
     case F_REVERSE: {
         int str = lua_type(L, v) == LUA_TSTRING;
-        need_list(r, n, v);
+        tpl_need_list(r, n, v);
         lua_Integer count = (lua_Integer)lua_rawlen(L, v);
         lua_createtable(L, (int)count, 0);
         for (lua_Integer k = 1; k <= count; k++) {
@@ -1152,7 +798,7 @@ int tpl_eval_filter(Render *r, const Node *n)
     }
     case F_FIRST:
     case F_LAST: {
-        need_list(r, n, v);
+        tpl_need_list(r, n, v);
         lua_Integer count = (lua_Integer)lua_rawlen(L, v);
         if (count == 0) {
             lua_settop(L, top);
@@ -1244,7 +890,7 @@ int tpl_eval_filter(Render *r, const Node *n)
         break;
     case F_SORT: {
         int rev = bool_arg(r, argv[0], 0), fold = !bool_arg(r, argv[1], 0);
-        need_list(r, n, v);
+        tpl_need_list(r, n, v);
         make_keys(r, n, v, argv[2], fold);
         sort_by_keys(r, n, v, lua_gettop(L), rev);
         lua_pop(L, 1);
@@ -1263,7 +909,7 @@ int tpl_eval_filter(Render *r, const Node *n)
         }
         break;
     case F_SUM: {
-        need_list(r, n, v);
+        tpl_need_list(r, n, v);
         if (argv[0]) {
             Node m = *n;
             m.op = F_MAP;
@@ -1399,7 +1045,7 @@ int tpl_eval_filter(Render *r, const Node *n)
         lua_Integer w = int_arg(r, argv[0], 80);
         need_string(r, n, v);
         s = lua_tolstring(L, v, &len);
-        lua_Integer chars = utf8_count(s, len);
+        lua_Integer chars = tpl_utf8_count(s, len);
         if (w > (lua_Integer)MAX_OUTPUT)
             tpl_fail(&r->c, n->pos, "string longer than %zu MiB", MAX_OUTPUT >> 20);
         if (w <= chars) {
@@ -1457,127 +1103,5 @@ int tpl_eval_filter(Render *r, const Node *n)
     }
     lua_replace(L, v);
     lua_settop(L, v);
-    return 1;
-}
-
-/* ---- tests ---- */
-
-int tpl_eval_test(Render *r, const Node *n)
-{
-    lua_State *L = r->c.L;
-    int top = lua_gettop(L), res = 0;
-    luaL_checkstack(L, 10, "template test");
-    if (n->op == T_DEFINED || n->op == T_UNDEFINED) {
-        int defined = eval(r, n->a);
-        lua_settop(L, top);
-        lua_pushboolean(L, (defined == (n->op == T_DEFINED)) != n->neg);
-        return 1;
-    }
-    tpl_eval_strict(r, n->a);
-    int v = top + 1, t = lua_type(L, v);
-    if (n->argv[0])
-        tpl_eval_strict(r, n->argv[0]);
-    int a = v + 1;
-    switch (n->op) {
-    case T_NONE: res = tpl_is_none(L, v); break;
-    case T_BOOLEAN: res = t == LUA_TBOOLEAN; break;
-    case T_TRUE: res = t == LUA_TBOOLEAN && lua_toboolean(L, v); break;
-    case T_FALSE: res = t == LUA_TBOOLEAN && !lua_toboolean(L, v); break;
-    case T_INTEGER: res = t == LUA_TNUMBER && lua_isinteger(L, v); break;
-    case T_FLOATT: res = t == LUA_TNUMBER && !lua_isinteger(L, v); break;
-    case T_NUMBER: res = t == LUA_TNUMBER || t == LUA_TBOOLEAN; break;
-    case T_STRING: res = t == LUA_TSTRING; break;
-    case T_MAPPING: res = t == LUA_TTABLE && !tpl_is_list(L, v); break;
-    case T_SEQUENCE:
-    case T_ITERABLE: res = t == LUA_TTABLE || t == LUA_TSTRING; break;
-    case T_LOWER:
-    case T_UPPER: {
-        size_t len;
-        tpl_to_str(r, v, n->a);
-        const char *s = lua_tolstring(L, v, &len);
-        int cased = 0, ok = 1;
-        for (size_t k = 0; k < len; k++) {
-            int lo = s[k] >= 'a' && s[k] <= 'z', up = s[k] >= 'A' && s[k] <= 'Z';
-            cased |= lo || up;
-            ok = ok && !(n->op == T_LOWER ? up : lo);
-        }
-        res = cased && ok;
-        break;
-    }
-    case T_EVEN:
-    case T_ODD:
-    case T_DIVISIBLEBY: {
-        Node m = *n;
-        if (n->op == T_DIVISIBLEBY)
-            lua_pushvalue(L, a);
-        else
-            lua_pushinteger(L, 2);
-        lua_pushvalue(L, v);
-        lua_insert(L, -2);
-        m.op = OP_MOD;
-        tpl_arith(r, &m);
-        lua_pushinteger(L, n->op == T_ODD);
-        res = tpl_py_eq(L, -2, -1, 0);
-        break;
-    }
-    case T_EQTEST: res = tpl_py_eq(L, v, a, 0); break;
-    case T_NETEST: res = !tpl_py_eq(L, v, a, 0); break;
-    case T_LTTEST:
-    case T_LETEST:
-    case T_GTTEST:
-    case T_GETEST: {
-        int c;
-        if (!tpl_py_cmp(r, n, v, a, &c))
-            tpl_fail(&r->c, n->pos, "cannot compare %s with %s", tpl_a_type(L, v),
-                     tpl_a_type(L, a));
-        res = c != 2 && (n->op == T_LTTEST ? c < 0 : n->op == T_LETEST ? c <= 0
-                         : n->op == T_GTTEST ? c > 0 : c >= 0);
-        break;
-    }
-    case T_INTEST:
-    case T_CONTAINS: {
-        if (n->op == T_CONTAINS) {
-            lua_pushvalue(L, a);
-            lua_pushvalue(L, v);
-        } else {
-            lua_pushvalue(L, v);
-            lua_pushvalue(L, a);
-        }
-        res = tpl_contains(r, n);
-        break;
-    }
-    case T_SAMEAS:
-        res = lua_type(L, v) == lua_type(L, a) && lua_rawequal(L, v, a) &&
-              (t != LUA_TNUMBER || lua_isinteger(L, v) == lua_isinteger(L, a));
-        break;
-    case T_MATCH:
-    case T_SEARCH:
-    case T_REGEX:
-        tpl_to_str(r, v, n->a);
-        tpl_to_str(r, a, n->argv[0]);
-        res = tpl_regex_search(r, n, v, a, 0, 0, n->op == T_MATCH, 0);
-        break;
-    case T_TRUTHY: res = tpl_truthy(r, v, n->a); break;
-    case T_FALSY: res = !tpl_truthy(r, v, n->a); break;
-    case T_SUBSET:
-    case T_SUPERSET: {
-        int small = n->op == T_SUBSET ? v : a, big = n->op == T_SUBSET ? a : v;
-        need_list(r, n, small);
-        need_list(r, n, big);
-        lua_Integer ls = (lua_Integer)lua_rawlen(L, small);
-        res = 1;
-        for (lua_Integer k = 1; k <= ls && res; k++) {
-            lua_rawgeti(L, small, k);
-            lua_pushvalue(L, big);
-            res = tpl_contains(r, n);
-            lua_pop(L, 2);
-        }
-        break;
-    }
-    default:
-        return luaL_error(L, "template: test %d not implemented", n->op);
-    }
-    lua_settop(L, top);
-    lua_pushboolean(L, res != n->neg);
     return 1;
 }

@@ -162,6 +162,11 @@ int tpl_is_digit(char ch);
 int tpl_is_ws(char ch);
 void tpl_line_col(const Ctx *c, size_t pos, int *line, int *col);
 void tpl_next(Parser *p);
+Tok tpl_lex(Parser *p, size_t at);
+int tpl_tok_is(const Tok *t, const char *name);
+int tpl_at_lit(const Ctx *c, size_t at, const char *lit);
+__attribute__((noreturn))
+void tpl_unexpected(Parser *p, const char *expected);
 Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, int *which);
 const char *tpl_a_type(lua_State *L, int idx);
 void tpl_as_list(Render *r, int idx, const Node *n);
@@ -183,12 +188,19 @@ void tpl_sorted_keys(Render *r, int idx, int fold, const Node *n);
 int tpl_eval_filter(Render *r, const Node *n);
 int tpl_eval_test(Render *r, const Node *n);
 void tpl_utf8_chars(Render *r, int idx, const Node *n);
+size_t tpl_utf8_len(const char *s, size_t len, size_t k);
+unsigned long tpl_utf8_cp(const char *s, size_t n);
+lua_Integer tpl_utf8_count(const char *s, size_t len);
+void tpl_check_out(Render *r, const Node *n, luaL_Buffer *b);
+void tpl_need_list(Render *r, const Node *n, int idx);
 void tpl_to_json(Render *r, int idx, const Node *n, luaL_Buffer *b, int depth, int indent,
                  int level);
 void tpl_to_yaml(Render *r, int idx, const Node *n);
 void tpl_sorted_pairs(Render *r, int idx, int fold, const Node *n);
 int tpl_contains(Render *r, const Node *n);
 void tpl_arith(Render *r, const Node *n);
+int tpl_slice(Render *r, const Node *n);
+int tpl_as_num(lua_State *L, int idx, int *isint, lua_Integer *i, double *d);
 long tpl_unicode_lookup(const char *name);
 int tpl_py_printable(unsigned long cp);
 void tpl_regex_replace(Render *r, const Node *n, int s, int pat, int rep, int icase, int ml,

@@ -1,7 +1,8 @@
 /*
- * template-parse.c: the lexer and the parser of the template family: the
- * whole template becomes an AST before anything renders, so a syntax error
- * anywhere is reported first, with template:line:column.
+ * template-parse.c: the parser of the template family (tokens from
+ * template-lex.c): the whole template becomes an AST before anything
+ * renders, so a syntax error anywhere is reported first, with
+ * template:line:column.
  */
 #include "template-internal.h"
 
@@ -10,413 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- lexer (inside {{ }} and {% %}) ---- */
-
-static int at_lit(const Ctx *c, size_t at, const char *lit)
-{
-    size_t n = strlen(lit);
-    return at <= c->len && c->len - at >= n && memcmp(c->src + at, lit, n) == 0;
-}
-
-/* Digits of `base` with single underscores between them (Python 3.6+,
- * Jinja 3): returns the end, or `at` when no digit is there. */
-static size_t scan_digits(const Ctx *c, size_t at, int base)
-{
-    size_t e = at;
-    for (;;) {
-        size_t k = e;
-        if (k > at && k < c->len && c->src[k] == '_')
-            k++;
-        if (k >= c->len)
-            break;
-        char ch = c->src[k];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : 99;
-        if (d >= base)
-            break;
-        e = k + 1;
-    }
-    return e;
-}
-
-static void lex_number(Parser *p, Tok *t, size_t at)
-{
-    const Ctx *c = &p->c;
-    const char *s = c->src;
-    size_t e;
-    int base = 10;
-    if (s[at] == '0' && at + 1 < c->len && strchr("xXoObB", s[at + 1])) {
-        char k = (char)(s[at + 1] | 0x20);
-        base = k == 'x' ? 16 : k == 'o' ? 8 : 2;
-        size_t from = at + 2;
-        if (from < c->len && s[from] == '_')
-            from++; /* 0x_ff is valid Python */
-        e = scan_digits(c, from, base);
-        if (e == from)
-            tpl_fail(c, at, "invalid %s literal", base == 16 ? "hexadecimal" : base == 8 ? "octal"
-                                                                           : "binary");
-        at = from;
-    } else {
-        e = scan_digits(c, at, 10);
-        /* Jinja's float: not right after a '.', so a.0.0 is two subscripts */
-        int after_dot = at > 0 && s[at - 1] == '.';
-        int isfloat = 0;
-        size_t x = e;
-        if (!after_dot && x + 1 < c->len && s[x] == '.' && tpl_is_digit(s[x + 1])) {
-            x = scan_digits(c, x + 1, 10);
-            isfloat = 1;
-        }
-        if (!after_dot && x < c->len && (s[x] == 'e' || s[x] == 'E')) {
-            size_t y = x + 1;
-            if (y < c->len && (s[y] == '+' || s[y] == '-'))
-                y++;
-            size_t z = scan_digits(c, y, 10);
-            if (z > y) {
-                x = z;
-                isfloat = 1;
-            }
-        }
-        if (isfloat) {
-            char buf[80];
-            size_t n = 0;
-            for (size_t k = at; k < x; k++) {
-                if (s[k] == '_')
-                    continue;
-                if (n + 1 >= sizeof buf)
-                    tpl_fail(c, at, "number literal too long");
-                buf[n++] = s[k];
-            }
-            buf[n] = '\0';
-            t->type = T_FLOAT;
-            t->f = strtod(buf, NULL);
-            t->end = x;
-            return;
-        }
-        if (s[at] == '0')
-            for (size_t k = at; k < e; k++)
-                if (s[k] != '0' && s[k] != '_')
-                    tpl_fail(c, at, "leading zeros in decimal integer literals are not "
-                                    "permitted; use 0o for octal");
-    }
-    lua_Integer v = 0;
-    for (size_t k = at; k < e; k++) {
-        if (s[k] == '_')
-            continue;
-        char ch = (char)(s[k] | 0x20);
-        int d = ch <= '9' ? s[k] - '0' : ch - 'a' + 10;
-        if (v > (LUA_MAXINTEGER - d) / base)
-            tpl_fail(c, t->pos, "integer literal too large");
-        v = v * base + d;
-    }
-    t->end = e;
-    t->type = T_INT;
-    t->i = v;
-}
-
-static size_t put_utf8(char *d, unsigned long cp)
-{
-    if (cp < 0x80) {
-        d[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        d[0] = (char)(0xC0 | (cp >> 6));
-        d[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        d[0] = (char)(0xE0 | (cp >> 12));
-        d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        d[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    d[0] = (char)(0xF0 | (cp >> 18));
-    d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    d[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    d[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-static unsigned long hex_escape(const Ctx *c, size_t k, size_t end, int digits, size_t at)
-{
-    unsigned long v = 0;
-    for (int j = 0; j < digits; j++) {
-        char ch = k + (size_t)j < end ? c->src[k + (size_t)j] : 0;
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f'
-              ? (ch | 0x20) - 'a' + 10 : -1;
-        if (d < 0)
-            tpl_fail(c, at, "truncated \\%c escape in string literal (%d hex digits expected)",
-                     digits == 2 ? 'x' : digits == 4 ? 'u' : 'U', digits);
-        v = v * 16 + (unsigned long)d;
-    }
-    return v;
-}
-
-/* Python's string escapes, as Jinja decodes literals (unicode-escape):
- * \\ \' \" \a \b \f \n \r \t \v \ooo \xhh \uhhhh \Uhhhhhhhh \N{name} and
- * backslash-newline; any other backslash stays. */
-static void lex_string(Parser *p, Tok *t, size_t at)
-{
-    const Ctx *c = &p->c;
-    const char *s = c->src;
-    char q = s[at];
-    size_t e = at + 1;
-    int escapes = 0;
-    while (e < c->len && s[e] != q) {
-        if (s[e] == '\\' || s[e] == '\r') {
-            escapes = 1;
-            if (s[e] == '\\')
-                e++;
-        }
-        e++;
-    }
-    if (e >= c->len)
-        tpl_fail(c, at, "unterminated string literal");
-    t->type = T_STR;
-    t->end = e + 1;
-    if (!escapes) {
-        t->s = s + at + 1;
-        t->len = e - at - 1;
-        return;
-    }
-    /* every escape decodes to no more bytes than its source (\N{...} too:
-     * the shortest name is 2 letters, the longest UTF-8 4 bytes) */
-    char *d = tpl_arena_alloc(c->L, c->st, e - at + 4);
-    size_t n = 0;
-    for (size_t k = at + 1; k < e; k++) {
-        if (s[k] == '\r') { /* Jinja normalizes newlines inside literals too */
-            d[n++] = '\n';
-            if (k + 1 < e && s[k + 1] == '\n')
-                k++;
-            continue;
-        }
-        if (s[k] != '\\') {
-            d[n++] = s[k];
-            continue;
-        }
-        size_t esc = k;
-        char x = s[++k];
-        unsigned long cp;
-        switch (x) {
-        case 'n': d[n++] = '\n'; break;
-        case 't': d[n++] = '\t'; break;
-        case 'r': d[n++] = '\r'; break;
-        case 'a': d[n++] = '\a'; break;
-        case 'b': d[n++] = '\b'; break;
-        case 'f': d[n++] = '\f'; break;
-        case 'v': d[n++] = '\v'; break;
-        case '\n': break;
-        case '\\': case '\'': case '"': d[n++] = x; break;
-        case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
-            cp = 0;
-            for (int j = 0; j < 3 && k < e && s[k] >= '0' && s[k] <= '7'; j++, k++)
-                cp = cp * 8 + (unsigned long)(s[k] - '0');
-            k--;
-            n += put_utf8(d + n, cp);
-            break;
-        case 'x': case 'u': case 'U': {
-            int digits = x == 'x' ? 2 : x == 'u' ? 4 : 8;
-            cp = hex_escape(c, k + 1, e, digits, esc);
-            k += (size_t)digits;
-            if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-                tpl_fail(c, esc, "\\%c escape is not a Unicode scalar value", x);
-            n += put_utf8(d + n, cp);
-            break;
-        }
-        case 'N': {
-            size_t b = k + 1, m = b + 1;
-            while (m < e && s[m] != '}')
-                m++;
-            if (b >= e || s[b] != '{' || m >= e || m - b - 1 == 0 || m - b - 1 > 100)
-                tpl_fail(c, esc, "malformed \\N character escape");
-            char name[104];
-            memcpy(name, s + b + 1, m - b - 1);
-            name[m - b - 1] = '\0';
-            long u = tpl_unicode_lookup(name);
-            if (u < 0)
-                tpl_fail(c, esc, "unknown Unicode character name '%s'", name);
-            n += put_utf8(d + n, (unsigned long)u);
-            k = m;
-            break;
-        }
-        default: d[n++] = '\\'; d[n++] = x; break; /* Python keeps unknown escapes */
-        }
-    }
-    t->s = d;
-    t->len = n;
-}
-
-static Tok lex(Parser *p, size_t at)
-{
-    const Ctx *c = &p->c;
-    const char *s = c->src;
-    Tok t;
-    memset(&t, 0, sizeof t);
-    while (at < c->len && tpl_is_ws(s[at]))
-        at++;
-    t.pos = at;
-    if (at >= c->len) {
-        t.type = T_EOF;
-        t.end = at;
-        return t;
-    }
-    char ch = s[at];
-    /* as in Jinja's lexer, no tag ends inside open brackets: {{ {'a': 1}}} */
-    if (p->balance == 0 && (at_lit(c, at, "-}}") || at_lit(c, at, "-%}") ||
-                            at_lit(c, at, "+%}"))) {
-        t.type = s[at + 1] == '}' ? T_VAR_END : T_BLOCK_END;
-        t.mod = ch;
-        t.end = at + 3;
-    } else if (p->balance == 0 && (at_lit(c, at, "}}") || at_lit(c, at, "%}"))) {
-        t.type = ch == '}' ? T_VAR_END : T_BLOCK_END;
-        t.end = at + 2;
-    } else if (tpl_is_alpha(ch)) {
-        size_t e = at;
-        while (e < c->len && (tpl_is_alpha(s[e]) || tpl_is_digit(s[e])))
-            e++;
-        t.type = T_NAME;
-        t.s = s + at;
-        t.len = e - at;
-        t.end = e;
-    } else if (tpl_is_digit(ch)) {
-        lex_number(p, &t, at);
-    } else if (ch == '\'' || ch == '"') {
-        lex_string(p, &t, at);
-    } else if (at_lit(c, at, "==") || at_lit(c, at, "!=") || at_lit(c, at, "<=") ||
-               at_lit(c, at, ">=")) {
-        t.type = ch == '=' ? T_EQ : ch == '!' ? T_NE : ch == '<' ? T_LE : T_GE;
-        t.end = at + 2;
-    } else if (at_lit(c, at, "//") || at_lit(c, at, "**")) {
-        t.type = ch == '/' ? T_FLOORDIV : T_POW;
-        t.end = at + 2;
-    } else if (ch && strchr(".[](){}:,|<>~=-+*/%", ch)) {
-        t.type = (unsigned char)ch;
-        t.end = at + 1;
-    } else if ((unsigned char)ch >= 0x20 && (unsigned char)ch < 0x7f) {
-        tpl_fail(c, at, "unexpected character '%c'", ch);
-    } else {
-        tpl_fail(c, at, "unexpected byte 0x%02x", (unsigned char)ch);
-    }
-    return t;
-}
-
-void tpl_next(Parser *p)
-{
-    int ty = p->tok.type;
-    if (ty == '(' || ty == '[' || ty == '{')
-        p->balance++;
-    else if ((ty == ')' || ty == ']' || ty == '}') && p->balance > 0)
-        p->balance--;
-    p->prev_end = p->tok.end;
-    p->tok = lex(p, p->tok.end);
-}
-
-static int tok_is(const Tok *t, const char *name)
-{
-    return t->type == T_NAME && t->len == strlen(name) && memcmp(t->s, name, t->len) == 0;
-}
-
-__attribute__((noreturn))
-static void unexpected(Parser *p, const char *expected)
-{
-    char buf[100], what[110];
-    if (p->tok.type == T_EOF)
-        snprintf(what, sizeof what, "end of template");
-    else
-        snprintf(what, sizeof what, "'%s'", tpl_excerpt(buf, sizeof buf, p->c.src + p->tok.pos,
-                                                    p->tok.end - p->tok.pos));
-    if (expected)
-        tpl_fail(&p->c, p->tok.pos, "unexpected %s, expected %s", what, expected);
-    tpl_fail(&p->c, p->tok.pos, "unexpected %s", what);
-}
-
-/* ---- AST ---- */
-
-#define P0 {NULL, NULL, NULL, NULL}
-const struct Filter filters[] = {
-    {"default", F_DEFAULT, 0, {"default_value", "boolean", NULL, NULL}},
-    {"d", F_DEFAULT, 0, {"default_value", "boolean", NULL, NULL}},
-    {"join", F_JOIN, 0, {"d", "attribute", NULL, NULL}},
-    {"upper", F_UPPER, 0, P0},
-    {"lower", F_LOWER, 0, P0},
-    {"capitalize", F_CAPITALIZE, 0, P0},
-    {"title", F_TITLE, 0, P0},
-    {"indent", F_INDENT, 0, {"width", "first", "blank", NULL}},
-    {"length", F_LENGTH, 0, P0},
-    {"count", F_LENGTH, 0, P0},
-    {"string", F_STRING, 0, P0},
-    {"trim", F_TRIM, 0, {"chars", NULL, NULL, NULL}},
-    {"quote", F_QUOTE, 0, P0},
-    {"replace", F_REPLACE, 2, {"old", "new", "count", NULL}},
-    {"dictsort", F_DICTSORT, 0, {"case_sensitive", "by", "reverse", NULL}},
-    {"list", F_LIST, 0, P0},
-    {"reverse", F_REVERSE, 0, P0},
-    {"first", F_FIRST, 0, P0},
-    {"last", F_LAST, 0, P0},
-    {"int", F_INT, 0, {"default", "base", NULL, NULL}},
-    {"float", F_FLOAT, 0, {"default", NULL, NULL, NULL}},
-    {"abs", F_ABS, 0, P0},
-    {"bool", F_BOOL, 0, P0},
-    {"sort", F_SORT, 0, {"reverse", "case_sensitive", "attribute", NULL}},
-    {"unique", F_UNIQUE, 0, {"case_sensitive", "attribute", NULL, NULL}},
-    {"min", F_MIN, 0, {"case_sensitive", "attribute", NULL, NULL}},
-    {"max", F_MAX, 0, {"case_sensitive", "attribute", NULL, NULL}},
-    {"sum", F_SUM, 0, {"attribute", "start", NULL, NULL}},
-    {"map", F_MAP, 0, {"attribute", "default", NULL, NULL}},
-    {"select", F_SELECT, 0, P0},
-    {"reject", F_REJECT, 0, P0},
-    {"selectattr", F_SELECTATTR, 0, P0},
-    {"rejectattr", F_REJECTATTR, 0, P0},
-    {"items", F_ITEMS, 0, P0},
-    {"dict2items", F_DICT2ITEMS, 0, {"key_name", "value_name", NULL, NULL}},
-    {"to_json", F_TO_JSON, 0, {"indent", "sort_keys", NULL, NULL}},
-    {"to_nice_json", F_TO_NICE_JSON, 0, {"indent", "sort_keys", NULL, NULL}},
-    {"to_yaml", F_TO_YAML, 0, P0},
-    {"b64encode", F_B64ENCODE, 0, P0},
-    {"b64decode", F_B64DECODE, 0, P0},
-    {"regex_replace", F_REGEX_REPLACE, 1, {"pattern", "replacement", "ignorecase", "multiline"}},
-    {"regex_search", F_REGEX_SEARCH, 1, {"pattern", "ignorecase", "multiline", NULL}},
-    {"round", F_ROUND, 0, {"precision", "method", NULL, NULL}},
-    {"center", F_CENTER, 0, {"width", NULL, NULL, NULL}},
-    {"wordcount", F_WORDCOUNT, 0, P0},
-    {"basename", F_BASENAME, 0, P0},
-    {"dirname", F_DIRNAME, 0, P0},
-    {"mandatory", F_MANDATORY, 0, {"msg", NULL, NULL, NULL}},
-};
-
-const struct Test tests[] = {
-    {"defined", T_DEFINED, 0}, {"undefined", T_UNDEFINED, 0}, {"none", T_NONE, 0},
-    {"boolean", T_BOOLEAN, 0}, {"true", T_TRUE, 0}, {"false", T_FALSE, 0},
-    {"integer", T_INTEGER, 0}, {"float", T_FLOATT, 0}, {"number", T_NUMBER, 0},
-    {"string", T_STRING, 0}, {"mapping", T_MAPPING, 0}, {"sequence", T_SEQUENCE, 0},
-    {"iterable", T_ITERABLE, 0}, {"lower", T_LOWER, 0}, {"upper", T_UPPER, 0},
-    {"even", T_EVEN, 0}, {"odd", T_ODD, 0}, {"divisibleby", T_DIVISIBLEBY, 1},
-    {"eq", T_EQTEST, 1}, {"equalto", T_EQTEST, 1}, {"ne", T_NETEST, 1},
-    {"lt", T_LTTEST, 1}, {"lessthan", T_LTTEST, 1}, {"le", T_LETEST, 1},
-    {"gt", T_GTTEST, 1}, {"greaterthan", T_GTTEST, 1}, {"ge", T_GETEST, 1},
-    {"in", T_INTEST, 1}, {"sameas", T_SAMEAS, 1}, {"match", T_MATCH, 1},
-    {"search", T_SEARCH, 1}, {"regex", T_REGEX, 1}, {"truthy", T_TRUTHY, 0},
-    {"falsy", T_FALSY, 0}, {"subset", T_SUBSET, 1}, {"superset", T_SUPERSET, 1},
-    {"contains", T_CONTAINS, 1},
-};
-const size_t n_tests = sizeof tests / sizeof tests[0];
-
-const struct Filter *tpl_find_filter(const char *s, size_t len)
-{
-    for (size_t k = 0; k < n_filters; k++)
-        if (strlen(filters[k].name) == len && memcmp(filters[k].name, s, len) == 0)
-            return &filters[k];
-    return NULL;
-}
-
-const struct Test *tpl_find_test(const char *s, size_t len)
-{
-    for (size_t k = 0; k < n_tests; k++)
-        if (strlen(tests[k].name) == len && memcmp(tests[k].name, s, len) == 0)
-            return &tests[k];
-    return NULL;
-}
 
 static Node *new_node(Parser *p, int kind, size_t pos)
 {
@@ -454,7 +48,7 @@ static const char *const reserved[] = {
 static int is_reserved(const Tok *t)
 {
     for (int k = 0; reserved[k]; k++)
-        if (tok_is(t, reserved[k]))
+        if (tpl_tok_is(t, reserved[k]))
             return 1;
     return 0;
 }
@@ -473,7 +67,7 @@ static void enter(Parser *p)
 static void expect(Parser *p, int type, const char *what)
 {
     if (p->tok.type != type)
-        unexpected(p, what);
+        tpl_unexpected(p, what);
     tpl_next(p);
 }
 
@@ -502,14 +96,14 @@ static Node *parse_primary(Parser *p)
     Node *n;
     switch (t.type) {
     case T_NAME:
-        if (tok_is(&t, "true") || tok_is(&t, "True") || tok_is(&t, "false") ||
-            tok_is(&t, "False")) {
+        if (tpl_tok_is(&t, "true") || tpl_tok_is(&t, "True") || tpl_tok_is(&t, "false") ||
+            tpl_tok_is(&t, "False")) {
             n = new_node(p, N_BOOL, t.pos);
             n->i = t.s[0] == 't' || t.s[0] == 'T';
-        } else if (tok_is(&t, "none") || tok_is(&t, "None")) {
+        } else if (tpl_tok_is(&t, "none") || tpl_tok_is(&t, "None")) {
             n = new_node(p, N_NONE, t.pos);
         } else if (is_reserved(&t)) {
-            unexpected(p, "an expression");
+            tpl_unexpected(p, "an expression");
         } else {
             n = new_node(p, N_NAME, t.pos);
             n->s = t.s;
@@ -583,7 +177,7 @@ static Node *parse_primary(Parser *p)
         return seal(p, n, t.pos);
     }
     default:
-        unexpected(p, "an expression");
+        tpl_unexpected(p, "an expression");
     }
 }
 
@@ -597,7 +191,7 @@ static Node *parse_postfix(Parser *p, Node *obj)
             Node *n;
             if (k.type == T_NAME) {
                 tpl_next(p);
-                if (tok_is(&k, "items") && p->tok.type == '(') {
+                if (tpl_tok_is(&k, "items") && p->tok.type == '(') {
                     tpl_next(p);
                     expect(p, ')', "')' (items() takes no arguments)");
                     n = new_node(p, N_ITEMS, k.pos);
@@ -612,7 +206,7 @@ static Node *parse_postfix(Parser *p, Node *obj)
                 n->b = seal(p, new_node(p, N_INT, k.pos), k.pos);
                 n->b->i = k.i;
             } else {
-                unexpected(p, "a key after '.'");
+                tpl_unexpected(p, "a key after '.'");
             }
             n->a = obj;
             obj = seal(p, n, start);
@@ -658,7 +252,7 @@ static void parse_call_args(Parser *p, Args *a, const char *what)
     tpl_next(p); /* '(' */
     while (p->tok.type != ')') {
         Tok t = p->tok;
-        if (t.type == T_NAME && lex(p, t.end).type == '=') {
+        if (t.type == T_NAME && tpl_lex(p, t.end).type == '=') {
             if (a->nkw >= MAX_ARGS)
                 tpl_fail(&p->c, t.pos, "too many arguments for %s", what);
             tpl_next(p);
@@ -693,7 +287,7 @@ static void bind_args(Parser *p, Node *n, const struct Filter *f, const Args *a,
         const Tok *t = &a->kwname[k];
         int slot;
         for (slot = 0; slot < MAX_ARGS; slot++)
-            if (f->params[slot] && tok_is(t, f->params[slot]))
+            if (f->params[slot] && tpl_tok_is(t, f->params[slot]))
                 break;
         if (slot == MAX_ARGS)
             tpl_fail(&p->c, t->pos, "unknown argument '%.*s' for filter '%s'", (int)t->len, t->s,
@@ -792,7 +386,7 @@ static Node *parse_filters(Parser *p, Node *n)
             tpl_next(p);
             Tok t = p->tok;
             if (t.type != T_NAME)
-                unexpected(p, "a filter name");
+                tpl_unexpected(p, "a filter name");
             const struct Filter *f = tpl_find_filter(t.s, t.len);
             if (!f)
                 tpl_fail(&p->c, t.pos, "unknown filter '%.*s'", (int)t.len, t.s);
@@ -812,10 +406,10 @@ static Node *parse_filters(Parser *p, Node *n)
                 bind_args(p, fn, f, &a, 0);
             check_required(p, fn, f, t.pos);
             n = seal(p, fn, start);
-        } else if (tok_is(&p->tok, "is")) {
+        } else if (tpl_tok_is(&p->tok, "is")) {
             tpl_next(p);
             int neg = 0;
-            if (tok_is(&p->tok, "not")) {
+            if (tpl_tok_is(&p->tok, "not")) {
                 neg = 1;
                 tpl_next(p);
             }
@@ -835,7 +429,7 @@ static Node *parse_filters(Parser *p, Node *n)
                 nm.s = ops[k];
                 nm.len = 2;
             } else {
-                unexpected(p, "a test name");
+                tpl_unexpected(p, "a test name");
             }
             tpl_next(p);
             Node *arg = NULL;
@@ -847,10 +441,10 @@ static Node *parse_filters(Parser *p, Node *n)
                     tpl_fail(&p->c, a.kwname[0].pos, "tests take no keyword arguments");
                 given = a.n;
                 arg = a.n ? a.pos[0] : NULL;
-            } else if ((p->tok.type == T_NAME && !tok_is(&p->tok, "else") &&
-                        !tok_is(&p->tok, "or") && !tok_is(&p->tok, "and") &&
-                        !tok_is(&p->tok, "if") && !tok_is(&p->tok, "is") &&
-                        !tok_is(&p->tok, "in") && !tok_is(&p->tok, "not")) ||
+            } else if ((p->tok.type == T_NAME && !tpl_tok_is(&p->tok, "else") &&
+                        !tpl_tok_is(&p->tok, "or") && !tpl_tok_is(&p->tok, "and") &&
+                        !tpl_tok_is(&p->tok, "if") && !tpl_tok_is(&p->tok, "is") &&
+                        !tpl_tok_is(&p->tok, "in") && !tpl_tok_is(&p->tok, "not")) ||
                        p->tok.type == T_STR || p->tok.type == T_INT ||
                        p->tok.type == T_FLOAT || p->tok.type == '[' || p->tok.type == '{' ||
                        p->tok.type == '-') {
@@ -882,7 +476,7 @@ static Node *parse_unary(Parser *p, int with_filter)
         tpl_next(p);
         enter(p);
         if (minus && (p->tok.type == T_INT || p->tok.type == T_FLOAT) &&
-            lex(p, p->tok.end).type != '.' && lex(p, p->tok.end).type != '[') {
+            tpl_lex(p, p->tok.end).type != '.' && tpl_lex(p, p->tok.end).type != '[') {
             n = new_node(p, p->tok.type == T_INT ? N_INT : N_FLOAT, pos);
             n->i = -p->tok.i;
             n->f = -p->tok.f;
@@ -991,13 +585,13 @@ static int cmp_op(Parser *p, int *kind, int *op, int *neg)
         break;
     }
     *op = -1;
-    if (tok_is(&p->tok, "in")) {
+    if (tpl_tok_is(&p->tok, "in")) {
         *kind = N_IN;
         return 1;
     }
-    if (tok_is(&p->tok, "not")) {
-        Tok t2 = lex(p, p->tok.end);
-        if (!tok_is(&t2, "in"))
+    if (tpl_tok_is(&p->tok, "not")) {
+        Tok t2 = tpl_lex(p, p->tok.end);
+        if (!tpl_tok_is(&t2, "in"))
             return 0;
         *kind = N_IN;
         *neg = 1;
@@ -1036,7 +630,7 @@ static Node *parse_compare(Parser *p)
 
 static Node *parse_not(Parser *p)
 {
-    if (!tok_is(&p->tok, "not"))
+    if (!tpl_tok_is(&p->tok, "not"))
         return parse_compare(p);
     Node *n = new_node(p, N_NOT, p->tok.pos);
     tpl_next(p);
@@ -1049,7 +643,7 @@ static Node *parse_not(Parser *p)
 static Node *parse_and(Parser *p)
 {
     Node *n = parse_not(p);
-    while (tok_is(&p->tok, "and")) {
+    while (tpl_tok_is(&p->tok, "and")) {
         Node *c = new_node(p, N_AND, p->tok.pos);
         tpl_next(p);
         c->a = n;
@@ -1062,7 +656,7 @@ static Node *parse_and(Parser *p)
 static Node *parse_or(Parser *p)
 {
     Node *n = parse_and(p);
-    while (tok_is(&p->tok, "or")) {
+    while (tpl_tok_is(&p->tok, "or")) {
         Node *c = new_node(p, N_OR, p->tok.pos);
         tpl_next(p);
         c->a = n;
@@ -1077,12 +671,12 @@ static Node *parse_expr(Parser *p)
 {
     enter(p);
     Node *n = parse_or(p);
-    while (tok_is(&p->tok, "if")) {
+    while (tpl_tok_is(&p->tok, "if")) {
         Node *c = new_node(p, N_COND, p->tok.pos);
         tpl_next(p);
         c->b = n;
         c->a = parse_or(p);
-        if (tok_is(&p->tok, "else")) {
+        if (tpl_tok_is(&p->tok, "else")) {
             tpl_next(p);
             c->c = parse_expr(p);
         }
@@ -1097,13 +691,13 @@ static Node *parse_expr(Parser *p)
 static void end_tag(Parser *p)
 {
     if (p->tok.type != T_BLOCK_END)
-        unexpected(p, "'%}'");
+        tpl_unexpected(p, "'%}'");
     size_t at = p->tok.end;
     p->lstrip_next = p->tok.mod == '-';
     if (!p->tok.mod) { /* trim_blocks */
-        if (at_lit(&p->c, at, "\n"))
+        if (tpl_at_lit(&p->c, at, "\n"))
             at++;
-        else if (at_lit(&p->c, at, "\r\n"))
+        else if (tpl_at_lit(&p->c, at, "\r\n"))
             at += 2;
     }
     p->pos = at;
@@ -1176,13 +770,13 @@ static Node *parse_for(Parser *p, size_t q)
     tpl_next(p);
     for (;;) {
         Tok t = p->tok;
-        if (tok_is(&t, "loop"))
+        if (tpl_tok_is(&t, "loop"))
             tpl_fail(&p->c, t.pos, "cannot assign to 'loop' (Jinja's loop variable)");
-        if (tok_is(&t, "none") || tok_is(&t, "None") || tok_is(&t, "true") ||
-            tok_is(&t, "True") || tok_is(&t, "false") || tok_is(&t, "False"))
+        if (tpl_tok_is(&t, "none") || tpl_tok_is(&t, "None") || tpl_tok_is(&t, "true") ||
+            tpl_tok_is(&t, "True") || tpl_tok_is(&t, "false") || tpl_tok_is(&t, "False"))
             tpl_fail(&p->c, t.pos, "cannot assign to '%.*s'", (int)t.len, t.s);
         if (t.type != T_NAME || is_reserved(&t))
-            unexpected(p, n->ntg ? "a loop variable name after ','" : "a loop variable name");
+            tpl_unexpected(p, n->ntg ? "a loop variable name after ','" : "a loop variable name");
         if (n->ntg == MAX_TARGETS)
             tpl_fail(&p->c, t.pos, "more than %d loop variables", MAX_TARGETS);
         for (int k = 0; k < n->ntg; k++)
@@ -1195,17 +789,17 @@ static Node *parse_for(Parser *p, size_t q)
             break;
         tpl_next(p);
     }
-    if (!tok_is(&p->tok, "in"))
-        unexpected(p, "'in'");
+    if (!tpl_tok_is(&p->tok, "in"))
+        tpl_unexpected(p, "'in'");
     tpl_next(p);
     p->nest = 0;
     enter(p);
     n->a = parse_or(p); /* not parse_expr: "for x in y if c" filters the items */
-    if (tok_is(&p->tok, "if")) {
+    if (tpl_tok_is(&p->tok, "if")) {
         tpl_next(p);
         n->argv[0] = parse_expr(p);
     }
-    if (tok_is(&p->tok, "recursive"))
+    if (tpl_tok_is(&p->tok, "recursive"))
         tpl_fail(&p->c, p->tok.pos, "recursive loops are not supported");
     end_tag(p);
     n->b = tpl_parse_body(p, stops, n, &which);
@@ -1248,7 +842,7 @@ static Node *parse_if(Parser *p, size_t q)
 static Node *parse_raw(Parser *p, size_t q)
 {
     if (p->tok.type != T_BLOCK_END)
-        unexpected(p, "'%}'");
+        tpl_unexpected(p, "'%}'");
     p->lstrip_next = p->tok.mod == '-';
     p->pos = p->tok.end; /* as in Jinja, no trim_blocks after {% raw %} */
     size_t at = p->pos;
@@ -1263,8 +857,8 @@ static Node *parse_raw(Parser *p, size_t q)
                 strip = p->c.src[k++] == '-';
             while (k < p->c.len && tpl_is_ws(p->c.src[k]))
                 k++;
-            if (at_lit(&p->c, k, "endraw")) {
-                p->tok = lex(p, k + 6);
+            if (tpl_at_lit(&p->c, k, "endraw")) {
+                p->tok = tpl_lex(p, k + 6);
                 size_t e = t;
                 if (strip)
                     while (e > p->pos && tpl_is_ws(p->c.src[e - 1]))
@@ -1328,13 +922,13 @@ Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, in
             continue;
         }
         p->balance = 0;
-        p->tok = lex(p, at);
+        p->tok = tpl_lex(p, at);
         p->nest = 0;
         if (kind == '{') {
             Node *n = new_node(p, N_OUTPUT, q);
             n->a = parse_expr(p);
             if (p->tok.type != T_VAR_END)
-                unexpected(p, "'}}'");
+                tpl_unexpected(p, "'}}'");
             p->lstrip_next = p->tok.mod == '-';
             p->pos = p->tok.end;
             append(&tail, n);
@@ -1342,9 +936,9 @@ Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, in
         }
         Tok tag = p->tok;
         if (tag.type != T_NAME)
-            unexpected(p, "a tag name");
+            tpl_unexpected(p, "a tag name");
         for (int k = 0; stops && stops[k]; k++) {
-            if (tok_is(&tag, stops[k])) {
+            if (tpl_tok_is(&tag, stops[k])) {
                 *which = k;
                 p->tag_pos = q;
                 tpl_next(p);
@@ -1352,16 +946,16 @@ Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, in
                 return head;
             }
         }
-        if (tok_is(&tag, "for")) {
+        if (tpl_tok_is(&tag, "for")) {
             append(&tail, parse_for(p, q));
-        } else if (tok_is(&tag, "if")) {
+        } else if (tpl_tok_is(&tag, "if")) {
             append(&tail, parse_if(p, q));
-        } else if (tok_is(&tag, "raw")) {
+        } else if (tpl_tok_is(&tag, "raw")) {
             tpl_next(p);
             append(&tail, parse_raw(p, q));
         } else {
             for (int k = 0; end_tags[k]; k++) {
-                if (!tok_is(&tag, end_tags[k]))
+                if (!tpl_tok_is(&tag, end_tags[k]))
                     continue;
                 if (!opener)
                     tpl_fail(c, q, "unexpected {%% %s %%}", end_tags[k]);
@@ -1376,4 +970,3 @@ Node *tpl_parse_body(Parser *p, const char *const *stops, const Node *opener, in
     }
 }
 
-const size_t n_filters = sizeof filters / sizeof filters[0];

@@ -1,14 +1,13 @@
 /*
- * template.c: a small Jinja2-compatible template engine, the subset that
- * configuration templates such as etcd.conf.yaml.j2 use.
+ * template.c: a Jinja2 template engine as Ansible's template module runs
+ * Jinja2 (the README lists what is supported and what is refused).
  *
- * Supported: {{ expr }}, {% for %}/{% else %}/{% endfor %} (one or two
- * targets), {% if %}/{% elif %}/{% else %}/{% endif %}, {% raw %}, {# #},
- * whitespace control ({%- -%} {{- -}} {#- -#}, and + to keep a newline);
- * expressions: names, a.b, a['b'], a[expr], a.0, string/integer/float/boolean
- * literals, [list] literals, not/and/or, == != < > <= >=, in / not in, ~,
- * x if c else y, x is [not] defined, filters (see `filters` below) and
- * d.items().
+ * Statements: {{ expr }}, {% for %} (1 to 8 targets, a loop `if`, else),
+ * {% if %}/{% elif %}/{% else %}, {% raw %}, {# #}, whitespace control
+ * ({%- -%} {{- -}} {#- -#}, + to keep a newline). Expressions: Jinja's
+ * grammar and precedence (template-parse.c), Python's values and operators
+ * (template-eval.c), the filters and tests Ansible templates use
+ * (template-filters.c; ICU and libyaml through template-text.c).
  *
  * Choices where Jinja (Python) and Lua disagree, made once here:
  *   - integer subscripts are 0-based list indexes as in Jinja: a[0] is the
@@ -16,20 +15,20 @@
  *   - undefined variables, missing keys and indexes out of range are errors
  *     naming template:line:column (Ansible's StrictUndefined) unless
  *     absorbed by |default or `is defined`;
- *   - trim_blocks is on, as in Ansible's template module: one newline right
- *     after a block or comment tag is dropped; lstrip_blocks is off; the
- *     template's final newline is kept (keep_trailing_newline);
- *   - {{ }} prints strings as is, integers and integral floats without
- *     ".0", booleans as True/False; tables, functions and other values are
- *     errors, never a silent "table: 0x...";
- *   - a table that is not a sequence iterates (and joins, and .items())
+ *   - trim_blocks is on, lstrip_blocks off, as in Ansible's template
+ *     module; trailing newlines are Ansible's: Jinja drops the source's
+ *     final newline, then as many newlines as the source ended with are
+ *     restored (Templar's preserve_trailing_newlines);
+ *   - {{ }} prints as Python's str(): 1.0 for a float, True/False, lists,
+ *     tuples and mappings as their repr; None (cjson.null, a NULL light
+ *     userdata) prints nothing (Ansible's finalize); functions and other
+ *     Lua values are errors, never a silent "table: 0x...";
+ *   - a table that is not a sequence iterates (and prints, and .items())
  *     by sorted key: numbers first, then strings bytewise, so output never
- *     depends on hash order;
- *   - truthiness is Jinja's: false, 0, "" and {} are false;
+ *     depends on hash order; a {...} literal keeps its own key order;
+ *   - truthiness is Jinja's: false, 0, "", None and {} are false;
  *   - no calls and no metamethods: every lookup is raw, into the vars table
  *     and the tables reachable from it only.
- *
- * The lexer and parser are template-parse.c, evaluation template-eval.c.
  *
  * Memory: the AST lives in an arena and the output in a buffer, both owned
  * by a userdata with __gc/__close, so an error raised anywhere (lua_error
