@@ -330,6 +330,19 @@ describe("template.render", function()
             "t.j2:1:17: more than 4194304 loop iterations")
       end)
 
+      it("bounds what arithmetic, repetition and regular expressions can cost", function()
+         fails("{{ 'x' * 100000000 }}", {}, "t.j2:1:8: string longer than 64 MiB")
+         fails("{{ [0] * 10000000 }}", {}, "t.j2:1:8: list longer than 4194304 items")
+         fails("{{ 2 ** 100 }}", {}, "t.j2:1:6: integer overflow in **")
+         fails("{{ 9223372036854775807 + 1 }}", {}, "t.j2:1:24: integer overflow in +")
+         fails("{{ 1 // 0 }}", {}, "t.j2:1:6: division by zero")
+         local evil = { s = string.rep("a", 40) .. "!" }
+         fails("{{ s|regex_replace('(a+)+$', 'x') }}", evil, "t.j2:1:6: regular expression took too long")
+         fails("{{ s is search('(a+)+$') }}", evil, "t.j2:1:9: regular expression took too long")
+         fails("{{ s|regex_replace('(', 'x') }}", evil,
+            "t.j2:1:6: invalid regular expression '(': U_REGEX_MISMATCHED_PAREN")
+      end)
+
       it("refuses expressions nested too deeply", function()
          fails("{{ " .. string.rep("(", 200) .. "1" .. string.rep(")", 200) .. " }}", {},
             "t.j2:1:104: expression nested too deeply (limit 100)")
