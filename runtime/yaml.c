@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,8 +174,9 @@ static void push_plain(lua_State *L, const char *s, size_t len)
             char *end;
             long part = strtol(q, &end, 10);
             ok = end != q && (*end == ':' || !*end) && (q == clean || part < 60) &&
-                 v <= LUA_MAXINTEGER / 60;
-            v = v * 60 + part;
+                 v <= (LUA_MAXINTEGER - part) / 60 && part >= 0 && part < LONG_MAX;
+            if (ok)
+                v = v * 60 + part;
             q = *end ? end + 1 : end;
         }
         if (ok) {

@@ -188,6 +188,7 @@ describe("YAML inventories", function()
          { "all:\n  children:\n    g:\n      hosts:\n        h: 5\n",
             "h.yml:5: the vars of host 'h' must be a mapping, got number 5" },
          { "a: 1\n---\nb: 2\n", "h.yml:2: more than one YAML document" },
+         { "off\n", "h.yml:1: a YAML inventory must be a mapping of groups, got boolean false" }, -- the fuzzer's
       }
       for _, c in ipairs(cases) do
          local inv2, err, code = inventory.parse(c[1], "h.yml")

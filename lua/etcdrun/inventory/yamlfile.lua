@@ -37,7 +37,7 @@ end
 
 local function build(text, name)
    local doc, meta = require("etcdrun.core.yaml").load(text, name)
-   if not doc then
+   if doc == nil then -- (a document may be false: `off`)
       raise(meta:match("^(.-:%d+):") or name, meta:match("^.-:%d+:%d+: (.*)$") or meta)
    end
    local m = new_model(name)
