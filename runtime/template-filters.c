@@ -389,6 +389,10 @@ static int parse_float(const char *s, size_t len, double *out)
 static void higher(Render *r, const Node *n, int v)
 {
     lua_State *L = r->c.L;
+    if (tpl_is_none(L, v)) { /* Jinja: map/select over none give nothing */
+        lua_newtable(L);
+        lua_replace(L, v);
+    }
     tpl_need_list(r, n, v);
     lua_Integer len = (lua_Integer)lua_rawlen(L, v), out = 0;
     int saved = r->item, attr = n->op == F_SELECTATTR || n->op == F_REJECTATTR ||
