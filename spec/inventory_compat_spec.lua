@@ -242,3 +242,27 @@ describe("host pattern subscripts and empty limits", function()
       end
    end)
 end)
+
+describe("the command line with a YAML inventory", function()
+   it("runs an ad-hoc command on a subscripted pattern, with an empty --limit", function()
+      local dir = helper.tmpdir()
+      helper.write(dir .. "/hosts.yml", [[
+all:
+  vars:
+    ansible_connection: local
+  children:
+    web:
+      hosts:
+        a: {port_like: 0x10}
+        b:
+        c:
+]])
+      local out, err, code = helper.run(("cd %s && %s -i hosts.yml 'web[1:]' --limit '' -a 'echo hi'")
+         :format(helper.q(dir), helper.q(helper.etcdrun)))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("\nb | ok | rc=0", "\n" .. out, 1, true)
+      assert.matches("\nc | ok | rc=0", "\n" .. out, 1, true)
+      assert.is_nil(out:find("\na | ", 1, true))
+      assert.matches("2 hosts: 2 ok", out .. err, 1, true)
+   end)
+end)
