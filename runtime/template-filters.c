@@ -167,17 +167,14 @@ static void sort_by_keys(Render *r, const Node *n, int list, int keys, int rev)
 static void push_key(Render *r, int idx, int fold)
 {
     lua_State *L = r->c.L;
-    lua_pushvalue(L, idx);
-    if (fold && lua_type(L, -1) == LUA_TSTRING) {
+    idx = lua_absindex(L, idx);
+    if (fold && lua_type(L, idx) == LUA_TSTRING) { /* Jinja's ignore_case: str.lower() */
         size_t len;
-        const char *s = lua_tolstring(L, -1, &len);
-        luaL_Buffer b;
-        char *d = luaL_buffinitsize(L, &b, len);
-        for (size_t k = 0; k < len; k++)
-            d[k] = s[k] >= 'A' && s[k] <= 'Z' ? (char)(s[k] + 32) : s[k];
-        luaL_pushresultsize(&b, len);
-        lua_replace(L, -2);
+        const char *s = lua_tolstring(L, idx, &len);
+        tpl_push_case(r, NULL, s, len, 0);
+        return;
     }
+    lua_pushvalue(L, idx);
 }
 
 /* Push a list of keys for the items of the list at `list`: the item, or
@@ -531,26 +528,36 @@ static void b64(Render *r, const Node *n, int v, int decode)
     luaL_pushresultsize(&b, (size_t)k - pad);
 }
 
-static void title_case(lua_State *L, int v, int all)
+/* capitalize (all = 0): the first character upper-cased, the rest lower;
+ * title (all = 1): so for every word, words starting after blanks and
+ * - ( { [ < as Jinja's title splits them. */
+static void title_case(Render *r, const Node *n, int v, int all)
 {
+    lua_State *L = r->c.L;
     size_t len;
     const char *s = lua_tolstring(L, v, &len);
     luaL_Buffer b;
-    char *d = luaL_buffinitsize(L, &b, len);
-    int start = 1;
-    for (size_t k = 0; k < len; k++) {
-        char ch = s[k];
-        if (start && ch >= 'a' && ch <= 'z')
-            ch = (char)(ch - 32);
-        else if (!start && ch >= 'A' && ch <= 'Z')
-            ch = (char)(ch + 32);
-        d[k] = ch;
-        if (all)
-            start = tpl_is_ws(ch) || strchr("-({[<", ch) != NULL;
-        else
-            start = 0;
+    luaL_buffinit(L, &b);
+    size_t k = 0;
+    while (k < len) {
+        /* a separator run stays as it is */
+        size_t e = k;
+        while (all && e < len && (tpl_is_ws(s[e]) || strchr("-({[<", s[e])) && s[e])
+            e++;
+        luaL_addlstring(&b, s + k, e - k);
+        if (e >= len)
+            break;
+        size_t c = tpl_utf8_len(s, len, e);
+        tpl_push_case(r, n, s + e, c, 1);
+        luaL_addvalue(&b);
+        size_t w = e + c;
+        while (w < len && !(all && (tpl_is_ws(s[w]) || (s[w] && strchr("-({[<", s[w])))))
+            w++;
+        tpl_push_case(r, n, s + e + c, w - e - c, 0);
+        luaL_addvalue(&b);
+        k = w;
     }
-    luaL_pushresultsize(&b, len);
+    luaL_pushresult(&b);
 }
 
 int tpl_eval_filter(Render *r, const Node *n)
@@ -634,28 +641,17 @@ int tpl_eval_filter(Render *r, const Node *n)
         break;
     }
     case F_UPPER:
-    case F_LOWER: {
+    case F_LOWER:
         need_string(r, n, v);
         s = lua_tolstring(L, v, &len);
-        luaL_Buffer b;
-        char *d = luaL_buffinitsize(L, &b, len);
-        for (size_t k = 0; k < len; k++) {
-            char ch = s[k];
-            if (n->op == F_UPPER && ch >= 'a' && ch <= 'z')
-                ch = (char)(ch - 32);
-            else if (n->op == F_LOWER && ch >= 'A' && ch <= 'Z')
-                ch = (char)(ch + 32);
-            d[k] = ch;
-        }
-        luaL_pushresultsize(&b, len);
-        tpl_add_work(r, n, len);
+        tpl_add_work(r, n, len * 3);
+        tpl_push_case(r, n, s, len, n->op == F_UPPER);
         break;
-    }
     case F_CAPITALIZE:
     case F_TITLE:
         need_string(r, n, v);
         tpl_add_work(r, n, lua_rawlen(L, v));
-        title_case(L, v, n->op == F_TITLE);
+        title_case(r, n, v, n->op == F_TITLE);
         break;
     case F_INDENT: {
         need_string(r, n, v);

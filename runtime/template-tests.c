@@ -127,16 +127,17 @@ int tpl_eval_test(Render *r, const Node *n)
     case T_ITERABLE: res = t == LUA_TTABLE || t == LUA_TSTRING; break;
     case T_LOWER:
     case T_UPPER: {
-        size_t len;
+        /* Python's islower/isupper: some cased character, and mapping to
+         * the case asked for changes nothing while the other case would */
+        size_t len, ll, ul;
         tpl_to_str(r, v, n->a);
         const char *s = lua_tolstring(L, v, &len);
-        int cased = 0, ok = 1;
-        for (size_t k = 0; k < len; k++) {
-            int lo = s[k] >= 'a' && s[k] <= 'z', up = s[k] >= 'A' && s[k] <= 'Z';
-            cased |= lo || up;
-            ok = ok && !(n->op == T_LOWER ? up : lo);
-        }
-        res = cased && ok;
+        tpl_push_case(r, n, s, len, 0);
+        tpl_push_case(r, n, s, len, 1);
+        const char *lo = lua_tolstring(L, -2, &ll), *up = lua_tolstring(L, -1, &ul);
+        int is_lo = ll == len && memcmp(lo, s, len) == 0;
+        int is_up = ul == len && memcmp(up, s, len) == 0;
+        res = n->op == T_LOWER ? is_lo && !is_up : is_up && !is_lo;
         break;
     }
     case T_EVEN:

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <unicode/uchar.h>
+#include <unicode/ucasemap.h>
 #include <unicode/uregex.h>
 #include <unicode/utext.h>
 #include <yaml.h>
@@ -41,6 +42,35 @@ int tpl_py_printable(unsigned long cp)
     default:
         return 1;
     }
+}
+
+/* Push s upper- or lower-cased with ICU's full case mapping (root locale),
+ * as Python's str.upper() and str.lower() do it: 'straße' -> 'STRASSE'. */
+void tpl_push_case(Render *r, const Node *n, const char *s, size_t len, int upper)
+{
+    lua_State *L = r->c.L;
+    if (len > (size_t)INT32_MAX / 3)
+        tpl_fail(&r->c, n ? n->pos : 0, "string longer than %zu MiB", MAX_OUTPUT >> 20);
+    UErrorCode err = U_ZERO_ERROR;
+    UCaseMap *cm = ucasemap_open("", 0, &err);
+    if (U_FAILURE(err))
+        luaL_error(L, "template: ICU case map: %s", u_errorName(err));
+    int32_t cap = (int32_t)len * 3 + 16; /* one UTF-8 byte maps to at most 3 */
+    char *d = malloc((size_t)cap);
+    if (!d) {
+        ucasemap_close(cm);
+        luaL_error(L, "template: out of memory");
+    }
+    int32_t out = upper ? ucasemap_utf8ToUpper(cm, d, cap, s, (int32_t)len, &err)
+                        : ucasemap_utf8ToLower(cm, d, cap, s, (int32_t)len, &err);
+    ucasemap_close(cm);
+    if (U_FAILURE(err)) {
+        free(d);
+        lua_pushlstring(L, s, len); /* not text ICU can map: unchanged */
+        return;
+    }
+    lua_pushlstring(L, d, (size_t)out); /* may raise (memory): d must be freed first */
+    free(d);
 }
 
 /* ---- regular expressions (ICU, on the UTF-8 bytes) ---- */

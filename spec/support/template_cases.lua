@@ -155,6 +155,9 @@ return {
       want = "[]|1|2|3|   foo   |" },
    { "{{ [1, 2, 3, 4, 5]|select('odd')|join('|') }}|{{ [1, 2, 3, 4, 5]|reject('odd')|join('|') }}|{{ 'foo bar baz'|wordcount }}",
       {}, want = "1|3|5|2|4|3" },
+   { "{{ 'straße é'|upper }}|{{ 'ÉCOLE'|lower }}|{{ 'élan vital'|capitalize }}|{{ 'élan-vital (x)'|title }}|"
+      .. "{{ 'é' is lower }}|{{ 'É1' is upper }}|{{ '1' is lower }}|{{ ['b', 'É', 'a', 'é']|sort }}", {},
+      want = "STRASSE É|école|Élan vital|Élan-Vital (X)|True|True|False|['a', 'b', 'É', 'é']" },
    -- tests
    { "{{ x is defined }} {{ y is undefined }} {{ none is none }} {{ 1 is number }} {{ 1.0 is float }} {{ 1 is integer }} {{ true is boolean }}",
       { x = 1 }, want = "True True True True True True True" },
