@@ -715,7 +715,8 @@ int tpl_eval_filter(Render *r, const Node *n)
         /* Python's strip(chars): the characters (code points) in chars */
         for (;;) {
             size_t c = b < e ? tpl_utf8_len(s, len, b) : 0;
-            if (!c || !(chars ? memmem(chars, cl, s + b, c) != NULL : tpl_is_ws(s[b])))
+            if (!c || !(chars ? memmem(chars, cl, s + b, c) != NULL
+                              : tpl_py_space(tpl_utf8_cp(s + b, c))))
                 break;
             b += c;
         }
@@ -725,7 +726,8 @@ int tpl_eval_filter(Render *r, const Node *n)
                 c++;
             if (tpl_utf8_len(s, len, e - c) != c)
                 c = 1;
-            if (!(chars ? memmem(chars, cl, s + e - c, c) != NULL : tpl_is_ws(s[e - 1])))
+            if (!(chars ? memmem(chars, cl, s + e - c, c) != NULL
+                        : tpl_py_space(tpl_utf8_cp(s + e - c, c))))
                 break;
             e -= c;
         }

@@ -203,6 +203,7 @@ int tpl_slice(Render *r, const Node *n);
 int tpl_as_num(lua_State *L, int idx, int *isint, lua_Integer *i, double *d);
 long tpl_unicode_lookup(const char *name);
 int tpl_py_printable(unsigned long cp);
+int tpl_py_space(unsigned long cp);
 void tpl_push_case(Render *r, const Node *n, const char *s, size_t len, int upper);
 void tpl_regex_replace(Render *r, const Node *n, int s, int pat, int rep, int icase, int ml,
                        lua_Integer count);

@@ -73,6 +73,13 @@ void tpl_push_case(Render *r, const Node *n, const char *s, size_t len, int uppe
     free(d);
 }
 
+/* Python's str.isspace() for one code point (what strip() removes): the
+ * White_Space characters and the separators \x1c-\x1f */
+int tpl_py_space(unsigned long cp)
+{
+    return (cp >= 0x1c && cp <= 0x1f) || u_isUWhiteSpace((UChar32)cp);
+}
+
 /* ---- regular expressions (ICU, on the UTF-8 bytes) ---- */
 
 #define REGEX_TIME_LIMIT 2000 /* match-engine steps, in ICU's units: a few seconds at most */
