@@ -7,7 +7,7 @@ MANDIR    = $(PREFIX)/share/man
 BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 # Debian's zsh reads packaged completions from vendor-completions, local ones from site-functions
 ZSHCOMPDIR = $(PREFIX)/share/zsh/$(if $(filter /usr,$(PREFIX)),vendor-completions,site-functions)
-PKGS      = lua5.4 libssh openssl libarchive libcurl libedit
+PKGS      = lua5.4 libssh openssl libarchive libcurl libedit yaml-0.1 icu-uc icu-i18n
 CC       ?= cc
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
@@ -105,11 +105,12 @@ build/fuzz/template_fuzz: fuzz/template_fuzz.c $(TEMPLATE_SRCS) $(wildcard runti
 		fuzz/template_fuzz.c $(TEMPLATE_SRCS) $(LDLIBS)
 
 # The inventory target runs Lua code (lua/etcdrun/inventory*.lua) from the
-# repository root; a line hook feeds coverage of that code back to libFuzzer.
-build/fuzz/inventory_fuzz: fuzz/inventory_fuzz.c $(wildcard lua/etcdrun/inventory*.lua lua/etcdrun/inventory/*.lua)
+# repository root, with runtime/yaml.c (libyaml) for the YAML reader; a line
+# hook feeds coverage of that code back to libFuzzer.
+build/fuzz/inventory_fuzz: fuzz/inventory_fuzz.c runtime/yaml.c $(wildcard lua/etcdrun/inventory*.lua lua/etcdrun/inventory/*.lua) $(FAMILIES_H)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE $(PKG_CFLAGS) -Iruntime -Ibuild -o $@ \
-		fuzz/inventory_fuzz.c $(LDLIBS)
+		fuzz/inventory_fuzz.c runtime/yaml.c $(LDLIBS)
 
 fuzz: build/fuzz/template_fuzz build/fuzz/inventory_fuzz
 	@sh fuzz/run.sh $(FUZZ_SECONDS) $^

@@ -4,7 +4,8 @@
 # in too), skipping those already present. Used by `make deps` and .ci/run.
 set -eu
 pkgs="make gcc pkg-config liblua5.4-dev libssh-dev libssl-dev libarchive-dev
-libcurl4-openssl-dev libedit-dev tmux lua-busted lua-check lua-cjson clang libclang-rt-14-dev
+libcurl4-openssl-dev libedit-dev libyaml-dev libicu-dev tmux lua-busted lua-check lua-cjson clang
+libclang-rt-14-dev python3-jinja2 ansible
 openssl python3 tar xz-utils ca-certificates
 dpkg-dev debhelper lintian groff-base man-db bash-completion zsh git"
 

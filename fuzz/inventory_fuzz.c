@@ -1,8 +1,10 @@
 /*
- * inventory_fuzz.c: libFuzzer target for the INI inventory parser,
- * lua/etcdrun/inventory.lua (pure Lua; only liblua5.4 is linked).
+ * inventory_fuzz.c: libFuzzer target for the INI and YAML inventory
+ * readers, lua/etcdrun/inventory.lua (Lua, with runtime/yaml.c linked in
+ * for libyaml).
  *
- * Each input is an INI inventory given to inventory.parse_ini(input, "fuzz").
+ * Each input is given to inventory.parse_ini(input, "fuzz") and then to
+ * inventory.parse_yaml(input, "fuzz"), with the same contract and checks.
  * The contract: it returns an inventory, or nil, "fuzz:<line>: ...",
  * "EINVENTORY". Any Lua error raised instead is a parser bug and traps, as
  * does an inventory that breaks the invariants the checker below asserts
@@ -43,7 +45,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static lua_State *L;
-static int parse_ref = LUA_NOREF, check_ref = LUA_NOREF;
+static int parse_ref = LUA_NOREF, yaml_ref = LUA_NOREF, check_ref = LUA_NOREF;
+
+int luaopen_etcdrun_core_yaml(lua_State *L);
 static size_t mem_used;
 static long steps;
 static int limit_hit;
@@ -138,6 +142,8 @@ static void setup(void)
     lua_pushliteral(L, INVENTORY_LUA_PATH);
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
+    luaL_requiref(L, "etcdrun.core.yaml", luaopen_etcdrun_core_yaml, 0);
+    lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "etcdrun.inventory");
     if (lua_pcall(L, 1, 1, 0) != LUA_OK)
@@ -146,6 +152,10 @@ static void setup(void)
     if (!lua_isfunction(L, -1))
         die("setup", "inventory.parse_ini is not a function");
     parse_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "parse_yaml");
+    if (!lua_isfunction(L, -1))
+        die("setup", "inventory.parse_yaml is not a function");
+    yaml_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     if (luaL_loadbuffer(L, CHECK, sizeof CHECK - 1, "=check") != LUA_OK)
         die("checker", lua_tostring(L, -1));
@@ -166,21 +176,20 @@ static int well_formed(const char *msg)
     return msg[0] == ':' && msg[1] == ' ';
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One reader (registry ref) on the input: its contract and the invariants. */
+static void one(int ref, const char *what, const uint8_t *data, size_t size)
 {
-    if (!L)
-        setup();
     steps = 0;
     limit_hit = 0;
     prev_step = 0;
     lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, parse_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_pushlstring(L, (const char *)data, size);
     lua_pushliteral(L, "fuzz");
     int rc = lua_pcall(L, 2, 3, 0);
     if (rc != LUA_OK) {
         if (!limit_hit)
-            die("parse_ini raised", lua_tostring(L, -1));
+            die(what, lua_tostring(L, -1));
     } else if (lua_isnil(L, 1)) {
         const char *msg = lua_tostring(L, 2), *code = lua_tostring(L, 3);
         if (!well_formed(msg) || !code || strcmp(code, "EINVENTORY") != 0)
@@ -192,9 +201,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (lua_pcall(L, 2, 0, 0) != LUA_OK && !limit_hit)
             die("invariant broken", lua_tostring(L, -1));
     } else {
-        die("parse_ini returned", luaL_typename(L, 1));
+        die(what, luaL_typename(L, 1));
     }
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT, 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!L)
+        setup();
+    one(parse_ref, "parse_ini raised", data, size);
+    one(yaml_ref, "parse_yaml raised", data, size);
     return 0;
 }

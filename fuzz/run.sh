@@ -9,7 +9,10 @@ for bin in "$@"; do
     work=$(mktemp -d)
     [ -d "fuzz/corpus/$name" ] && cp -R "fuzz/corpus/$name/." "$work/"
     echo "fuzz: $name for ${seconds}s"
-    if ! "$bin" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 \
+    dict=""
+    [ -f "fuzz/$name.dict" ] && dict="-dict=fuzz/$name.dict"
+    # shellcheck disable=SC2086
+    if ! "$bin" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 $dict \
             -artifact_prefix="build/fuzz/$name-" "$work" 2>build/fuzz/$name.log; then
         tail -40 "build/fuzz/$name.log"
         rm -rf "$work"

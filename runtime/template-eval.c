@@ -23,6 +23,10 @@ const char *tpl_a_type(lua_State *L, int idx)
     case LUA_TTABLE: return "a table";
     case LUA_TFUNCTION: return "a function";
     case LUA_TTHREAD: return "a thread";
+    case LUA_TLIGHTUSERDATA:
+        if (!lua_touserdata(L, idx))
+            return "none";
+        return "a userdata";
     default: return "a userdata";
     }
 }
@@ -42,11 +46,12 @@ int tpl_undefined(Render *r, size_t pos, const char *fmt, ...)
     vsnprintf(r->undef_msg, sizeof r->undef_msg, fmt, ap);
     va_end(ap);
     r->undef_pos = pos;
+    r->undef_soft = 0;
     lua_pushnil(r->c.L);
     return 0;
 }
 
-static void add_work(Render *r, const Node *n, size_t bytes)
+void tpl_add_work(Render *r, const Node *n, size_t bytes)
 {
     if (bytes > MAX_OUTPUT)
         tpl_fail(&r->c, n->pos, "string longer than %zu MiB", MAX_OUTPUT >> 20);
@@ -55,28 +60,77 @@ static void add_work(Render *r, const Node *n, size_t bytes)
         tpl_fail(&r->c, n->pos, "template builds more than %zu MiB of strings", MAX_WORK >> 20);
 }
 
-static int eval(Render *r, const Node *n);
+#define eval tpl_eval
+static int literal_order(lua_State *L, int idx);
 
 void tpl_eval_strict(Render *r, const Node *n)
 {
-    if (!eval(r, n))
+    if (eval(r, n))
+        return;
+    if (!r->undef_soft)
         tpl_fail(&r->c, r->undef_pos, "%s", r->undef_msg);
+    /* `x if c` with c false: undefined for default and `is defined`, and
+     * the empty string everywhere else, as Ansible renders it */
+    lua_pop(r->c.L, 1);
+    lua_pushliteral(r->c.L, "");
 }
 
-static void fmt_float(double d, char *buf, size_t size)
+/* Python's repr of a float: the shortest digits that read back, fixed
+ * notation (with ".0" when integral) unless the exponent is below -4 or
+ * above 15. */
+void tpl_fmt_float(double d, char *buf, size_t size)
 {
     if (isnan(d)) {
         snprintf(buf, size, "nan");
-    } else if (isinf(d)) {
+        return;
+    }
+    if (isinf(d)) {
         snprintf(buf, size, d > 0 ? "inf" : "-inf");
-    } else if (d == floor(d) && fabs(d) < 1e16) {
-        snprintf(buf, size, "%.0f", d == 0 ? 0.0 : d);
-    } else {
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(buf, size, "%.*g", prec, d);
-            if (strtod(buf, NULL) == d)
-                break;
+        return;
+    }
+    char e[40];
+    for (int prec = 0; prec <= 17; prec++) {
+        snprintf(e, sizeof e, "%.*e", prec, d);
+        if (strtod(e, NULL) == d)
+            break;
+    }
+    /* e is [-]D[.DDD]e[+-]XX */
+    char digits[24];
+    size_t nd = 0;
+    const char *q = e;
+    int neg = *q == '-';
+    if (neg)
+        q++;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.')
+            digits[nd++] = *q;
+    digits[nd] = '\0';
+    int exp10 = atoi(q + 1), decpt = exp10 + 1;
+    while (nd > 1 && digits[nd - 1] == '0')
+        digits[--nd] = '\0';
+    size_t o = 0;
+    if (neg)
+        buf[o++] = '-';
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            o += (size_t)snprintf(buf + o, size - o, "0.");
+            for (int k = 0; k < -decpt; k++)
+                buf[o++] = '0';
+            snprintf(buf + o, size - o, "%s", digits);
+        } else if ((size_t)decpt >= nd) {
+            o += (size_t)snprintf(buf + o, size - o, "%s", digits);
+            for (size_t k = nd; k < (size_t)decpt; k++)
+                buf[o++] = '0';
+            snprintf(buf + o, size - o, ".0");
+        } else {
+            snprintf(buf + o, size - o, "%.*s.%s", decpt, digits, digits + decpt);
         }
+    } else {
+        if (nd > 1)
+            o += (size_t)snprintf(buf + o, size - o, "%c.%s", digits[0], digits + 1);
+        else
+            o += (size_t)snprintf(buf + o, size - o, "%c", digits[0]);
+        snprintf(buf + o, size - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
     }
 }
 
@@ -93,13 +147,32 @@ void tpl_to_str(Render *r, int idx, const Node *n)
         if (lua_isinteger(L, idx)) {
             lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
         } else {
-            fmt_float(lua_tonumber(L, idx), buf, sizeof buf);
+            tpl_fmt_float(lua_tonumber(L, idx), buf, sizeof buf);
             lua_pushstring(L, buf);
         }
         break;
     case LUA_TBOOLEAN:
         lua_pushstring(L, lua_toboolean(L, idx) ? "True" : "False");
         break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx)) {
+            char s[100];
+            tpl_fail(&r->c, n->start, "cannot render %s (a userdata)",
+                     tpl_src_of(r, n, s, sizeof s));
+        }
+        lua_pushliteral(L, "None");
+        break;
+    case LUA_TTABLE: {
+        /* a list or mapping prints as Python's repr, as in Ansible */
+        luaL_Buffer b;
+        lua_pushvalue(L, idx);
+        int v = lua_gettop(L);
+        luaL_buffinit(L, &b);
+        tpl_repr(r, v, n, &b, 0);
+        luaL_pushresult(&b);
+        lua_replace(L, v);
+        break;
+    }
     default: {
         char s[100];
         tpl_fail(&r->c, n->start, "cannot render %s (%s)%s", tpl_src_of(r, n, s, sizeof s),
@@ -114,6 +187,10 @@ int tpl_truthy(Render *r, int idx, const Node *n)
     lua_State *L = r->c.L;
     switch (lua_type(L, idx)) {
     case LUA_TNIL: return 0;
+    case LUA_TLIGHTUSERDATA:
+        if (!lua_touserdata(L, idx))
+            return 0; /* none */
+        break;
     case LUA_TBOOLEAN: return lua_toboolean(L, idx);
     case LUA_TNUMBER: return lua_isinteger(L, idx) ? lua_tointeger(L, idx) != 0
                                                     : lua_tonumber(L, idx) != 0;
@@ -126,11 +203,13 @@ int tpl_truthy(Render *r, int idx, const Node *n)
             return 1;
         }
         return 0;
-    default: {
+    default:
+        break;
+    }
+    {
         char s[100];
         tpl_fail(&r->c, n->start, "cannot use %s (%s) as a condition", tpl_src_of(r, n, s, sizeof s),
              tpl_a_type(L, idx));
-    }
     }
 }
 
@@ -263,10 +342,20 @@ static int cmp_fold(const void *a, const void *b)
 }
 
 /* Push a sequence of the keys of the table at idx, sorted. */
-static void sorted_keys(Render *r, int idx, int fold, const Node *n)
+void tpl_sorted_keys(Render *r, int idx, int fold, const Node *n)
 {
     lua_State *L = r->c.L;
     idx = lua_absindex(L, idx);
+    if (literal_order(L, idx)) { /* a copy: callers may reorder it */
+        lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+        lua_createtable(L, (int)len, 0);
+        for (lua_Integer k = 1; k <= len; k++) {
+            lua_rawgeti(L, -2, k);
+            lua_rawseti(L, -2, k);
+        }
+        lua_remove(L, -2);
+        return;
+    }
     lua_newtable(L); /* our own copy anchors the key strings while we sort */
     int keys = lua_gettop(L);
     lua_Integer count = 0;
@@ -308,7 +397,7 @@ static void sorted_keys(Render *r, int idx, int fold, const Node *n)
 }
 
 /* Replace the table at idx with a list of {key, value} pairs sorted by key. */
-static void sorted_pairs(Render *r, int idx, int fold, const Node *n)
+void tpl_sorted_pairs(Render *r, int idx, int fold, const Node *n)
 {
     lua_State *L = r->c.L;
     idx = lua_absindex(L, idx);
@@ -318,7 +407,7 @@ static void sorted_pairs(Render *r, int idx, int fold, const Node *n)
              n->kind == N_ITEMS ? "items()" : "dictsort", tpl_src_of(r, n->a, s, sizeof s),
              tpl_a_type(L, idx));
     }
-    sorted_keys(r, idx, fold, n->a);
+    tpl_sorted_keys(r, idx, fold, n->a);
     lua_Integer count = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer k = 1; k <= count; k++) {
         lua_createtable(L, 2, 0);
@@ -327,6 +416,9 @@ static void sorted_pairs(Render *r, int idx, int fold, const Node *n)
         lua_rawseti(L, -3, 1);
         lua_rawget(L, idx);
         lua_rawseti(L, -2, 2);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, r->tuples); /* Python's items() gives tuples: printed (k, v) */
         lua_rawseti(L, -2, k);
     }
     lua_replace(L, idx);
@@ -344,28 +436,181 @@ void tpl_as_list(Render *r, int idx, const Node *n)
              tpl_a_type(L, idx));
     if (lua_rawlen(L, idx) > 0)
         return;
-    sorted_keys(r, idx, 0, n);
+    tpl_sorted_keys(r, idx, 0, n);
     lua_replace(L, idx);
+}
+
+int tpl_is_none(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TLIGHTUSERDATA && !lua_touserdata(L, idx);
+}
+
+const char tpl_orders_key = 0;
+
+/* Push the keys of a mapping made by a {...} literal, in their order (as a
+ * Python dict keeps them); returns 0 (nothing pushed) for other tables. */
+static int literal_order(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tpl_orders_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* A sequence (Jinja's list): a table with items 1..n, or an empty table
+ * that no {} literal made. */
+int tpl_is_list(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return 0;
+    if (lua_rawlen(L, idx) > 0)
+        return 1;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    if (lua_next(L, idx)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    if (literal_order(L, idx)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* A number as Python sees it: booleans are the integers 0 and 1. */
+int tpl_as_num(lua_State *L, int idx, int *isint, lua_Integer *i, double *d)
+{
+    if (lua_type(L, idx) == LUA_TBOOLEAN) {
+        *isint = 1;
+        *i = lua_toboolean(L, idx);
+        *d = (double)*i;
+        return 1;
+    }
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    *isint = lua_isinteger(L, idx);
+    *i = lua_tointeger(L, idx);
+    *d = lua_tonumber(L, idx);
+    return 1;
+}
+
+/* Python's ==: 1 == 1.0 == True, lists and mappings by content. */
+int tpl_py_eq(lua_State *L, int a, int b, int depth)
+{
+    int ia, ib;
+    lua_Integer xa, xb;
+    double da, db;
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    if (tpl_as_num(L, a, &ia, &xa, &da) && tpl_as_num(L, b, &ib, &xb, &db))
+        return ia && ib ? xa == xb : da == db;
+    if (lua_type(L, a) != LUA_TTABLE || lua_type(L, b) != LUA_TTABLE)
+        return lua_rawequal(L, a, b);
+    if (lua_rawequal(L, a, b))
+        return 1;
+    if (depth > MAX_DEPTH)
+        return 0;
+    luaL_checkstack(L, 6, "template comparison");
+    lua_Integer la = (lua_Integer)lua_rawlen(L, a), lb = (lua_Integer)lua_rawlen(L, b);
+    if (la != lb)
+        return 0;
+    if (la > 0) {
+        for (lua_Integer k = 1; k <= la; k++) {
+            lua_rawgeti(L, a, k);
+            lua_rawgeti(L, b, k);
+            int eq = tpl_py_eq(L, -2, -1, depth + 1);
+            lua_pop(L, 2);
+            if (!eq)
+                return 0;
+        }
+        return 1;
+    }
+    lua_Integer na = 0, nb = 0;
+    lua_pushnil(L);
+    while (lua_next(L, a)) {
+        na++;
+        lua_pushvalue(L, -2);
+        lua_rawget(L, b);
+        int eq = !lua_isnil(L, -1) && tpl_py_eq(L, -2, -1, depth + 1);
+        lua_pop(L, 2);
+        if (!eq) {
+            lua_pop(L, 1);
+            return 0;
+        }
+    }
+    lua_pushnil(L);
+    while (lua_next(L, b)) {
+        nb++;
+        lua_pop(L, 1);
+    }
+    return na == nb;
+}
+
+/* Python's ordering of two values: numbers, strings (by code point, which
+ * UTF-8 byte order is), lists lexicographically; 0 when they do not order
+ * (the caller fails), *res -1/0/1, or 2 when a NaN is involved. */
+int tpl_py_cmp(Render *r, const Node *n, int a, int b, int *res)
+{
+    lua_State *L = r->c.L;
+    int ia, ib;
+    lua_Integer xa, xb;
+    double da, db;
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    if (tpl_as_num(L, a, &ia, &xa, &da) && tpl_as_num(L, b, &ib, &xb, &db)) {
+        if (ia && ib)
+            *res = xa < xb ? -1 : xa > xb;
+        else if (isnan(da) || isnan(db))
+            *res = 2;
+        else
+            *res = da < db ? -1 : da > db;
+        return 1;
+    }
+    if (lua_type(L, a) == LUA_TSTRING && lua_type(L, b) == LUA_TSTRING) {
+        size_t la, lb;
+        const char *sa = lua_tolstring(L, a, &la), *sb = lua_tolstring(L, b, &lb);
+        int c = memcmp(sa, sb, la < lb ? la : lb);
+        *res = c < 0 ? -1 : c > 0 ? 1 : la < lb ? -1 : la > lb;
+        return 1;
+    }
+    if (tpl_is_list(L, a) && tpl_is_list(L, b)) {
+        lua_Integer la = (lua_Integer)lua_rawlen(L, a), lb = (lua_Integer)lua_rawlen(L, b);
+        luaL_checkstack(L, 4, "template comparison");
+        for (lua_Integer k = 1; k <= la && k <= lb; k++) {
+            lua_rawgeti(L, a, k);
+            lua_rawgeti(L, b, k);
+            if (!tpl_py_eq(L, -2, -1, 0)) {
+                int ok = tpl_py_cmp(r, n, -2, -1, res);
+                lua_pop(L, 2);
+                return ok;
+            }
+            lua_pop(L, 2);
+        }
+        *res = la < lb ? -1 : la > lb;
+        return 1;
+    }
+    return 0;
 }
 
 static int compare(Render *r, const Node *n)
 {
     lua_State *L = r->c.L;
+    int c;
     if (n->op == OP_EQ || n->op == OP_NE)
-        return lua_rawequal(L, -2, -1) == (n->op == OP_EQ);
-    int ta = lua_type(L, -2), tb = lua_type(L, -1), c;
-    if (ta == LUA_TNUMBER && tb == LUA_TNUMBER) {
-        c = lua_compare(L, -2, -1, LUA_OPLT) ? -1 : lua_compare(L, -2, -1, LUA_OPEQ) ? 0 : 1;
-        if (c == 1 && !lua_compare(L, -1, -2, LUA_OPLT))
-            return 0; /* NaN: every ordering is false */
-    } else if (ta == LUA_TSTRING && tb == LUA_TSTRING) {
-        SortKey a = {0}, b = {0};
-        a.s = lua_tolstring(L, -2, &a.len);
-        b.s = lua_tolstring(L, -1, &b.len);
-        c = cmp_bytes(&a, &b, 0);
-    } else {
+        return tpl_py_eq(L, -2, -1, 0) == (n->op == OP_EQ);
+    if (!tpl_py_cmp(r, n, -2, -1, &c))
         tpl_fail(&r->c, n->pos, "cannot compare %s with %s", tpl_a_type(L, -2), tpl_a_type(L, -1));
-    }
+    if (c == 2)
+        return 0; /* NaN: every ordering is false */
     switch (n->op) {
     case OP_LT: return c < 0;
     case OP_GT: return c > 0;
@@ -375,7 +620,7 @@ static int compare(Render *r, const Node *n)
 }
 
 /* needle at -2, haystack at -1 */
-static int contains(Render *r, const Node *n)
+int tpl_contains(Render *r, const Node *n)
 {
     lua_State *L = r->c.L;
     if (lua_type(L, -1) == LUA_TSTRING) {
@@ -402,7 +647,7 @@ static int contains(Render *r, const Node *n)
     }
     for (lua_Integer k = 1; k <= len; k++) {
         lua_rawgeti(L, -1, k);
-        int eq = lua_rawequal(L, -1, -3);
+        int eq = tpl_py_eq(L, -1, -3, 0);
         lua_pop(L, 1);
         if (eq)
             return 1;
@@ -410,283 +655,7 @@ static int contains(Render *r, const Node *n)
     return 0;
 }
 
-static void push_indent(Render *r, const Node *n, int first, int blank)
-{
-    lua_State *L = r->c.L;
-    size_t len, wlen, lines = 1;
-    const char *s = lua_tolstring(L, -2, &len), *w = lua_tolstring(L, -1, &wlen);
-    for (size_t k = 0; k < len; k++)
-        lines += s[k] == '\n';
-    if (len > MAX_OUTPUT || (wlen && lines > (MAX_OUTPUT - len) / wlen))
-        tpl_fail(&r->c, n->pos, "string longer than %zu MiB", MAX_OUTPUT >> 20);
-    add_work(r, n, len + lines * wlen);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    /* Jinja: every line but the first (first=true: that one too) is indented;
-     * empty lines stay empty unless blank=true */
-    for (size_t k = 0, line = 0;; line++) {
-        const char *nl = memchr(s + k, '\n', len - k);
-        size_t e = nl ? (size_t)(nl - s) : len;
-        if (line == 0 ? first : (blank || e > k))
-            luaL_addlstring(&b, w, wlen);
-        luaL_addlstring(&b, s + k, e - k);
-        if (!nl)
-            break;
-        luaL_addchar(&b, '\n');
-        k = e + 1;
-    }
-    luaL_pushresult(&b);
-}
-
-/* Shell-quote like Python's shlex.quote (Ansible's quote filter). */
-static void push_quote(Render *r, const Node *n)
-{
-    lua_State *L = r->c.L;
-    size_t len, extra = 2;
-    const char *s = lua_tolstring(L, -1, &len);
-    int safe = len > 0;
-    for (size_t k = 0; k < len; k++) {
-        char ch = s[k];
-        if (!(tpl_is_alpha(ch) || tpl_is_digit(ch) || strchr("@%+=:,./-", ch)) || ch == '\0')
-            safe = 0;
-        if (ch == '\'')
-            extra += 4;
-    }
-    if (safe)
-        return;
-    add_work(r, n, len + extra);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addchar(&b, '\'');
-    for (size_t k = 0; k < len; k++) {
-        if (s[k] == '\'')
-            luaL_addstring(&b, "'\"'\"'");
-        else
-            luaL_addchar(&b, s[k]);
-    }
-    luaL_addchar(&b, '\'');
-    luaL_pushresult(&b);
-    lua_replace(L, -2);
-}
-
-/* operand at -3, old at -2, new at -1 (all strings): push the result */
-static void push_replace(Render *r, const Node *n)
-{
-    lua_State *L = r->c.L;
-    size_t len, ol, nl, count = 0;
-    const char *s = lua_tolstring(L, -3, &len);
-    const char *o = lua_tolstring(L, -2, &ol), *w = lua_tolstring(L, -1, &nl);
-    if (ol == 0) {
-        count = len + 1; /* Python puts `new` around every character */
-    } else {
-        for (size_t k = 0; k + ol <= len;)
-            if (memcmp(s + k, o, ol) == 0)
-                count++, k += ol;
-            else
-                k++;
-    }
-    if (len > MAX_OUTPUT || (nl && count > MAX_OUTPUT / nl))
-        tpl_fail(&r->c, n->pos, "string longer than %zu MiB", MAX_OUTPUT >> 20);
-    add_work(r, n, len + count * nl);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t k = 0; k < len;) {
-        if (ol == 0) {
-            luaL_addlstring(&b, w, nl);
-            luaL_addchar(&b, s[k++]);
-        } else if (k + ol <= len && memcmp(s + k, o, ol) == 0) {
-            luaL_addlstring(&b, w, nl);
-            k += ol;
-        } else {
-            luaL_addchar(&b, s[k++]);
-        }
-    }
-    if (ol == 0)
-        luaL_addlstring(&b, w, nl);
-    luaL_pushresult(&b);
-}
-
-static int eval_filter(Render *r, const Node *n)
-{
-    lua_State *L = r->c.L;
-    const Node *const *argv = (const Node *const *)n->argv;
-    int top = lua_gettop(L);
-    if (n->op == F_DEFAULT) {
-        int ok = eval(r, n->a);
-        if (ok && argv[1]) {
-            tpl_eval_strict(r, argv[1]);
-            int boolean = tpl_truthy(r, -1, argv[1]);
-            lua_pop(L, 1);
-            if (boolean)
-                ok = tpl_truthy(r, -1, n->a);
-        }
-        if (ok)
-            return 1;
-        lua_pop(L, 1);
-        if (argv[0])
-            return eval(r, argv[0]);
-        lua_pushliteral(L, "");
-        return 1;
-    }
-    tpl_eval_strict(r, n->a);
-    int v = top + 1;
-    size_t len;
-    const char *s;
-    switch (n->op) {
-    case F_JOIN: {
-        tpl_as_list(r, v, n->a);
-        if (argv[0]) {
-            tpl_eval_strict(r, argv[0]);
-            tpl_to_str(r, -1, argv[0]);
-        } else {
-            lua_pushliteral(L, "");
-        }
-        size_t seplen, total = 0;
-        const char *sep = lua_tolstring(L, v + 1, &seplen);
-        lua_Integer count = (lua_Integer)lua_rawlen(L, v);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (lua_Integer k = 1; k <= count; k++) {
-            /* the separator before pushing the item: the buffer may live on top */
-            if (k > 1)
-                luaL_addlstring(&b, sep, seplen);
-            int t = lua_rawgeti(L, v, k);
-            if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN) {
-                char o[100];
-                tpl_fail(&r->c, n->pos, "cannot join %s: item " LUA_INTEGER_FMT " is %s",
-                     tpl_src_of(r, n->a, o, sizeof o), k - 1, tpl_a_type(L, -1));
-            }
-            tpl_to_str(r, -1, n->a);
-            lua_tolstring(L, -1, &len);
-            total += len + (k > 1 ? seplen : 0);
-            if (total > MAX_OUTPUT)
-                tpl_fail(&r->c, n->pos, "string longer than %zu MiB", MAX_OUTPUT >> 20);
-            luaL_addvalue(&b);
-        }
-        add_work(r, n, total);
-        luaL_pushresult(&b);
-        break;
-    }
-    case F_UPPER:
-    case F_LOWER: {
-        tpl_to_str(r, v, n->a);
-        s = lua_tolstring(L, v, &len);
-        luaL_Buffer b;
-        char *d = luaL_buffinitsize(L, &b, len);
-        for (size_t k = 0; k < len; k++) {
-            char ch = s[k];
-            if (n->op == F_UPPER && ch >= 'a' && ch <= 'z')
-                ch = (char)(ch - 32);
-            else if (n->op == F_LOWER && ch >= 'A' && ch <= 'Z')
-                ch = (char)(ch + 32);
-            d[k] = ch;
-        }
-        luaL_pushresultsize(&b, len);
-        add_work(r, n, len);
-        break;
-    }
-    case F_INDENT: {
-        tpl_to_str(r, v, n->a);
-        if (!argv[0]) {
-            lua_pushliteral(L, "    ");
-        } else {
-            tpl_eval_strict(r, argv[0]);
-            if (lua_type(L, -1) == LUA_TNUMBER) {
-                int isint;
-                lua_Integer w = lua_tointegerx(L, -1, &isint);
-                if (!isint || w > (lua_Integer)MAX_OUTPUT)
-                    tpl_fail(&r->c, argv[0]->pos, "indent width must be an integer below 64 Mi");
-                lua_pop(L, 1);
-                luaL_Buffer b;
-                char *d = luaL_buffinitsize(L, &b, w > 0 ? (size_t)w : 0);
-                if (w > 0)
-                    memset(d, ' ', (size_t)w);
-                luaL_pushresultsize(&b, w > 0 ? (size_t)w : 0);
-            } else if (lua_type(L, -1) != LUA_TSTRING) {
-                tpl_fail(&r->c, argv[0]->pos, "indent width must be a number or a string, got %s",
-                     tpl_a_type(L, -1));
-            }
-        }
-        int first = 0, blank = 0;
-        for (int k = 1; k <= 2; k++) {
-            if (!argv[k])
-                continue;
-            tpl_eval_strict(r, argv[k]);
-            *(k == 1 ? &first : &blank) = tpl_truthy(r, -1, argv[k]);
-            lua_pop(L, 1);
-        }
-        push_indent(r, n, first, blank);
-        break;
-    }
-    case F_LENGTH:
-        if (lua_type(L, v) == LUA_TSTRING) {
-            lua_Integer chars = 0;
-            s = lua_tolstring(L, v, &len);
-            for (size_t k = 0; k < len; k++)
-                chars += ((unsigned char)s[k] & 0xC0) != 0x80;
-            lua_pushinteger(L, chars);
-        } else if (lua_type(L, v) == LUA_TTABLE) {
-            lua_Integer count = (lua_Integer)lua_rawlen(L, v);
-            if (count == 0) {
-                lua_pushnil(L);
-                while (lua_next(L, v)) {
-                    lua_pop(L, 1);
-                    count++;
-                }
-            }
-            lua_pushinteger(L, count);
-        } else {
-            char o[100];
-            tpl_fail(&r->c, n->pos, "length of %s (%s) is not defined",
-                 tpl_src_of(r, n->a, o, sizeof o), tpl_a_type(L, v));
-        }
-        break;
-    case F_STRING:
-        tpl_to_str(r, v, n->a);
-        lua_pushvalue(L, v);
-        break;
-    case F_TRIM: {
-        tpl_to_str(r, v, n->a);
-        s = lua_tolstring(L, v, &len);
-        size_t b = 0, e = len;
-        while (b < e && tpl_is_ws(s[b]))
-            b++;
-        while (e > b && tpl_is_ws(s[e - 1]))
-            e--;
-        lua_pushlstring(L, s + b, e - b);
-        break;
-    }
-    case F_QUOTE:
-        tpl_to_str(r, v, n->a);
-        lua_pushvalue(L, v);
-        push_quote(r, n);
-        break;
-    case F_REPLACE:
-        tpl_to_str(r, v, n->a);
-        tpl_eval_strict(r, argv[0]);
-        tpl_to_str(r, -1, argv[0]);
-        tpl_eval_strict(r, argv[1]);
-        tpl_to_str(r, -1, argv[1]);
-        push_replace(r, n);
-        break;
-    case F_DICTSORT: {
-        int fold = 1;
-        if (argv[0]) {
-            tpl_eval_strict(r, argv[0]);
-            fold = !tpl_truthy(r, -1, argv[0]);
-            lua_pop(L, 1);
-        }
-        sorted_pairs(r, v, fold, n);
-        lua_pushvalue(L, v);
-        break;
-    }
-    }
-    lua_replace(L, v);
-    lua_settop(L, v);
-    return 1;
-}
-
-static int eval(Render *r, const Node *n)
+int tpl_eval(Render *r, const Node *n)
 {
     lua_State *L = r->c.L;
     luaL_checkstack(L, 10, "template expression");
@@ -703,6 +672,66 @@ static int eval(Render *r, const Node *n)
     case N_BOOL:
         lua_pushboolean(L, (int)n->i);
         return 1;
+    case N_NONE:
+        lua_pushlightuserdata(L, NULL);
+        return 1;
+    case N_ITEM:
+        lua_pushvalue(L, r->item);
+        return 1;
+    case N_DICT: {
+        lua_Integer nkeys = 0;
+        lua_newtable(L);
+        lua_newtable(L); /* the keys in order */
+        for (const Node *x = n->a; x; x = x->next) {
+            tpl_eval_strict(r, x->a);
+            int kt = lua_type(L, -1);
+            if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+                char s[100];
+                tpl_fail(&r->c, x->a->start, "cannot use %s (%s) as a key", tpl_src_of(r, x->a, s,
+                         sizeof s), tpl_a_type(L, -1));
+            }
+            if (kt == LUA_TNUMBER && isnan(lua_tonumber(L, -1)))
+                tpl_fail(&r->c, x->a->start, "cannot use nan as a key");
+            tpl_eval_strict(r, x->b);
+            lua_pushvalue(L, -2);
+            int seen = lua_rawget(L, -5) != LUA_TNIL;
+            lua_pop(L, 1);
+            if (!seen) { /* a repeated key keeps its first place, as in a dict */
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, -4, ++nkeys);
+            }
+            lua_rawset(L, -4);
+        }
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &tpl_orders_key);
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -3);
+        lua_rawset(L, -3);
+        lua_pop(L, 2);
+        return 1;
+    }
+    case N_ARITH:
+        tpl_eval_strict(r, n->a);
+        tpl_eval_strict(r, n->b);
+        tpl_arith(r, n);
+        return 1;
+    case N_NEG:
+    case N_POS: {
+        int isint;
+        lua_Integer i;
+        double d;
+        tpl_eval_strict(r, n->a);
+        if (!tpl_as_num(L, -1, &isint, &i, &d))
+            tpl_fail(&r->c, n->pos, "bad operand type for unary %c: %s", n->kind == N_NEG ? '-' : '+',
+                     tpl_a_type(L, -1));
+        lua_pop(L, 1);
+        if (n->kind == N_POS)
+            isint ? lua_pushinteger(L, i) : lua_pushnumber(L, d);
+        else if (isint && i == LUA_MININTEGER)
+            tpl_fail(&r->c, n->pos, "integer overflow in unary -");
+        else
+            isint ? lua_pushinteger(L, -i) : lua_pushnumber(L, -d);
+        return 1;
+    }
     case N_LIST: {
         lua_Integer k = 0;
         lua_newtable(L);
@@ -710,8 +739,15 @@ static int eval(Render *r, const Node *n)
             tpl_eval_strict(r, x);
             lua_rawseti(L, -2, ++k);
         }
+        if (n->op) { /* a tuple literal: a list that prints as (a, b) */
+            lua_pushvalue(L, -1);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, r->tuples);
+        }
         return 1;
     }
+    case N_SLICE:
+        return tpl_slice(r, n);
     case N_NAME:
         return lookup(r, n);
     case N_GETATTR:
@@ -725,7 +761,7 @@ static int eval(Render *r, const Node *n)
         return index_value(r, n);
     case N_ITEMS:
         tpl_eval_strict(r, n->a);
-        sorted_pairs(r, -1, 0, n);
+        tpl_sorted_pairs(r, -1, 0, n);
         return 1;
     case N_NOT: {
         tpl_eval_strict(r, n->a);
@@ -747,13 +783,21 @@ static int eval(Render *r, const Node *n)
         tpl_eval_strict(r, n->a);
         int t = tpl_truthy(r, -1, n->a);
         lua_pop(L, 1);
+        if (!t && !n->c) {
+            int line, col;
+            tpl_line_col(&r->c, n->pos, &line, &col);
+            tpl_undefined(r, n->pos, "the inline if-expression on line %d evaluated to "
+                          "false and no else section was defined", line);
+            r->undef_soft = 1; /* Ansible prints it as nothing */
+            return 0;
+        }
         return eval(r, t ? n->b : n->c);
     }
     case N_CMP:
     case N_IN: {
         tpl_eval_strict(r, n->a);
         tpl_eval_strict(r, n->b);
-        int v = n->kind == N_CMP ? compare(r, n) : contains(r, n) != n->neg;
+        int v = n->kind == N_CMP ? compare(r, n) : tpl_contains(r, n) != n->neg;
         lua_pop(L, 2);
         lua_pushboolean(L, v);
         return 1;
@@ -766,18 +810,14 @@ static int eval(Render *r, const Node *n)
         tpl_to_str(r, -1, n->b);
         lua_tolstring(L, -2, &la);
         lua_tolstring(L, -1, &lb);
-        add_work(r, n, la + lb);
+        tpl_add_work(r, n, la + lb);
         lua_concat(L, 2);
         return 1;
     }
     case N_FILTER:
-        return eval_filter(r, n);
-    case N_TEST: {
-        int defined = eval(r, n->a);
-        lua_pop(L, 1);
-        lua_pushboolean(L, defined != n->neg);
-        return 1;
-    }
+        return tpl_eval_filter(r, n);
+    case N_TEST:
+        return tpl_eval_test(r, n);
     default:
         return luaL_error(L, "template: bad node %d", n->kind);
     }

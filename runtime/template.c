@@ -1,14 +1,13 @@
 /*
- * template.c: a small Jinja2-compatible template engine, the subset that
- * configuration templates such as etcd.conf.yaml.j2 use.
+ * template.c: a Jinja2 template engine as Ansible's template module runs
+ * Jinja2 (the README lists what is supported and what is refused).
  *
- * Supported: {{ expr }}, {% for %}/{% else %}/{% endfor %} (one or two
- * targets), {% if %}/{% elif %}/{% else %}/{% endif %}, {% raw %}, {# #},
- * whitespace control ({%- -%} {{- -}} {#- -#}, and + to keep a newline);
- * expressions: names, a.b, a['b'], a[expr], a.0, string/integer/float/boolean
- * literals, [list] literals, not/and/or, == != < > <= >=, in / not in, ~,
- * x if c else y, x is [not] defined, filters (see `filters` below) and
- * d.items().
+ * Statements: {{ expr }}, {% for %} (1 to 8 targets, a loop `if`, else),
+ * {% if %}/{% elif %}/{% else %}, {% raw %}, {# #}, whitespace control
+ * ({%- -%} {{- -}} {#- -#}, + to keep a newline). Expressions: Jinja's
+ * grammar and precedence (template-parse.c), Python's values and operators
+ * (template-eval.c), the filters and tests Ansible templates use
+ * (template-filters.c; ICU and libyaml through template-text.c).
  *
  * Choices where Jinja (Python) and Lua disagree, made once here:
  *   - integer subscripts are 0-based list indexes as in Jinja: a[0] is the
@@ -16,20 +15,20 @@
  *   - undefined variables, missing keys and indexes out of range are errors
  *     naming template:line:column (Ansible's StrictUndefined) unless
  *     absorbed by |default or `is defined`;
- *   - trim_blocks is on, as in Ansible's template module: one newline right
- *     after a block or comment tag is dropped; lstrip_blocks is off; the
- *     template's final newline is kept (keep_trailing_newline);
- *   - {{ }} prints strings as is, integers and integral floats without
- *     ".0", booleans as True/False; tables, functions and other values are
- *     errors, never a silent "table: 0x...";
- *   - a table that is not a sequence iterates (and joins, and .items())
+ *   - trim_blocks is on, lstrip_blocks off, as in Ansible's template
+ *     module; trailing newlines are Ansible's: Jinja drops the source's
+ *     final newline, then as many newlines as the source ended with are
+ *     restored (Templar's preserve_trailing_newlines);
+ *   - {{ }} prints as Python's str(): 1.0 for a float, True/False, lists,
+ *     tuples and mappings as their repr; None (cjson.null, a NULL light
+ *     userdata) prints nothing (Ansible's finalize); functions and other
+ *     Lua values are errors, never a silent "table: 0x...";
+ *   - a table that is not a sequence iterates (and prints, and .items())
  *     by sorted key: numbers first, then strings bytewise, so output never
- *     depends on hash order;
- *   - truthiness is Jinja's: false, 0, "" and {} are false;
+ *     depends on hash order; a {...} literal keeps its own key order;
+ *   - truthiness is Jinja's: false, 0, "", None and {} are false;
  *   - no calls and no metamethods: every lookup is raw, into the vars table
  *     and the tables reachable from it only.
- *
- * The lexer and parser are template-parse.c, evaluation template-eval.c.
  *
  * Memory: the AST lives in an arena and the output in a buffer, both owned
  * by a userdata with __gc/__close, so an error raised anywhere (lua_error
@@ -187,44 +186,93 @@ static void set_field(lua_State *L, int t, const char *k, lua_Integer v, int isb
     lua_setfield(L, t, k); /* our own fresh table: no metamethods */
 }
 
+/* Replace the list at idx with the items for which the loop's `if` holds. */
+static void loop_filter(Render *r, int idx, const Node *n)
+{
+    lua_State *L = r->c.L;
+    lua_Integer len = (lua_Integer)lua_rawlen(L, idx), out = 0;
+    int saved = r->nscopes;
+    lua_newtable(L);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    int top = lua_gettop(L);
+    for (int k = 0; k < n->ntg; k++)
+        r->scopes[r->nscopes++] = (Scope){n->tg[k], n->tglen[k], top - (n->ntg == 1 ? 1 : 0)};
+    for (lua_Integer i = 1; i <= len; i++) {
+        if (++r->iterations > MAX_ITERATIONS)
+            tpl_fail(&r->c, n->pos, "more than %ld loop iterations", MAX_ITERATIONS);
+        lua_rawgeti(L, idx, i);
+        lua_replace(L, top - 1);
+        if (n->ntg > 1) {
+            /* unpacked targets see the item's parts while filtering */
+            r->nscopes = saved;
+            if (lua_type(L, top - 1) == LUA_TTABLE &&
+                (lua_Integer)lua_rawlen(L, top - 1) == n->ntg) {
+                for (int k = 0; k < n->ntg; k++) {
+                    lua_rawgeti(L, top - 1, k + 1);
+                    r->scopes[r->nscopes++] = (Scope){n->tg[k], n->tglen[k], lua_gettop(L)};
+                }
+            }
+        }
+        tpl_eval_strict(r, n->argv[0]);
+        int keep = tpl_truthy(r, -1, n->argv[0]);
+        lua_settop(L, top);
+        if (keep) {
+            lua_pushvalue(L, top - 1);
+            lua_rawseti(L, top - 2, ++out);
+        }
+    }
+    r->nscopes = saved;
+    lua_settop(L, top - 2);
+    lua_replace(L, idx);
+}
+
 static void render_for(Render *r, const Node *n)
 {
     lua_State *L = r->c.L;
     int base = lua_gettop(L), saved = r->nscopes;
-    luaL_checkstack(L, 10, "template loop");
+    luaL_checkstack(L, 20 + MAX_TARGETS, "template loop");
     tpl_eval_strict(r, n->a);
-    tpl_as_list(r, base + 1, n->a);
+    if (lua_type(L, base + 1) == LUA_TSTRING)
+        tpl_utf8_chars(r, base + 1, n->a); /* a string iterates by character */
+    else
+        tpl_as_list(r, base + 1, n->a);
+    if (n->argv[0])
+        loop_filter(r, base + 1, n);
     lua_Integer len = (lua_Integer)lua_rawlen(L, base + 1);
     if (len == 0) {
         lua_settop(L, base);
         render_body(r, n->c);
         return;
     }
-    lua_createtable(L, 0, 7); /* base+2: loop */
-    lua_pushnil(L);           /* base+3, base+4: the targets */
-    lua_pushnil(L);
+    lua_createtable(L, 0, 11); /* base+2: loop */
+    int slot0 = base + 3;
+    for (int k = 0; k < n->ntg; k++)
+        lua_pushnil(L);      /* base+3...: the targets */
+    int top = lua_gettop(L);
     r->scopes[r->nscopes++] = (Scope){"loop", 4, base + 2};
-    r->scopes[r->nscopes++] = (Scope){n->s, n->len, base + 3};
-    if (n->s2)
-        r->scopes[r->nscopes++] = (Scope){n->s2, n->len2, base + 4};
+    for (int k = 0; k < n->ntg; k++)
+        r->scopes[r->nscopes++] = (Scope){n->tg[k], n->tglen[k], slot0 + k};
     for (lua_Integer i = 1; i <= len; i++) {
         if (++r->iterations > MAX_ITERATIONS)
             tpl_fail(&r->c, n->pos, "more than %ld loop iterations", MAX_ITERATIONS);
         lua_rawgeti(L, base + 1, i);
-        if (n->s2) {
-            if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) != 2) {
+        if (n->ntg > 1) {
+            if (lua_type(L, -1) == LUA_TSTRING)
+                tpl_utf8_chars(r, -1, n->a);
+            if (lua_type(L, -1) != LUA_TTABLE || (lua_Integer)lua_rawlen(L, -1) != n->ntg) {
                 char s[100];
                 tpl_fail(&r->c, n->a->start, "cannot unpack item " LUA_INTEGER_FMT " of %s (%s) "
-                     "into two loop variables; use |dictsort or .items()", i - 1,
-                     tpl_src_of(r, n->a, s, sizeof s), tpl_a_type(L, -1));
+                     "into %d loop variables%s", i - 1, tpl_src_of(r, n->a, s, sizeof s),
+                     tpl_a_type(L, -1), n->ntg, n->ntg == 2 ? "; use |dictsort or .items()" : "");
             }
-            lua_rawgeti(L, -1, 1);
-            lua_replace(L, base + 3);
-            lua_rawgeti(L, -1, 2);
-            lua_replace(L, base + 4);
+            for (int k = 0; k < n->ntg; k++) {
+                lua_rawgeti(L, -1, k + 1);
+                lua_replace(L, slot0 + k);
+            }
             lua_pop(L, 1);
         } else {
-            lua_replace(L, base + 3);
+            lua_replace(L, slot0);
         }
         set_field(L, base + 2, "index", i, 0);
         set_field(L, base + 2, "index0", i - 1, 0);
@@ -233,8 +281,21 @@ static void render_for(Render *r, const Node *n)
         set_field(L, base + 2, "first", i == 1, 1);
         set_field(L, base + 2, "last", i == len, 1);
         set_field(L, base + 2, "length", len, 0);
+        set_field(L, base + 2, "depth", 1, 0);
+        set_field(L, base + 2, "depth0", 0, 0);
+        /* previtem/nextitem: absent (undefined) at the ends, as in Jinja */
+        if (i > 1)
+            lua_rawgeti(L, base + 1, i - 1);
+        else
+            lua_pushnil(L);
+        lua_setfield(L, base + 2, "previtem");
+        if (i < len)
+            lua_rawgeti(L, base + 1, i + 1);
+        else
+            lua_pushnil(L);
+        lua_setfield(L, base + 2, "nextitem");
         render_body(r, n->b);
-        lua_settop(L, base + 4);
+        lua_settop(L, top);
     }
     r->nscopes = saved;
     lua_settop(L, base);
@@ -251,6 +312,10 @@ static void render_body(Render *r, const Node *n)
         case N_OUTPUT: {
             size_t len;
             tpl_eval_strict(r, n->a);
+            if (tpl_is_none(L, -1)) { /* Ansible's finalize: None prints as nothing */
+                lua_pop(L, 1);
+                break;
+            }
             tpl_to_str(r, -1, n->a);
             const char *s = lua_tolstring(L, -1, &len);
             out_append(r, n, s, len);
@@ -292,12 +357,32 @@ static int render_protected(lua_State *L)
     memset(&p, 0, sizeof p);
     p.c = *c;
     p.c.L = L;
+    /* Ansible's way with trailing newlines: Jinja (keep_trailing_newline
+     * off) drops one final newline of the source; then as many newlines as
+     * the source ended with are restored (Templar's
+     * preserve_trailing_newlines). */
+    size_t want = 0;
+    while (want < p.c.len && p.c.src[p.c.len - 1 - want] == '\n')
+        want++;
+    if (p.c.len >= 2 && memcmp(p.c.src + p.c.len - 2, "\r\n", 2) == 0)
+        p.c.len -= 2;
+    else if (p.c.len >= 1 && (p.c.src[p.c.len - 1] == '\n' || p.c.src[p.c.len - 1] == '\r'))
+        p.c.len -= 1;
     Node *root = tpl_parse_body(&p, NULL, NULL, NULL);
     Render *r = lua_newuserdatauv(L, sizeof *r, 0); /* large: keep it off the C stack */
     memset(r, 0, sizeof *r);
     r->c = p.c;
     r->vars = 3;
+    lua_newtable(L);
+    r->tuples = lua_gettop(L);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &tpl_orders_key);
     render_body(r, root);
+    size_t have = 0;
+    while (have < c->st->outlen && c->st->out[c->st->outlen - 1 - have] == '\n')
+        have++;
+    for (; have < want; have++)
+        out_append(r, root ? root : &(Node){0}, "\n", 1);
     lua_pushlstring(L, c->st->out ? c->st->out : "", c->st->outlen);
     return 1;
 }
@@ -321,6 +406,8 @@ static int t_render(lua_State *L)
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     int rc = lua_pcall(L, 3, 1, 0);
+    lua_pushnil(L); /* the literals' key orders go with the render */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &tpl_orders_key);
     int tmpl_err = c.st->tmpl_err;
     state_free(c.st);
     if (rc == LUA_OK)

@@ -52,29 +52,32 @@ describe("hostpattern", function()
          assert.are.same({ { op = "!", text = "::1" } }, hostpattern.split("!::1"))
       end)
 
-      it("rejects empty patterns, dangling operators and subscripts", function()
-         assert.are.same({ nil, "host pattern is empty" }, { hostpattern.split("  ") })
-         assert.are.same({ nil, "host pattern ' , ' is empty: name a group or host (or all)" },
-            { hostpattern.split(" , ") })
-         assert.are.same({ nil, "host pattern ':' is empty: name a group or host (or all)" },
-            { hostpattern.split(":") })
+      it("reads an empty pattern as all, and refuses dangling operators", function()
+         for _, p in ipairs({ "", "  ", " , ", ":", ",," }) do -- as Ansible: all
+            assert.are.same({ { op = "|", text = "all" } }, hostpattern.split(p))
+         end
          assert.are.same({ nil, "host pattern '!': '!' needs a name after it" },
             { hostpattern.split("!") })
          assert.are.same({ nil, "host pattern 'a:&': '&' needs a name after it" },
             { hostpattern.split("a:&") })
-         for _, p in ipairs({ "web[0]", "web[-1]", "web[0:2]", "web[1-3]", "web[2:]" }) do
-            local terms, err = hostpattern.split(p)
-            assert.is_nil(terms)
-            assert.are.equal(("host pattern '%s': subscripts like '%s' are not supported "
-               .. "(use a glob or list the hosts)"):format(p, p), err)
-         end
-         -- a '[' nothing closes, and a subscript with a non-number in it
+         -- a '[' nothing closes
          assert.are.same({ nil, "host pattern 'web[': '[' in 'web[' is not closed" }, { hostpattern.split("web[") })
          assert.are.same({ nil, "host pattern 'a:!web[x': '[' in 'web[x' is not closed" },
             { hostpattern.split("a:!web[x") })
-         for _, p in ipairs({ "web[1:x]", "web[:2]" }) do
-            assert.are.same({ nil, ("host pattern '%s': subscripts like '%s' are not supported "
-               .. "(use a glob or list the hosts)"):format(p, p) }, { hostpattern.split(p) })
+      end)
+
+      it("reads Ansible's subscripts; other brackets stay globs", function()
+         assert.are.same({ { op = "|", text = "web", sub = { 0 } } }, hostpattern.split("web[0]"))
+         assert.are.same({ { op = "|", text = "web", sub = { -1 } } }, hostpattern.split("web[-1]"))
+         assert.are.same({ { op = "|", text = "web", sub = { 0, 2 } } }, hostpattern.split("web[0:2]"))
+         assert.are.same({ { op = "|", text = "web", sub = { 2, -1 } } }, hostpattern.split("web[2:]"))
+         assert.are.same({ { op = "|", text = "web", sub = { 1, 3 } } }, hostpattern.split("web[1-3]"))
+         assert.are.same({ { op = "!", text = "e*", sub = { 1 } } }, hostpattern.split("!e*[1]"))
+         -- Ansible's regex takes neither: fnmatch sets, as in Ansible
+         for _, p in ipairs({ "web[1:x]", "web[:2]", "~web[0]" }) do
+            local terms = assert(hostpattern.split(p))
+            assert.are.equal(p, terms[1].text)
+            assert.is_nil(terms[1].sub)
          end
          assert.is_table(hostpattern.split("x[a:c]"))
          assert.is_table(hostpattern.split("n[]]"))

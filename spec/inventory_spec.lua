@@ -133,7 +133,7 @@ v=2
 ]])
          assert.are.same({ "etcd1", "web1", "etcd2" }, names(inv:hosts()))
          assert.are.same({ "etcd1", "etcd2" }, inv.groups.etcd.hosts)
-         assert.are.same({ a = "1", b = "2", c = "3", v = "2" }, inv:host("etcd1").vars)
+         assert.are.same({ a = 1, b = 2, c = 3, v = 2 }, inv:host("etcd1").vars)
       end)
 
       it("accept a child declared after it is referred to", function()
@@ -149,7 +149,7 @@ v=2
    end)
 
    describe("INI syntax", function()
-      it("keeps values as strings and strips quotes like Ansible", function()
+      it("evaluates values as Python literals and strips quotes like Ansible", function()
          local inv = parse([=[
 h1 port_like=2222 flag=True sp="a b" sq='c d' lit="'03#pa33w0rd'" empty= x=y#comment
 [all:vars]
@@ -159,15 +159,16 @@ url=http://example.com/#frag
 eq=a=b
 ]=])
          local v = inv:host("h1").vars
-         assert.are.equal("2222", v.port_like)
-         assert.are.equal("True", v.flag)
+         assert.are.equal(2222, v.port_like)
+         assert.are.equal("integer", math.type(v.port_like))
+         assert.is_true(v.flag)
          assert.are.equal("a b", v.sp)
          assert.are.equal("c d", v.sq)
          assert.are.equal("03#pa33w0rd", v.lit)
          assert.are.equal("", v.empty)
          assert.are.equal("y", v.x)
          assert.are.equal("v w", v.q)
-         assert.are.equal("v", v.plain)
+         assert.are.equal("v # comment", v.plain) -- not a literal: kept whole, as Ansible does
          assert.are.equal("http://example.com/#frag", v.url)
          assert.are.equal("a=b", v.eq)
       end)
@@ -265,7 +266,7 @@ h3 ansible_connection=local ansible_become_method=sudo
          { "h x=\\\n", "hosts:1: nothing after '\\' at the end of the line" },
          { "[etcd]\nansible_host=1.2.3.4\n", "hosts:2: expected a host name before 'ansible_host=1.2.3.4'" },
          { "etcd1:ssh\n", "hosts:1: expected 'host:port' with a numeric port, got 'etcd1:ssh'" },
-         { "etcd1:\n", "hosts:1: host 'etcd1:' ends in ':' (expected a port number after it)" },
+         { "etcd1: x=1\n", "hosts:1: host 'etcd1:' ends in ':' (expected a port number after it)" },
          { "etc@d\n", "hosts:1: invalid host name 'etc@d'" },
          { "''\n", "hosts:1: expected a host name, got an empty string" },
          { "etcd[1-3]\n",
@@ -283,7 +284,7 @@ h3 ansible_connection=local ansible_become_method=sudo
          { "[etcd]\netcd1\n\n[etcd:vars]\nansible_port=twenty-two\n",
             "hosts:5: ansible_port of host 'etcd1' must be a port number (1-65535), got 'twenty-two'" },
          { "h ansible_port=65536\n", "hosts:1: ansible_port of host 'h' must be a port number" },
-         { "h:0\n", "hosts:1: ansible_port of host 'h' must be a port number (1-65535), got '0'" },
+         { "h:0\n", "hosts:1: ansible_port of host 'h' must be a port number (1-65535), got 0" },
          { "h ansible_become=maybe\n", "hosts:1: ansible_become of host 'h' must be a boolean" },
          { "h ansible_connection=docker\n", "hosts:1: ansible_connection of host 'h' must be ssh or local" },
          { "h ansible_become_method=su\n", "hosts:1: ansible_become_method of host 'h' must be 'sudo'" },
@@ -504,23 +505,38 @@ web
 
       it("returns an error for a malformed pattern", function()
          for pattern, msg in pairs({
-            [""] = "host pattern is empty",
-            ["etcd[0:2]"] = "host pattern 'etcd[0:2]': subscripts like 'etcd[0:2]' are not "
-               .. "supported (use a glob or list the hosts)",
-            ["etcd[13]"] = "host pattern 'etcd[13]': subscripts like 'etcd[13]' are not "
-               .. "supported (use a glob or list the hosts)",
             ["etcd:!"] = "host pattern 'etcd:!': '!' needs a name after it",
             ["~etcd[1"] = "host pattern '~etcd[1': malformed pattern (missing ']')",
+            ["etcd[0"] = "host pattern 'etcd[0': '[' in 'etcd[0' is not closed",
          }) do
             local list, err, code = inv:hosts(pattern)
             assert.is_nil(list)
             assert.are.equal("EPATTERN", code)
             assert.are.equal(msg, err)
          end
-         local list, err = inv:hosts("etcd", "etcd[0]")
+         local list, err = inv:hosts("etcd", "etcd:&")
          assert.is_nil(list)
-         assert.are.equal("limit: host pattern 'etcd[0]': subscripts like 'etcd[0]' are not supported "
-            .. "(use a glob or list the hosts)", err)
+         assert.are.equal("limit: host pattern 'etcd:&': '&' needs a name after it", err)
+      end)
+
+      it("selects with Ansible's subscripts; an empty pattern is all, an empty limit none", function()
+         local function pick(p, l)
+            local hs, w = assert(inv:hosts(p, l))
+            return names(hs), w
+         end
+         local all = names(inv:hosts("all"))
+         local etcd = inv.groups.etcd.hosts
+         assert.are.same({ etcd[1] }, pick("etcd[0]"))
+         assert.are.same({ etcd[#etcd] }, pick("etcd[-1]"))
+         assert.are.same({ etcd[2], etcd[3] }, pick("etcd[1:2]")) -- both ends included
+         assert.are.same({ table.unpack(etcd, 2) }, pick("etcd[1:]"))
+         assert.are.same({ etcd[2] }, pick("etcd:&etcd[1]"))
+         assert.are.same(all, pick(""))
+         assert.are.same(etcd, pick("etcd", ""))
+         assert.are.same(etcd, pick("etcd", { "" }))
+         local none, w = pick("etcd[99]")
+         assert.are.same({}, none)
+         assert.are.equal("host pattern 'etcd[99]' matches no group or host", w)
       end)
 
       it("gives an implicit localhost with the vars of all", function()

@@ -19,10 +19,15 @@
 -- Host names are matched, never ansible_host addresses: `198.18.0.*` selects
 -- hosts whose inventory name is such an address.
 -- An IPv6 name (fe80::1) is one term and not split on its colons.
--- Subscripts (`etcd[0]`, `etcd[0:2]`, `etcd[12]`: Ansible reads any [digits]
--- after a name as one) are not supported and are an error rather than
--- silently read as a glob.
+-- Subscripts, as Ansible: etcd[0] (the first), etcd[-1] (the last), etcd[1:] (from
+--   the second), etcd[0:2] (the first three: both ends included), indexing the hosts
+--   the term matches in Ansible's order (a group's own hosts, then its children's).
+--   Any [digits] after a name is a subscript, never a glob set; an index out of range
+--   selects nothing (with the "matches no host" warning).
+-- An empty pattern means all; an empty --limit means no limit.
 local M = {}
+
+local eval_subscript
 
 local function trim(s)
    local i = s:find("%S")
@@ -100,17 +105,30 @@ local function split_one(s, out)
          if text == "" then
             return nil, ("host pattern '%s': '%s' needs a name after it"):format(s, op)
          end
-         if text:sub(1, 1) ~= "~" and (text:match("^.+%[%-?%d+%]$")
-               or text:match("^.+%[%d+[:%-]%d*%]$") or text:match("^.+%[%-?%d*:[^%]]*%d[^%]]*%]$")
-               or text:match("^.+%[%-?%d+:[^%]]*%]$")) then
-            return nil, ("host pattern '%s': subscripts like '%s' are not supported "
-               .. "(use a glob or list the hosts)"):format(s, text)
+         local sub
+         if text:sub(1, 1) ~= "~" then
+            -- Ansible's PATTERN_WITH_SUBSCRIPT: name[-?N] or name[N:M?] (or the old N-M)
+            local base, idx = text:match("^(.+)%[(%-?%d+)%]$")
+            if base then
+               sub = { tonumber(idx) }
+            else
+               local b2, from, to = text:match("^(.+)%[(%d+)[:%-](%d*)%]$")
+               if b2 then
+                  base, sub = b2, { tonumber(from), to == "" and -1 or tonumber(to) }
+               end
+            end
+            if sub then
+               if #tostring(sub[1]) > 9 or (sub[2] and #tostring(sub[2]) > 9) then
+                  return nil, ("host pattern '%s': subscript in '%s' is too large"):format(s, text)
+               end
+               text = base
+            end
          end
          if text:sub(1, 1) ~= "~" and unclosed_bracket(text) then
             -- a glob keeps a '[' with no ']' as a literal, but no host is named so
             return nil, ("host pattern '%s': '[' in '%s' is not closed"):format(s, text)
          end
-         table.insert(out, { op = op == "" and "|" or op, text = text })
+         table.insert(out, { op = op == "" and "|" or op, text = text, sub = sub })
       end
    end
    return out
@@ -134,8 +152,8 @@ function M.split(pattern)
    end
    if #terms == 0 then
       local text = table.concat(list, ",")
-      if not text:find("%S") then
-         return nil, "host pattern is empty"
+      if not text:find("[^%s,:]") then
+         return { { op = "|", text = "all" } } -- Ansible: an empty pattern is all
       end
       return nil, ("host pattern '%s' is empty: name a group or host (or all)"):format(text)
    end
@@ -199,9 +217,12 @@ end
 
 -- The set of host indexes one term selects; `matched` tells whether any
 -- group or host name matched (an existing empty group counts).
-local function eval_term(view, text)
+local function eval_term(view, text, sub)
    local set, matched = {}, false
    local m = matcher(text)
+   if sub then
+      return eval_subscript(view, text, m, sub)
+   end
    if m then
       -- A malformed Lua pattern only shows when it is matched.
       local ok, err = pcall(function()
@@ -246,6 +267,60 @@ local function eval_term(view, text)
    return set, matched
 end
 
+-- A subscripted term, as Ansible's _enumerate_matches then _apply_subscript: the
+-- hosts of every matching group (in inventory group order), then the matching hosts
+-- (for a plain name only when no group matched), duplicates kept; then the index.
+eval_subscript = function(view, text, m, sub)
+   local list, matched = {}, false
+   local function take(g)
+      matched = true
+      for _, i in ipairs(view.ordered and view.ordered(g) or view.groups[g]) do
+         list[#list + 1] = i
+      end
+   end
+   local ok, err = pcall(function()
+      if m then
+         for _, g in ipairs(view.group_names) do
+            if m(g) then
+               take(g)
+            end
+         end
+         for i, name in ipairs(view.names) do
+            if m(name) then
+               matched = true
+               list[#list + 1] = i
+            end
+         end
+      else
+         if view.groups[text] then
+            take(text)
+         elseif view.index[text] then
+            matched = true
+            list[#list + 1] = view.index[text]
+         end
+      end
+   end)
+   if not ok then
+      return nil, ("host pattern '%s': %s"):format(text, tostring(err):gsub("^.-:%d+: ", ""))
+   end
+   local set, n = {}, #list
+   local from, to = sub[1], sub[2]
+   if to and to ~= 0 then -- [a:b], both ends included; [a:] runs to the end
+      if to == -1 then
+         to = n - 1
+      end
+      for k = from + 1, math.min(to + 1, n) do
+         set[list[k]] = true
+      end
+   else -- [i] (and Ansible's quirk: [i:0] is [i])
+      local k = from < 0 and n + from + 1 or from + 1
+      if k >= 1 and k <= n then
+         set[list[k]] = true
+      end
+   end
+   return set, matched and next(set) ~= nil
+end
+
 --- Evaluate a pattern against an inventory view.
 -- view = { names = {host names in order}, index = {name -> i},
 --          group_names = {ordered}, groups = {name -> {host indexes}},
@@ -269,13 +344,15 @@ function M.select(view, pattern)
    local warnings = {}
    local result = {}
    local function term(t)
-      local set, matched = eval_term(view, t.text)
+      local set, matched = eval_term(view, t.text, t.sub)
       if not set then
          return nil, matched
       end
       if not matched and t.text ~= "all" then
+         local shown = t.text .. (t.sub and ("[%s]"):format(t.sub[2] and t.sub[1] .. ":"
+            .. (t.sub[2] == -1 and "" or t.sub[2]) or t.sub[1]) or "")
          table.insert(warnings, ("host pattern '%s' matches no group or host")
-            :format(t.op == "|" and t.text or t.op .. t.text))
+            :format(t.op == "|" and shown or t.op .. shown))
       end
       return set
    end

@@ -1,18 +1,18 @@
 --- etcdrun.inventory: the hosts a run targets, read from an Ansible INI
--- inventory (the seed's `hosts` file as it is) or from a Lua file.
+-- inventory (the seed's `hosts` file as it is), an Ansible YAML inventory (hosts.yml:
+-- all:/children:/hosts:/vars:, see etcdrun.inventory.yamlfile) or a Lua file.
 --
 -- API
 --   inventory.load(path)        -> inv | nil, err, code
---   inventory.parse(text, name) -> inv | nil, err, code   (Lua if name ends in .lua or
---                                  the text starts with a `--` comment or `return`)
---   inventory.parse_ini(text, name), inventory.parse_lua(text, name): the same, one format
+--   inventory.parse(text, name) -> inv | nil, err, code   (the format: inventory.detect)
+--   inventory.parse_ini(text, name), parse_yaml(text, name), parse_lua(text, name): one format
 --   inv:hosts([pattern [, limit]]) -> {host...}, warning|nil  | nil, err, "EPATTERN"
 --   inv:host(name)   -> host | nil
 --   inv:groups()     -> {group...} in inventory order (all, ungrouped, then first mention)
 --   inv.groups[name] -> group;  inv.name -> the name given to parse/load
 -- (Implementation: etcdrun.inventory.model, .ini and .luafile; patterns: etcdrun.hostpattern.)
 -- Errors are returned, never raised, when the input is at fault:
---   "<name>:<line>: <what was expected>" (code EINVENTORY) for an INI file,
+--   "<name>:<line>: <what was expected>" (code EINVENTORY) for an INI or YAML file,
 --   "<name>: groups.etcd.hosts[2]: <what>" for a Lua file (tables have no lines),
 --   "inventory: cannot read <path>: <strerror>" (code ENOENT, EACCES, EISDIR or EIO).
 -- A bad argument type (a bug in the caller) raises.
@@ -54,11 +54,11 @@
 --     shlex: '...' and "..." quote, \ escapes, an unquoted # starts a comment anywhere);
 --     `name` may hold ranges: etcd[1:3], node[01:10], node[0:10:2], rack[a:c];
 --     IPv6 names are written fe80::1 or [fe80::1]:2222;
---   - values stay strings (Ansible would literal_eval 2222 into an integer and True into a
---     boolean: we do not; the normalised fields above convert what matters). A value that
---     is itself a quoted literal ("'03#pa33w0rd'") loses those quotes, as in Ansible.
---     In [g:vars], everything after the first `=` is the value, less an inline comment
---     that starts with whitespace and `#`, and less one layer of quotes;
+--   - values are evaluated as Python literals, as Ansible's ini plugin does
+--     (etcdrun.inventory.pyliteral): 2222 is an integer, True a boolean, [1, 'a'] a list,
+--     {'k': 1} a table, None cjson.null, "'x'" the string x; what is not a literal
+--     (abc, 10.0.0.1, yes, 007, foo # bar) stays the string written. host:port gives an
+--     integer ansible_port. In [g:vars], everything after the first `=` is the value.
 --   - group names: letters, digits, `_`, `-`, `.`; variable names: Lua/Python identifiers.
 --   - cycles in children are errors; a group cannot list `all` as a child.
 --
@@ -96,6 +96,7 @@ local hostpattern = require("etcdrun.hostpattern")
 local model = require("etcdrun.inventory.model")
 local ini = require("etcdrun.inventory.ini")
 local luafile = require("etcdrun.inventory.luafile")
+local yamlfile = require("etcdrun.inventory.yamlfile")
 
 local M = {}
 
@@ -126,6 +127,11 @@ function Inventory:hosts(pattern, limit)
    local set, warnings = hostpattern.select(self._view, pattern)
    if not set then
       return nil, warnings, "EPATTERN"
+   end
+   -- Ansible: --limit '' (a script's empty $LIMIT) is no limit
+   local lt = type(limit) == "table" and table.concat(limit, ",") or limit
+   if lt ~= nil and not lt:find("[^%s,:]") then
+      limit = nil
    end
    if limit ~= nil then
       local lset, lw = hostpattern.select(self._view, limit)
@@ -200,6 +206,18 @@ function M.parse_ini(text, name)
    return wrap(model.protect(ini.parse, text, name))
 end
 
+--- Parse an Ansible YAML inventory (all:/children:/hosts:/vars:, see
+-- etcdrun.inventory.yamlfile).
+---@param text string
+---@param name string|nil used in messages (default "inventory")
+---@return table|nil inv
+---@return string|nil err "<name>:<line>: <what was expected>"
+---@return string|nil code "EINVENTORY"
+function M.parse_yaml(text, name)
+   name = check_args("parse_yaml", text, name)
+   return wrap(model.protect(yamlfile.build, text, name))
+end
+
 --- Run a Lua inventory (see the header for its shape) and read the table it returns.
 ---@param text string
 ---@param name string|nil
@@ -223,8 +241,10 @@ function M.parse_lua(text, name)
    return wrap(model.protect(luafile.build, res, name))
 end
 
---- "lua" or "ini": Lua when name ends in .lua, or the first non-blank text is a `--`
--- comment or `return`.
+--- "lua", "yaml" or "ini": Lua when name ends in .lua, or the first non-blank text is a
+-- `--` comment or `return`; YAML when name ends in .yml, .yaml or .json, or the text
+-- starts with a `---` line, or its first line that is not blank or a # comment is a bare
+-- `name:` (INI has `[group]` or host lines there).
 ---@param text string
 ---@param name string|nil
 ---@return string
@@ -232,9 +252,24 @@ function M.detect(text, name)
    if name and name:match("%.lua$") then
       return "lua"
    end
+   if name and (name:match("%.ya?ml$") or name:match("%.json$")) then
+      return "yaml"
+   end
    local first = text:match("^%s*(%S[^\n]*)")
+   if first and first:match("^%-%-%-%s*$") then
+      return "yaml" -- a YAML document start alone on its line
+   end
    if first and (first:sub(1, 2) == "--" or first:match("^return%f[^%w_]")) then
       return "lua"
+   end
+   for line in text:gmatch("[^\n]+") do
+      local l = line:match("^%s*(.-)%s*$")
+      if l ~= "" and l:sub(1, 1) ~= "#" then
+         if l:match("^[%w_.-]+:$") or l:match("^[%w_.-]+:%s+[#{]") then
+            return "yaml"
+         end
+         break
+      end
    end
    return "ini"
 end
@@ -247,8 +282,11 @@ end
 ---@return string|nil code
 function M.parse(text, name)
    check_args("parse", text, name)
-   if M.detect(text, name) == "lua" then
+   local format = M.detect(text, name)
+   if format == "lua" then
       return M.parse_lua(text, name)
+   elseif format == "yaml" then
+      return M.parse_yaml(text, name)
    end
    return M.parse_ini(text, name)
 end

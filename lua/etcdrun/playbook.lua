@@ -461,6 +461,13 @@ local function prepare_play(p, file, search, index)
    if not terms then
       error(("%s: play '%s': hosts: %s"):format(where, tostring(p.name), perr), 0)
    end
+   -- an empty pattern means all on the command line (Ansible's), but a play's hosts
+   -- must name them, as Ansible's "Hosts list cannot be empty"
+   local text = type(p.hosts) == "table" and table.concat(p.hosts, ",") or p.hosts
+   if not text:find("[^%s,:]") then
+      error(("%s: play '%s': hosts: host pattern '%s' is empty: name a group or host (or all)")
+         :format(where, tostring(p.name), text), 0)
+   end
    check_types(p, PLAY_TYPES, where, "play")
    local line = p._line
    local handlers, handler_names = {}, {}

@@ -58,7 +58,8 @@ function L.num(v, name)
    if not n then
       error(("%s must be a number, got '%s'"):format(name, tostring(x)), 0)
    end
-   return n
+   -- "150.0" stays 150 in etcd.conf.yaml: templates print a float as 150.0
+   return math.tointeger(n) or n
 end
 
 --- The PKI directory on the controller, absolute: a relative etcd_pki_dir

@@ -1,6 +1,7 @@
 --- etcdrun.inventory.ini: Ansible's INI inventory format, read as Ansible's ini plugin
 -- reads it (the rules are listed in lua/etcdrun/inventory.lua).
 local model = require("etcdrun.inventory.model")
+local pyliteral = require("etcdrun.inventory.pyliteral")
 
 local raise, trim, show = model.raise, model.trim, model.show
 local check_group_name, check_var_name = model.check_group_name, model.check_var_name
@@ -9,42 +10,14 @@ local parse_host_token, new_model, group, next_seq = model.parse_host_token, mod
 local add_host, set_group_var, add_child, finish = model.add_host, model.set_group_var,
    model.add_child, model.finish
 
-local PY_ESCAPES = { n = "\n", t = "\t", r = "\r", ["0"] = "\0", ["\\"] = "\\", ["'"] = "'",
-   ['"'] = '"' }
-
--- A Python string literal starting at s[i] (a quote): value, index after it | nil.
-local function py_literal(s, i)
-   local q = s:sub(i, i)
-   local out, j = {}, i + 1
-   while j <= #s do
-      local c = s:sub(j, j)
-      if c == "\\" then
-         local e = s:sub(j + 1, j + 1)
-         if e == "" then
-            return nil
-         end
-         out[#out + 1] = PY_ESCAPES[e] or ("\\" .. e)
-         j = j + 2
-      elseif c == q then
-         return table.concat(out), j + 1
-      else
-         out[#out + 1] = c
-         j = j + 1
-      end
+-- Ansible's ini plugin runs ast.literal_eval on every value: 2222 is an integer, True a
+-- boolean, [1, 2] a list, 'x' the string x; what is not a literal stays the string.
+local function literal(v)
+   local x = pyliteral.eval(v)
+   if x == nil then
+      return v
    end
-   return nil
-end
-
--- Ansible literal_evals values: a value that is one quoted string loses the quotes.
-local function unquote(v)
-   local c = v:sub(1, 1)
-   if c == "'" or c == '"' then
-      local s, after = py_literal(v, 1)
-      if s and after == #v + 1 then
-         return s
-      end
-   end
-   return v
+   return x
 end
 
 -- Python shlex.split(line, comments=True) in POSIX mode.
@@ -105,26 +78,6 @@ local function shlex(line, where)
    return tokens
 end
 
--- A [g:vars] value: one layer of quotes and an inline " # comment" removed.
-local function vars_value(v)
-   local c = v:sub(1, 1)
-   if c == "'" or c == '"' then
-      local s, after = py_literal(v, 1)
-      if s then
-         local rest = trim(v:sub(after))
-         if rest == "" or rest:sub(1, 1) == "#" then
-            return s
-         end
-      end
-      return v
-   end
-   local cut = v:find("%s#")
-   if cut then
-      v = trim(v:sub(1, cut - 1))
-   end
-   return v
-end
-
 local SUFFIXES = { hosts = "hosts", vars = "vars", children = "children" }
 
 local function parse_ini(text, name)
@@ -180,8 +133,8 @@ local function parse_ini(text, name)
          if #tokens > 0 then
             local names, port = parse_host_token(tokens[1], at)
             local vars = {}
-            if port then
-               vars[1] = { "ansible_port", port }
+            if port then -- an integer, as Ansible makes it
+               vars[1] = { "ansible_port", math.tointeger(tonumber(port)) or port }
             end
             for i = 2, #tokens do
                local t = tokens[i]
@@ -190,7 +143,7 @@ local function parse_ini(text, name)
                   raise(at, ("expected 'key=value' after the host name, got '%s'"):format(show(t)))
                end
                check_var_name(k, at, t)
-               vars[#vars + 1] = { k, unquote(v) }
+               vars[#vars + 1] = { k, literal(v) }
             end
             for _, hname in ipairs(names) do
                add_host(m, gname, hname, vars, at)
@@ -203,7 +156,7 @@ local function parse_ini(text, name)
          end
          local k = trim(line:sub(1, eq - 1))
          check_var_name(k, at, line)
-         set_group_var(m, gname, k, vars_value(trim(line:sub(eq + 1))), at)
+         set_group_var(m, gname, k, literal(trim(line:sub(eq + 1))), at)
       else
          local child, rest = line:match("^(%S+)(.*)$")
          rest = trim(rest)

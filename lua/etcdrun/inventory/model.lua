@@ -5,6 +5,7 @@
 -- Errors that are the input's fault are raised as ParseError values and turned into
 -- nil, err by protect(); anything else raised is a bug and propagates.
 local M = {}
+local NULL = require("etcdrun.inventory.pyliteral").null -- None (cjson.null)
 
 --- Most hosts one inventory may define (ranges included).
 M.MAX_HOSTS = 100000
@@ -342,7 +343,7 @@ local function normalise(h)
    local vars, where = h.vars, h.where
    local function pick(...)
       for _, k in ipairs({ ... }) do
-         if vars[k] ~= nil then
+         if vars[k] ~= nil and vars[k] ~= NULL then -- x=None in INI: as if unset
             return vars[k], k
          end
       end
@@ -655,6 +656,35 @@ local function finish(m)
    }
    for i, hname in ipairs(m.host_order) do
       inv._view.index[hname] = i
+   end
+   -- A group's hosts in the order Ansible's Group.get_hosts() gives them (what its
+   -- subscripts group[0] index): the group's own hosts, then its children's level by
+   -- level, each level in the order the children were listed.
+   inv._view.ordered = function(gname)
+      local out, seen, gseen, level = {}, {}, { [gname] = true }, { gname }
+      while #level > 0 do
+         local nxt = {}
+         for _, g in ipairs(level) do
+            local own = g == "ungrouped" and groups.ungrouped.hosts or g ~= "all" and m.groups[g].own or {}
+            for _, hname in ipairs(own) do
+               local i = inv._view.index[hname]
+               if i and not seen[i] then
+                  seen[i] = true
+                  out[#out + 1] = i
+               end
+            end
+         end
+         for _, g in ipairs(level) do
+            for _, c in ipairs(groups[g].children) do
+               if not gseen[c] then
+                  gseen[c] = true
+                  nxt[#nxt + 1] = c
+               end
+            end
+         end
+         level = nxt
+      end
+      return out
    end
    return inv
 end
