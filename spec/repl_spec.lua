@@ -342,7 +342,7 @@ ETCDCTL_KEY='%s/admin.key'
          keys("etcdrun.vers", "Tab")
          wait_for("> etcdrun%.version$")
          keys("Enter")
-         wait_for("%d+%.%d+%.%d+\netcd10%[1%]>$")
+         wait_for("%d+%.%d+%.%d+%S*\netcd10%[1%]>$") -- 0.1.0, or 0.1.0-g<commit> from git
          keys("!hostname", "Enter")
          wait_for("etcd10: etcd10\n")
          -- the up arrow brings the command back
