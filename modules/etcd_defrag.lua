@@ -18,7 +18,9 @@ local M = {
       cert = { type = "path", required = true, doc = "client certificate (controller)" },
       key = { type = "path", required = true, doc = "its key (controller)" },
       min_share = { type = "number", default = 0.1,
-         doc = "defragment a member when at least this share of its DB file is free" },
+         doc = "defragment a member when at least this share of its DB file is free (and min_free bytes)" },
+      min_free = { type = "integer", default = 1048576,
+         doc = "and at least this many bytes: a small DB is not worth a defragmentation" },
       force = { type = "boolean", default = false, doc = "defragment every member whatever is free" },
       compact = { type = "boolean", default = false,
          doc = "compact to the current revision first (always when NOSPACE is raised); drops all history" },
@@ -90,7 +92,7 @@ function M.plan(state, args)
    for _, m in ipairs(order) do
       local size = m.status.db_size or 0
       local free = size - (m.status.db_size_in_use or size)
-      if args.force or nospace or (free > 0 and free >= args.min_share * size) then
+      if args.force or nospace or (free >= args.min_free and free >= args.min_share * size) then
          if m == leader and #order > 1 then
             -- the most caught-up follower takes over first
             local to = order[1]
@@ -115,8 +117,8 @@ function M.plan(state, args)
       words[#words + 1] = "disarm NOSPACE and write a test key"
    end
    if #steps == 0 then
-      return { changed = false, msg = ("nothing to reclaim (less than %d%% of any DB is free)"):format(
-         math.floor(args.min_share * 100)) }
+      return { changed = false, msg = ("nothing to reclaim (no DB has %d%% and %s of its file free)"):format(
+         math.floor(args.min_share * 100), human(args.min_free)) }
    end
    return {
       changed = true,

@@ -2,8 +2,8 @@
 -- give back the space compaction freed in their DB files: one member at a
 -- time, followers first, the leader last after handing its leadership to the
 -- most caught-up follower, each answering again before the next. A member
--- is defragmented when at least 10% of its DB file is free (-e force=yes:
--- every member). Nothing is done, with the reason, when a member does not
+-- is defragmented when at least 10% and 1 MiB of its DB file are free
+-- (-e force=yes: every member). Nothing is done, with the reason, when a member does not
 -- answer, there is no leader, or CORRUPT is raised. With NOSPACE raised it
 -- is the recovery: compaction to the current revision, every member
 -- defragmented, the alarm disarmed, a test write. -e compact=yes compacts to

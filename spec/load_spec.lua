@@ -101,7 +101,9 @@ describe("the load harness (spec/support/load.lua) on the lab", function()
          w:stop() -- when an assertion below fails first
       end)
       local before = node(follower, "systemctl show -p InvocationID --value etcd")
-      local out, code = node(follower, "systemctl restart etcd")
+      -- down for at least 0.3 s: a plain restart can fall between two of
+      -- the writer's puts (50 ms apart) and then exercises no failover
+      local out, code = node(follower, "systemctl stop etcd && sleep 0.3 && systemctl start etcd")
       assert.are.equal(0, code, out)
       helper.run("sleep 1")
       local s = w:stop()

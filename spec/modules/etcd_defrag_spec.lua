@@ -39,7 +39,11 @@ describe("etcd_defrag plan", function()
          state = { members = { m(1, 10, 9.5), m(2, 10, 9.5), m(3, 10, 5) }, alarms = {} }, args = ARGS,
          want = { changed = true }, also = steps("defrag etcd3") },
       { name = "nothing to reclaim", state = { members = { m(1, 10, 10), m(2, 10, 9.9), m(3, 10, 10) }, alarms = {} },
-         args = ARGS, want = { changed = false, msg = "nothing to reclaim (less than 10% of any DB is free)" } },
+         args = ARGS, want = { changed = false, msg = "nothing to reclaim (no DB has 10% and 1.0 MiB of its file"
+            .. " free)" } },
+      { name = "a small DB is not worth it, whatever its share free",
+         state = { members = { m(1, 0.5, 0.1), m(2, 0.5, 0.1), m(3, 0.5, 0.1) }, alarms = {} }, args = ARGS,
+         want = { changed = false } },
       { name = "force: every member", state = { members = { m(1, 10, 10), m(2, 10, 10), m(3, 10, 10) }, alarms = {} },
          args = plancases.merge(ARGS, { force = true }), want = { changed = true },
          also = steps("defrag etcd1, defrag etcd3, move_leader etcd3, defrag etcd2") },
