@@ -173,8 +173,10 @@ static void push_plain(lua_State *L, const char *s, size_t len)
         while (*q && ok) {
             char *end;
             long part = strtol(q, &end, 10);
-            ok = end != q && (*end == ':' || !*end) && (q == clean || part < 60) &&
-                 v <= (LUA_MAXINTEGER - part) / 60 && part >= 0 && part < LONG_MAX;
+            /* digits only (strtol takes a sign), and the range checked before
+             * the arithmetic that assumes it (a negative part overflowed) */
+            ok = end != q && isdigit((unsigned char)*q) && (*end == ':' || !*end) && part >= 0 &&
+                 part < LONG_MAX && (q == clean || part < 60) && v <= (LUA_MAXINTEGER - part) / 60;
             if (ok)
                 v = v * 60 + part;
             q = *end ? end + 1 : end;
