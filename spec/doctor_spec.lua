@@ -14,7 +14,6 @@ local labcluster = require("support.labcluster")
 local etcd = require("etcdrun.etcd")
 local cjson = require("cjson")
 
-local q = helper.q
 local NODES = 10
 local VIA = { 7, 8, 9 }
 local dir, why_not, c, ready
@@ -31,14 +30,8 @@ local function no_lab()
    return false
 end
 
-local function run(name, args)
-   local out, err, code = helper.run(("cd %s && %s -i hosts %s/playbooks/%s %s"):format(q(c.ws), q(helper.etcdrun),
-      q(lab.root), name, args or ""))
-   return out .. err, code
-end
-
 local function doctor(args)
-   return run("doctor.lua", args)
+   return c:run("doctor.lua", args)
 end
 
 -- the findings of a --json run
@@ -160,12 +153,12 @@ describe("the doctor and defragmentation on the lab", function()
 
    it("defragments every member, the leader last, under a writer with no failed write", function()
       if no_lab() then return end
-      local out, code = run("defrag.lua", "-C -e force=yes")
+      local out, code = c:run("defrag.lua", "-C -e force=yes")
       assert.are.equal(0, code, out)
       assert.matches("plan: [^\n]*defragment etcd%d, defragment etcd%d, move leadership to etcd%d, defragment etcd%d",
          out)
       c:under_load("defragment 3 members", VIA, function()
-         out, code = run("defrag.lua", "-e force=yes")
+         out, code = c:run("defrag.lua", "-e force=yes")
          assert.are.equal(0, code, out)
       end)
       for _, n in ipairs({ "etcd7", "etcd8", "etcd9" }) do
@@ -174,7 +167,7 @@ describe("the doctor and defragmentation on the lab", function()
       -- the leader last: its defragmentation ends the report
       assert.matches("leadership moved to etcd%d; etcd%d: [%d.]+ %a+ %-> [%d.]+ %a+ in [%d.]+ s\n", out)
       -- nothing left to reclaim: the next run changes nothing
-      out, code = run("defrag.lua")
+      out, code = c:run("defrag.lua")
       assert.are.equal(0, code, out)
       assert.matches("ok%s+controller defragment", out)
    end)
@@ -193,7 +186,7 @@ describe("the doctor and defragmentation on the lab", function()
       assert.matches("!! %[alarm%] NOSPACE raised by etcd%d", out)
       assert.matches("fix:   etcdrun %-i [^\n]*/defrag%.lua", out)
       assert.is_nil(etcd.put(url, c:tls(), "spec/refused", "x"))
-      out, code = run("defrag.lua")
+      out, code = c:run("defrag.lua")
       assert.are.equal(0, code, out)
       assert.matches("disarmed NOSPACE; a test write succeeded", out, 1, true)
       assert.is_true(etcd.put(url, c:tls(), "spec/accepted", "x"))

@@ -38,12 +38,6 @@ local function no_lab()
    return false
 end
 
-local function run(name, args)
-   local out, err, code = helper.run(("cd %s && %s -i hosts %s/playbooks/%s %s"):format(q(c.ws), q(helper.etcdrun),
-      q(lab.root), name, args or ""))
-   return out .. err, code
-end
-
 -- a gateway call as `user` (the CN-less gateway certificate and a token)
 local function as_user(user, password)
    local pki = c.ws .. "/pki/"
@@ -87,10 +81,10 @@ describe("users and roles on the lab", function()
       assert.are.equal(0, code, out)
       assert.is_nil(out:match("changed%s+%S+"), out)
       assert.matches("etcd7%s+https://198%.18%.0%.17:2379", out) -- the member table
-      out, code = run("doctor.lua")
+      out, code = c:run("doctor.lua")
       assert.are.equal(0, code, out)
       assert.matches("3 members: nothing needs attention", out, 1, true)
-      out, code = run("snapshot.lua")
+      out, code = c:run("snapshot.lua")
       assert.are.equal(0, code, out)
       assert.matches("sha256 verified", out, 1, true)
    end)

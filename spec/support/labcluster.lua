@@ -77,14 +77,26 @@ function C:release_args(version)
    return ("-e etcd_version=%s -e etcd_release_url=%s/v%s"):format(version, url, version)
 end
 
-function C:command(args, version)
-   return ("cd %s && %s -i hosts %s/playbooks/tls-cluster.lua %s %s"):format(q(self.ws), q(helper.etcdrun),
-      q(lab.root), self:release_args(version), args or "")
+-- The shell command running playbooks/<name> from the workspace.
+local function command(self, name, args)
+   return ("cd %s && %s -i hosts %s/playbooks/%s %s"):format(q(self.ws), q(helper.etcdrun), q(lab.root), name,
+      args or "")
 end
 
---- Run the playbook: output (stdout and stderr) and exit code.
+function C:command(args, version)
+   return command(self, "tls-cluster.lua", self:release_args(version) .. " " .. (args or ""))
+end
+
+--- Run tls-cluster.lua: output (stdout and stderr) and exit code.
 function C:playbook(args, version)
    local out, err, code = helper.run(self:command(args, version))
+   return out .. err, code
+end
+
+--- Run another playbook of playbooks/ (snapshot.lua, doctor.lua, ...) with
+--- the workspace's inventory: output and exit code.
+function C:run(name, args)
+   local out, err, code = helper.run(command(self, name, args))
    return out .. err, code
 end
 
