@@ -89,6 +89,19 @@ describe("users and roles on the lab", function()
       assert.matches("sha256 verified", out, 1, true)
    end)
 
+   it("says which files it needs when auth is on and root's password is missing", function()
+      if no_lab() then return end
+      local pw = c.ws .. "/pki/root.password"
+      assert(os.rename(pw, pw .. ".away"))
+      local out, code = c:run("doctor.lua")
+      assert(os.rename(pw .. ".away", pw))
+      assert.are_not.equal(0, code)
+      assert.matches("authentication is enabled on this cluster: etcdrun needs root's password in " .. pw, out, 1,
+         true)
+      assert.matches(c.ws .. "/pki/gateway.crt", out, 1, true)
+      assert.is_nil(out:find("stack traceback", 1, true), out)
+   end)
+
    it("lets a user limited to a prefix write there and refuses it elsewhere", function()
       if no_lab() then return end
       local put = as_user("app", PASSWORD)
